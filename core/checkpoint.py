@@ -1,0 +1,52 @@
+"""Load fold weights safely (``weights_only=True``: a pickle cannot run code) and explain failures in one sentence."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+
+class CheckpointError(ValueError):
+    """A weights file cannot be used; the message names the file, the reason and the fix."""
+
+
+def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """torch.load with ``weights_only=True``; strips a ``module.`` prefix left by DataParallel."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file missing; train that fold again or re-download the run's output")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path.name}: refused by torch.load(weights_only=True): it holds Python objects, not just tensors, and "
+            f"could run code when loaded ({str(err).splitlines()[0]}). Only load weights saved as a state_dict.") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path.name}: unreadable, probably truncated by an interrupted copy or download "
+                              f"({str(err).splitlines()[0]}); download or train it again") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path.name}: not a state_dict of tensors; save weights with model.state_dict()")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def load_weights(model: nn.Module, path: str | Path, *, model_name: str = "") -> nn.Module:
+    """Load ``path`` into ``model`` strictly; a mismatch becomes one CheckpointError that says what differs."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        details = "; ".join(filter(None, [
+            f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+            f"{len(shapes)} with another shape (e.g. {shapes[0]})" if shapes else ""]))
+        raise CheckpointError(
+            f"{Path(path).name}: these weights are not for {model_name or 'this model'} at this input size ({details}). "
+            f"Use the manifest.json that came with the weights, or retrain.")
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,146 @@
+"""The one training configuration: a dataclass with defaults, resolved once, saved next to every run.
+
+The notebook's ``parameters`` cell (papermill convention) holds plain variables; ``Config.from_mapping(globals())``
+picks the ones it knows, coerces their types and validates them. Library code only ever sees a ``Config``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
+SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")
+PARALLEL_MODES = ("auto", "none", "dp", "ddp", "folds")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the library cannot use; the message names the setting and the fix."""
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything a training run needs. Units: learning rates per optimizer step, angles in degrees."""
+
+    # model
+    model: str = "smallcnn"
+    pretrained: bool = False
+    # folds
+    n_folds: int = 5
+    fold_method: str = "StratifiedKFold"
+    group_column: str = ""
+    folds_to_run: str = ""  # "" = all; else comma-separated fold indices, e.g. "0,1"
+    seed: int = 42
+    # optimisation
+    epochs: int = 2
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-2
+    scheduler: str = "CosineAnnealingWithWarmupLR"
+    label_smoothing: float = 0.1
+    # in-batch augmentation on the device (never flips)
+    augment: bool = True
+    rotate_deg: float = 10.0
+    zoom: float = 0.10
+    shift: float = 0.10
+    # compute
+    device: str = "auto"  # auto | cpu | cuda
+    parallel: str = "auto"  # auto (dp when >1 GPU) | none | dp | ddp | folds
+    amp: bool = True  # only takes effect on CUDA
+    channels_last: bool = True  # only for convolutional models
+    compile: bool = False
+    eval_batch_size: int = 1024
+    # inference-time choices recorded for the inference notebook
+    tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
+    swa_epochs: int = 0  # 0 = off; else average the weights of the last N epochs
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
+        """Build from any mapping (a notebook's ``globals()``, a JSON dict); unknown keys are ignored."""
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for name in cls.field_names():
+            if name in values and values[name] is not None:
+                kwargs[name] = _coerce(name, values[name], hints[name])
+        config = cls(**kwargs)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.n_folds >= 2, f"n_folds = {self.n_folds}: use at least 2 folds (5 is the default)")
+        need(self.fold_method in FOLD_METHODS, f"fold_method = {self.fold_method!r}: choose one of {FOLD_METHODS}")
+        need(self.fold_method != "StratifiedGroupKFold" or bool(self.group_column),
+             "fold_method = 'StratifiedGroupKFold' needs group_column: the train.csv column that holds the groups")
+        need(self.epochs >= 1, f"epochs = {self.epochs}: train for at least 1 epoch")
+        need(self.batch_size >= 1, f"batch_size = {self.batch_size}: must be a positive integer")
+        need(self.learning_rate > 0, f"learning_rate = {self.learning_rate}: must be positive")
+        need(0 <= self.min_lr <= self.learning_rate,
+             f"min_lr = {self.min_lr}: must lie between 0 and learning_rate ({self.learning_rate})")
+        need(self.scheduler in SCHEDULERS, f"scheduler = {self.scheduler!r}: choose one of {SCHEDULERS}")
+        need(0 <= self.label_smoothing < 1, f"label_smoothing = {self.label_smoothing}: use 0 <= ε < 1 (0.1 is typical)")
+        need(self.parallel in PARALLEL_MODES, f"parallel = {self.parallel!r}: choose one of {PARALLEL_MODES}")
+        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device = {self.device!r}: use auto, cpu or cuda")
+        need(self.swa_epochs >= 0, f"swa_epochs = {self.swa_epochs}: use 0 (off) or a positive number of epochs")
+        self.fold_indices()  # raises on a malformed list
+
+    def fold_indices(self) -> list[int]:
+        """The folds this run trains, in order."""
+        if not str(self.folds_to_run).strip():
+            return list(range(self.n_folds))
+        try:
+            folds = [int(part) for part in str(self.folds_to_run).split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: use comma-separated fold numbers, e.g. '0,1'")
+        bad = [f for f in folds if not 0 <= f < self.n_folds]
+        if bad:
+            raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: folds {bad} do not exist with n_folds = {self.n_folds}")
+        return folds
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        from .atomic import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Turn a parameter (possibly a string from the command line) into the field's declared type."""
+    target = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+    if isinstance(value, target) and not (target is int and isinstance(value, bool)):
+        return value
+    try:
+        if target is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if target is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if target is float:
+            return float(value)
+        if target is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"parameter {name} = {value!r}: expected a {target.__name__}")
+

@@ -1,0 +1,93 @@
+"""manifest.json: the contract between training and inference.
+
+Training writes everything inference must know about its models (architecture spec, k, which weights file per fold,
+TTA/SWA choices, local CV) plus the sha256 of every file it produced. Inference reads only this file for model
+settings and refuses any weights file whose hash does not match.
+
+Layout::
+
+    {"format": 1, "created": "2026-…Z", "model": {"name": …, "spec": {…}}, "n_folds": 5,
+     "folds": [{"fold": 0, "weights": "smallcnn_fold0_best.pth", "val_acc": 0.99, "best_epoch": 3, "n_val": 800}, …],
+     "local_cv": 0.99, "config": {…}, "inference": {"tta": [...], "weights": "best"},
+     "files": {"smallcnn_fold0_best.pth": "<sha256>", "oof.csv": "<sha256>", …}}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text_atomic
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class ManifestError(ValueError):
+    """The manifest or a file it lists is missing, malformed or altered; the message says which and the fix."""
+
+
+def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: str | Path, manifest: dict[str, Any], file_names: list[str]) -> Path:
+    """Hash ``file_names`` (relative to ``directory``) into ``manifest["files"]`` and write manifest.json."""
+    directory = Path(directory)
+    body = dict(manifest)
+    body.setdefault("format", FORMAT_VERSION)
+    body["files"] = {name: sha256_file(directory / name) for name in sorted(set(file_names))}
+    path = directory / MANIFEST_NAME
+    write_text_atomic(path, json.dumps(body, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(
+            f"{path}: no manifest.json. Point weights_dir at the output folder of a digitkit train run "
+            f"(it holds manifest.json next to the fold weights), or attach the weights dataset on Kaggle.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path}: not valid JSON ({err}); re-download the training output") from None
+    for key in ("model", "n_folds", "folds", "files"):
+        if key not in manifest:
+            raise ManifestError(f"{path}: field {key!r} is missing; this file was not written by digitkit training")
+    return manifest
+
+
+def verify_manifest(directory: str | Path) -> dict[str, Any]:
+    """Read manifest.json in ``directory`` and check every file it lists; return the manifest."""
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest)
+    return manifest
+
+
+def verify_files(directory: str | Path, manifest: dict[str, Any], names: list[str] | None = None) -> None:
+    """Check that every listed file (or only ``names``) exists in ``directory`` and matches its sha256.
+
+    Raises:
+        ManifestError: naming every missing or altered file and what to do about it.
+    """
+    directory = Path(directory)
+    expected = manifest["files"]
+    problems = []
+    for name in names if names is not None else sorted(expected):
+        path = directory / name
+        if name not in expected:
+            problems.append(f"{name}: not listed in manifest.json")
+        elif not path.is_file():
+            problems.append(f"{name}: missing")
+        elif sha256_file(path) != expected[name]:
+            problems.append(f"{name}: sha256 differs from manifest.json (file altered, truncated or from another run)")
+    if problems:
+        raise ManifestError(
+            f"{directory}: " + "; ".join(problems)
+            + ". Re-download the training output (make output KERNEL=train) or retrain; never mix files of two runs.")

@@ -1,0 +1,229 @@
+"""Train one fold: AdamW + per-step scheduler, label-smoothed soft targets, best checkpoint by validation accuracy.
+
+The whole fold lives on the device as one uint8 tensor; batches are index slices augmented in batch there, so the
+hot loop has no per-sample Python and no DataLoader workers. Each epoch also writes a resume checkpoint
+(``<model>_fold<k>_last.pth``: model, optimizer, scheduler, AMP scaler, RNG states, history) so a killed session
+continues at the next epoch instead of starting over.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .atomic import atomic_path, write_text_atomic
+from .augment import make_batch
+from .config import Config
+from .models import create_model, is_convolutional
+from .predict import autocast_context, amp_dtype, predict_logits
+from .progress import progress
+from .scheduler import build_optimizer, fetch_scheduler
+from .targets import one_hot, smooth_targets, soft_target_cross_entropy
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FoldResult:
+    """What one fold leaves behind. ``val_probs`` is (n_val, 10) softmax from the best weights, rows as val_idx."""
+
+    fold: int
+    weights_path: Path
+    best_epoch: int
+    best_val_acc: float
+    val_probs: np.ndarray
+    history: list[dict[str, float]]
+
+
+def weights_name(model_name: str, fold: int, kind: str = "best") -> str:
+    """Fold-tagged file name, e.g. ``convnext_atto.d2_in1k_fold3_best.pth``."""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model_name)}_fold{fold}_{kind}.pth"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DataParallel / DistributedDataParallel (their state_dict keys carry ``module.``)."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_state_dict(model: nn.Module, path: Path) -> None:
+    """Save the unwrapped model's weights (no ``module.`` prefix), atomically."""
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, train_idx: np.ndarray,
+               val_idx: np.ndarray, fold: int, output_dir: str | Path,
+               device: torch.device | None = None) -> FoldResult:
+    """Train ``config.model`` on ``train_idx`` rows, keep the epoch with the best accuracy on ``val_idx`` rows.
+
+    Args:
+        images: uint8 (N, 28, 28), all rows of train.csv (any device; moved to ``device`` once).
+        labels: int64 (N,).
+        train_idx, val_idx: row indices of this fold's training and validation parts.
+        output_dir: receives ``<model>_fold<k>_best.pth``, ``<model>_fold<k>_log.csv`` and the resume checkpoint.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = device or resolve_device(config.device)
+    best_path = output_dir / weights_name(config.model, fold, "best")
+    last_path = output_dir / weights_name(config.model, fold, "last")
+    log_path = output_dir / weights_name(config.model, fold, "log").replace(".pth", ".csv")
+
+    seed_everything(config.seed + fold)
+    model = create_model(config.model, pretrained=config.pretrained).to(device)
+    channels_last = config.channels_last and is_convolutional(config.model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda" and torch.cuda.device_count() > 1 and config.parallel in ("auto", "dp"):
+        log.info("fold %d: nn.DataParallel over %d GPUs (BatchNorm sees batch/%d per GPU)",
+                 fold, torch.cuda.device_count(), torch.cuda.device_count())
+        model = nn.DataParallel(model)
+    train_model = torch.compile(model) if config.compile else model
+
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    train_rows = torch.as_tensor(train_idx, dtype=torch.long, device=device)
+    val_rows = torch.as_tensor(val_idx, dtype=torch.long, device=device)
+    batch_size = min(config.batch_size, len(train_idx))
+    # Drop the last partial batch when it is tiny: BatchNorm cannot train on a single image.
+    steps_per_epoch = max(1, len(train_idx) // batch_size)
+
+    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=config.epochs * steps_per_epoch,
+                                min_lr=config.min_lr, epochs=config.epochs)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = _grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
+    generator = torch.Generator().manual_seed(config.seed * 1000 + fold)
+
+    history: list[dict[str, float]] = []
+    best_acc, best_epoch, start_epoch = -1.0, -1, 0
+    resume = _load_resume(last_path, config)
+    if resume is not None:
+        unwrap(model).load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume["scheduler"] is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        if resume["scaler"]:
+            scaler.load_state_dict(resume["scaler"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        history, best_acc, best_epoch = list(resume["history"]), resume["best_acc"], resume["best_epoch"]
+        start_epoch = resume["epoch"] + 1
+        log.info("fold %d: resuming at epoch %d/%d (best so far %.5f)", fold, start_epoch + 1, config.epochs, best_acc)
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        model.train()
+        order = train_rows[torch.randperm(len(train_rows), generator=generator).to(device)]
+        loss_sum, smoothed = 0.0, None
+        bar = progress(steps_per_epoch, desc=f"fold {fold} epoch {epoch + 1}/{config.epochs}")
+        for step in range(steps_per_epoch):
+            rows = order[step * batch_size:(step + 1) * batch_size]
+            x = make_batch(images[rows], augment=config.augment, rotate_deg=config.rotate_deg, zoom=config.zoom,
+                           shift=config.shift, channels_last=channels_last, generator=generator)
+            targets = smooth_targets(one_hot(labels[rows]), config.label_smoothing)
+            with autocast_context(device, use_amp):
+                logits = train_model(x)
+            loss = soft_target_cross_entropy(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+            value = loss.item()
+            loss_sum += value
+            smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            bar.update()
+        bar.close()
+
+        val_logits = predict_logits(model, images[val_rows], batch_size=config.eval_batch_size,
+                                    channels_last=channels_last, amp=use_amp)
+        val_loss = F.cross_entropy(val_logits, labels[val_rows]).item()  # hard labels: no smoothing here
+        val_acc = (val_logits.argmax(1) == labels[val_rows]).float().mean().item()
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, "val_loss": val_loss,
+                        "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
+                        "seconds": time.perf_counter() - started})
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch = val_acc, epoch + 1
+            save_state_dict(model, best_path)
+        log.info("fold %d epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.5f%s  (%.1fs)", fold, epoch + 1,
+                 config.epochs, history[-1]["train_loss"], val_loss, val_acc, "  *best*" if improved else "",
+                 history[-1]["seconds"])
+        write_text_atomic(log_path, pd.DataFrame(history).to_csv(index=False))
+        _save_resume(last_path, config=config, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                     generator=generator, epoch=epoch, history=history, best_acc=best_acc, best_epoch=best_epoch)
+
+    unwrap(model).load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    val_probs = torch.softmax(predict_logits(model, images[val_rows], batch_size=config.eval_batch_size,
+                                             channels_last=channels_last, amp=use_amp), 1).double().cpu().numpy()
+    return FoldResult(fold=fold, weights_path=best_path, best_epoch=best_epoch, best_val_acc=best_acc,
+                      val_probs=val_probs, history=history)
+
+
+def _grad_scaler(enabled: bool):
+    """torch.amp.GradScaler where it exists (torch ≥ 2.3), else the CUDA-only older class; a no-op when disabled."""
+    if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
+# Settings that change what an epoch computes: a resume checkpoint made under other values is not reused.
+_RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "min_lr", "weight_decay", "scheduler",
+                "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed", "n_folds", "fold_method")
+
+
+def _save_resume(path: Path, *, config: Config, model: nn.Module, optimizer, scheduler, scaler, generator,
+                 epoch: int, history: list, best_acc: float, best_epoch: int) -> None:
+    state: dict[str, Any] = {
+        "settings": {key: getattr(config, key) for key in _RESUME_KEYS},
+        "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_resume(path: Path, config: Config) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a checkpoint cut short by a kill: start the fold again
+        log.warning("%s is unreadable (%s); training this fold from the start", path.name, err)
+        return None
+    settings = {key: getattr(config, key) for key in _RESUME_KEYS}
+    if state.get("settings") != settings:
+        log.warning("%s was made with other settings; training this fold from the start", path.name)
+        return None
+    return state
+

@@ -1,0 +1,36 @@
+import json
+
+import pytest
+
+from core.config import Config, ConfigError
+
+
+def test_from_mapping_picks_known_fields_and_coerces_strings():
+    config = Config.from_mapping({"model": "efficientnet_b0", "epochs": "3", "augment": "false",
+                                  "learning_rate": "1e-3", "unrelated": object(), "pretrained": None})
+    assert config.model == "efficientnet_b0" and config.epochs == 3 and config.augment is False
+    assert config.learning_rate == pytest.approx(1e-3)
+    assert config.pretrained is False  # None keeps the default
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"n_folds": 1}, "n_folds"), ({"fold_method": "GroupKFold"}, "fold_method"),
+    ({"fold_method": "StratifiedGroupKFold"}, "group_column"), ({"epochs": 0}, "epochs"),
+    ({"min_lr": 1.0}, "min_lr"), ({"scheduler": "step"}, "scheduler"), ({"label_smoothing": 1.0}, "label_smoothing"),
+    ({"parallel": "tpu"}, "parallel"), ({"folds_to_run": "0,7"}, "folds_to_run"), ({"epochs": "three"}, "epochs"),
+    ({"epochs": 2.5}, "epochs"),
+])
+def test_bad_values_name_the_setting(values, field):
+    with pytest.raises(ConfigError, match=field):
+        Config.from_mapping(values)
+
+
+def test_fold_indices():
+    assert Config().fold_indices() == [0, 1, 2, 3, 4]
+    assert Config(folds_to_run="3, 1").fold_indices() == [3, 1]
+
+
+def test_save_round_trip(tmp_path):
+    config = Config(model="convnext_atto.d2_in1k", epochs=7)
+    config.save(tmp_path / "config.json")
+    assert Config.from_mapping(json.loads((tmp_path / "config.json").read_text())) == config

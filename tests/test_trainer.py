@@ -1,0 +1,64 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.config import Config
+from core.trainer import train_fold, weights_name
+
+
+def tiny_fold(n: int = 96):
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 10
+    images = (torch.rand(n, 28, 28, generator=generator) * 60).to(torch.uint8)
+    for i, label in enumerate(labels.tolist()):  # a learnable signal: a bright bar whose position is the label
+        images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
+    return images, labels, np.arange(0, n, 4), np.setdiff1d(np.arange(n), np.arange(0, n, 4))
+
+
+@pytest.fixture
+def config():
+    return Config(model="smallcnn", epochs=2, batch_size=16, learning_rate=3e-3, device="cpu")
+
+
+def test_train_fold_writes_fold_tagged_files(tmp_path, config):
+    images, labels, val_idx, train_idx = tiny_fold()
+    result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=3,
+                        output_dir=tmp_path)
+    assert result.weights_path.name == "smallcnn_fold3_best.pth" == weights_name("smallcnn", 3)
+    state = torch.load(result.weights_path, weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
+    log = pd.read_csv(tmp_path / "smallcnn_fold3_log.csv")
+    assert list(log.columns) == ["epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds"]
+    assert log["epoch"].tolist() == [1, 2]
+    assert result.best_val_acc == pytest.approx(log["val_acc"].max())
+    assert result.best_epoch == int(log.loc[log["val_acc"].idxmax(), "epoch"])
+    assert result.val_probs.shape == (len(val_idx), 10)
+    np.testing.assert_allclose(result.val_probs.sum(1), 1.0, rtol=1e-5)
+    # the probabilities come from the best epoch's weights
+    assert (result.val_probs.argmax(1) == labels[val_idx].numpy()).mean() == pytest.approx(result.best_val_acc)
+
+
+def test_seeded_runs_are_identical_on_cpu(tmp_path, config):
+    images, labels, val_idx, train_idx = tiny_fold()
+    a = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=0,
+                   output_dir=tmp_path / "a")
+    b = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=0,
+                   output_dir=tmp_path / "b")
+    np.testing.assert_array_equal(a.val_probs, b.val_probs)
+
+
+def test_rerun_resumes_instead_of_retraining(tmp_path, config, caplog):
+    images, labels, val_idx, train_idx = tiny_fold()
+    first = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=1,
+                       output_dir=tmp_path)
+    caplog.set_level("INFO")
+    again = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=1,
+                       output_dir=tmp_path)
+    assert "resuming at epoch 3/2" in caplog.text
+    assert again.history == first.history
+    np.testing.assert_array_equal(again.val_probs, first.val_probs)
+    longer = Config(**{**config.to_dict(), "epochs": 3})  # other settings: the checkpoint is not reused
+    fresh = train_fold(longer, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=1,
+                       output_dir=tmp_path)
+    assert len(fresh.history) == 3
