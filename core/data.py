@@ -1,0 +1,313 @@
+"""Read and validate the competition's CSV files: ``train.csv`` (``label,pixel0..pixel783``) and ``test.csv``.
+
+Every problem raises one :class:`DataError` that names the file (as given), the 1-based data row (the header is not
+counted, so row 1 is the file's line 2), the column, and the fix. Validation is vectorised: Kaggle's 42,000 x 785
+``train.csv`` is read and checked in a couple of seconds, most of it spent in ``pandas.read_csv``.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+
+_logger = logging.getLogger(__name__)
+
+IMAGE_SIDE = 28
+PIXEL_COLUMNS = [f"pixel{i}" for i in range(IMAGE_SIDE * IMAGE_SIDE)]
+TRAIN_COLUMNS = ["label"] + PIXEL_COLUMNS
+NUM_CLASSES = 10
+_HEADER_HINT = "label,pixel0..pixel783"
+_FIX_DATA = "run `make data` (writes data/digit-recognizer), or set DATA=<a folder in Kaggle's layout>"
+
+
+class DataError(ValueError):
+    """A data file cannot be used; the message names the file, the row and column where it applies, and the fix."""
+
+
+@dataclass
+class TrainData:
+    """The decoded training set.
+
+    Attributes:
+        images: uint8 (N, 28, 28), row-major as in the CSV (``pixel{28 * i + j}`` is ``images[:, i, j]``).
+        labels: int64 (N,), digits 0..9.
+        groups: (N,) values of the group column, or None when no ``group_column`` was asked for.
+        fingerprint: sha256 hex of the decoded labels and images (see :func:`fingerprint_arrays`).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray | None
+    fingerprint: str
+
+
+@dataclass
+class TestData:
+    """The decoded test set: ``images`` uint8 (N, 28, 28) and the sha256 ``fingerprint`` of their content."""
+
+    __test__ = False  # not a pytest test class
+
+    images: np.ndarray
+    fingerprint: str
+
+
+def find_competition_file(data_dir: str | Path, stem: str) -> Path:
+    """Return ``<data_dir>/<stem>.csv``, or ``<stem>.csv.gz`` when only that exists.
+
+    Args:
+        data_dir: The competition folder (Kaggle's layout: train.csv, test.csv, sample_submission.csv).
+        stem: File name without extension, e.g. ``"train"``.
+
+    Raises:
+        DataError: Neither file exists; the message lists what the folder holds.
+    """
+    data_dir = Path(data_dir)
+    for name in (f"{stem}.csv", f"{stem}.csv.gz"):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist (looking for {stem}.csv): {_FIX_DATA}")
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in data_dir.iterdir())
+    shown = ", ".join(names[:20]) + (f", … ({len(names) - 20} more)" if len(names) > 20 else "")
+    raise DataError(f"{data_dir} has no {stem}.csv or {stem}.csv.gz (it holds: {shown or 'nothing'}): {_FIX_DATA}")
+
+
+def read_train(path: str | Path, group_column: str = "") -> TrainData:
+    """Read and validate a ``train.csv`` (or ``.csv.gz``): header ``label,pixel0..pixel783`` in this order.
+
+    Args:
+        path: The file; messages name it as given.
+        group_column: Name of one extra trailing column holding groups (for StratifiedGroupKFold); "" for none.
+
+    Raises:
+        DataError: On the first problem found (see the module docstring).
+    """
+    name = str(path)
+    frame = _read_frame(path)
+    _check_train_header(name, [str(c) for c in frame.columns], group_column)
+    _check_not_empty(name, frame)
+    labels = _integer_cells(name, frame[["label"]], 0, NUM_CLASSES - 1)[:, 0]
+    images = _integer_cells(name, frame[PIXEL_COLUMNS], 0, 255)
+    groups = None
+    if group_column:
+        _first_bad_cell(name, frame[[group_column]], frame[[group_column]].isna().to_numpy(), _NO_GROUP)
+        groups = frame[group_column].to_numpy()
+    labels = labels.astype(np.int64)
+    images = images.astype(np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    data = TrainData(images=images, labels=labels, groups=groups, fingerprint=fingerprint_arrays(images, labels))
+    _logger.info("read %s: %d rows, sha256 %s", name, len(labels), data.fingerprint[:12])
+    return data
+
+
+def read_test(path: str | Path) -> TestData:
+    """Read and validate a ``test.csv`` (or ``.csv.gz``): header ``pixel0..pixel783`` in this order.
+
+    Raises:
+        DataError: On the first problem found (see the module docstring).
+    """
+    name = str(path)
+    frame = _read_frame(path)
+    _check_test_header(name, [str(c) for c in frame.columns])
+    _check_not_empty(name, frame)
+    images = _integer_cells(name, frame[PIXEL_COLUMNS], 0, 255).astype(np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    data = TestData(images=images, fingerprint=fingerprint_arrays(images))
+    _logger.info("read %s: %d rows, sha256 %s", name, len(images), data.fingerprint[:12])
+    return data
+
+
+def fingerprint_arrays(images: np.ndarray, labels: np.ndarray | None = None) -> str:
+    """sha256 hex of the decoded content, so a ``.csv`` and its ``.csv.gz`` give the same value.
+
+    Args:
+        images: uint8 (N, 28, 28).
+        labels: int64 (N,), or None for a test set.
+    """
+    assert images.dtype == np.uint8, images.dtype
+    digest = hashlib.sha256()
+    digest.update(f"digitkit images {tuple(images.shape)} labels {labels is not None}\n".encode())
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    return digest.hexdigest()
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _read_frame(path: str | Path) -> pd.DataFrame:
+    """Parse the whole file with pandas after cheap checks that it exists and is CSV text."""
+    name, path = str(path), Path(path)
+    if not path.is_file():
+        raise DataError(f"{name} does not exist: {_FIX_DATA}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{name} is empty (0 bytes): re-download it: {_FIX_DATA}")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(64 * 1024)
+        if b"\x00" in head:
+            raise UnicodeDecodeError("utf-8", head, 0, 1, "NUL byte")
+        head.split(b"\n", 1)[0].decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise DataError(f"{name} is not a CSV text file ({type(error).__name__}: {error}); "
+                        f"pass the competition's .csv or .csv.gz ({_FIX_DATA})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, compression="gzip" if path.name.endswith(".gz") else None,
+                               index_col=False, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name} is empty (no header, no rows): re-download it: {_FIX_DATA}") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as error:
+        raise DataError(_ragged_message(name, path) or f"{name} could not be parsed as CSV ({error})") from None
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise DataError(f"{name} could not be read ({type(error).__name__}: {error}); "
+                        f"is it truncated? re-download it: {_FIX_DATA}") from None
+
+
+def _ragged_message(name: str, path: Path) -> str | None:
+    """Find the first data row whose field count differs from the header's (error path only, so a plain loop)."""
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            for row, fields in enumerate(reader, start=1):
+                if fields and len(fields) != len(header):
+                    return (f"{name} row {row}: has {len(fields)} fields but the header has {len(header)} columns; "
+                            "every row needs one value per header column (fix or drop that row)")
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, StopIteration):
+        return None
+    return None
+
+
+def _check_not_empty(name: str, frame: pd.DataFrame) -> None:
+    if len(frame) == 0:
+        raise DataError(f"{name} has a header but no data rows: re-download it: {_FIX_DATA}")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _format_problem(name: str, columns: list[str], what: str) -> str | None:
+    """Catch files that are CSV text but not in the competition's format at all."""
+    if len(columns) == 1 and (";" in columns[0] or "\t" in columns[0]):
+        return f"{name} is not comma-separated (its header is {_short(columns[0])}): save it with commas"
+    if all(re.fullmatch(r"-?\d+(\.\d+)?", c) for c in columns[:10]):
+        return f"{name} has no header row (its first line is data): add the header line {what}"
+    return None
+
+
+def _header_problem(name: str, columns: list[str], expected: list[str], what: str) -> str | None:
+    """Describe the first column that differs from ``expected`` (position 1-based), or None when they agree."""
+    for position, (got, want) in enumerate(zip(columns, expected), start=1):
+        if got != want:
+            return (f"{name} column {position} is {_short(got)}, expected {want!r}: "
+                    f"the header must be {what}, in this order")
+    if len(columns) < len(expected):
+        pixels = sum(c in PIXEL_COLUMNS for c in columns)
+        return (f"{name} has {pixels} pixel columns, expected {len(PIXEL_COLUMNS)}: column {len(columns) + 1} "
+                f"should be {expected[len(columns)]!r} (the header must be {what})")
+    return None
+
+
+def _check_train_header(name: str, columns: list[str], group_column: str) -> None:
+    problem = _format_problem(name, columns, _HEADER_HINT)
+    if problem is None and "label" not in columns:
+        if columns[: len(PIXEL_COLUMNS)] == PIXEL_COLUMNS:
+            problem = (f"{name} looks like test.csv (no label column, {len(columns)} columns): "
+                       "pass the training file (train.csv) here")
+        else:
+            problem = (f"{name} has no 'label' column (its first column is {_short(columns[0])}): "
+                       f"a training file's header is {_HEADER_HINT}")
+    problem = problem or _header_problem(name, columns, TRAIN_COLUMNS, _HEADER_HINT)
+    if problem:
+        raise DataError(problem)
+    extra = columns[len(TRAIN_COLUMNS):]
+    if group_column:
+        if group_column in TRAIN_COLUMNS:
+            raise DataError(f"group_column = {group_column!r} is a label/pixel column: name the extra group column")
+        if extra != [group_column]:
+            raise DataError(f"{name} has no trailing group column {group_column!r} (extra columns: "
+                            f"{', '.join(map(_short, extra)) or 'none'}): add it after pixel783, or fix group_column")
+    elif extra:
+        raise DataError(f"{name} column {len(TRAIN_COLUMNS) + 1} is {_short(extra[0])}, but the header should end at "
+                        f"'pixel783': drop the extra column(s), or set group_column = {extra[0]!r} if it holds groups "
+                        "for StratifiedGroupKFold")
+
+
+def _check_test_header(name: str, columns: list[str]) -> None:
+    if columns[:1] == ["label"] and columns[1:] == PIXEL_COLUMNS:
+        raise DataError(f"{name} looks like train.csv (it has a label column): pass the test file (test.csv) here")
+    problem = _format_problem(name, columns, "pixel0..pixel783")
+    problem = problem or _header_problem(name, columns, PIXEL_COLUMNS, "pixel0..pixel783")
+    if problem:
+        raise DataError(problem)
+    if len(columns) > len(PIXEL_COLUMNS):
+        raise DataError(f"{name} column {len(PIXEL_COLUMNS) + 1} is {_short(columns[len(PIXEL_COLUMNS)])}, but the "
+                        "header should end at 'pixel783': a test file holds exactly pixel0..pixel783")
+
+
+def _integer_cells(name: str, frame: pd.DataFrame, low: int, high: int) -> np.ndarray:
+    """Check every cell is an integer in [low, high] and return them as int64 (N, C); raise at the first bad cell."""
+    expected = f"expected an integer {low}..{high}"
+    if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):  # the fast path: a clean file
+        values = frame.to_numpy(dtype=np.int64)
+        _first_bad_cell(name, frame, (values < low) | (values > high), _OUT_OF_RANGE, expected)
+        return values
+    missing = frame.isna().to_numpy()
+    numbers = np.column_stack([_as_float(frame[column]) for column in frame.columns])
+    _first_bad_cell(name, frame, missing, _EMPTY, expected)
+    with np.errstate(invalid="ignore"):
+        _first_bad_cell(name, frame, ~(np.isfinite(numbers) & (numbers == np.round(numbers))), _NON_INTEGER, expected)
+        _first_bad_cell(name, frame, (numbers < low) | (numbers > high), _OUT_OF_RANGE, expected)
+    return numbers.astype(np.int64)
+
+
+def _as_float(column: pd.Series) -> np.ndarray:
+    """float64 (N,) with NaN wherever the cell is missing or not a number."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return np.full(len(column), np.nan)
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        column = pd.to_numeric(column, errors="coerce")
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+# (one cell, several cells, the fix)
+_EMPTY = ("empty cell", "empty cells", "fill or drop those rows")
+_NON_INTEGER = ("non-integer cell", "non-integer cells", "fix or drop those rows")
+_OUT_OF_RANGE = ("cell out of range", "cells out of range", "fix or drop those rows")
+_NO_GROUP = ("empty group cell", "empty group cells", "every row needs a group: fill it, or drop the row")
+
+
+def _first_bad_cell(name: str, frame: pd.DataFrame, bad: np.ndarray, kind: tuple[str, str, str],
+                    expected: str = "") -> None:
+    """Raise a DataError at the first True cell of ``bad`` (N, C) in reading order, counting the others."""
+    if not bad.any():
+        return
+    row, col = divmod(int(np.argmax(bad)), bad.shape[1])
+    others = int(bad.sum()) - 1
+    value = frame.iat[row, col]
+    if pd.isna(value):
+        shown = "is empty"
+    elif isinstance(value, str):
+        shown = f"= {value!r}"
+    elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+        shown = f"= {int(value)}"
+    else:
+        shown = f"= {value}"
+    more = f" (and {others} more {kind[1] if others > 1 else kind[0]})" if others else ""
+    detail = f", {expected}" if expected else ""
+    raise DataError(f"{name} row {row + 1}: {frame.columns[col]} {shown}{detail}{more}; {kind[2]}")
