@@ -1,0 +1,214 @@
+"""Models that map (N, in_chans, 28, 28) images to (N, num_classes) logits: our ``smallcnn`` and timm's families.
+
+What each family needs at 28x28 lives in one table, ``_FAMILIES``. ``model_spec(name)`` resolves it into a
+JSON-serialisable dict that training writes to manifest.json, and ``create_model_from_spec(spec)`` rebuilds the
+same architecture from it in the inference notebook (``pretrained=False``, then ``load_state_dict``).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import logging
+from collections import OrderedDict
+from typing import Any, Optional
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import MNIST_MEAN, MNIST_STD
+
+_logger = logging.getLogger(__name__)
+
+INPUT_SIZE = 28  # MNIST images are 28x28 pixels
+BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation: the value padding must add
+
+# Architecture-name prefix -> what the family needs at 28x28; the first matching prefix wins.
+# - convnext / edgenext downsample by 32 with stride-2 convs that fail below 32 px: pad to 32.
+# - tiny_vit's windows must tile its 7/4/2/1-px feature maps, else it pads every stage to 7/14/7 windows (~12x slower).
+# - vit / eva02 have a fixed grid of position embeddings: build it for 28 px with 4-px patches (7x7 tokens).
+# Any other timm name is passed through with in_chans/num_classes only, as a non-convolutional model.
+_FAMILIES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("smallcnn", {"timm_kwargs": {}, "pad_to": None, "convolutional": True}),
+    ("efficientnet", {"timm_kwargs": {}, "pad_to": None, "convolutional": True}),
+    ("tf_efficientnet", {"timm_kwargs": {}, "pad_to": None, "convolutional": True}),
+    ("convnext", {"timm_kwargs": {}, "pad_to": 32, "convolutional": True}),
+    ("edgenext", {"timm_kwargs": {}, "pad_to": 32, "convolutional": True}),
+    ("tiny_vit", {"timm_kwargs": {"window_sizes": [7, 4, 2, 1]}, "pad_to": None, "convolutional": False}),
+    ("vit_", {"timm_kwargs": {"img_size": INPUT_SIZE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
+    ("eva02", {"timm_kwargs": {"img_size": INPUT_SIZE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
+)
+_PASS_THROUGH: dict[str, Any] = {"timm_kwargs": {}, "pad_to": None, "convolutional": False}
+
+
+def _conv_bn_relu(in_chs: int, out_chs: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_chs, out_chs, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(out_chs),
+            nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """A VGG-style CNN for 28x28 digits (~0.29 M parameters at the default widths).
+
+    Three blocks of (conv3x3-BN-ReLU) x 2 at widths 32/64/128; max-pooling after the first two blocks
+    (28 -> 14 -> 7 px), then global average pooling, dropout and a linear classifier.
+
+    Args:
+        in_chans: Input channels.
+        num_classes: Output logits per image.
+        widths: Channels of each block.
+        drop_rate: Dropout probability before the classifier.
+    """
+
+    def __init__(self, *, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128),
+                 drop_rate: float = 0.25):
+        super().__init__()
+        layers: list[nn.Module] = []
+        chs = in_chans
+        for i, width in enumerate(widths):
+            layers += _conv_bn_relu(chs, width) + _conv_bn_relu(width, width)
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            chs = width
+        self.num_classes = num_classes
+        self.num_features = chs
+        self.features = nn.Sequential(*layers)
+        self.drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(chs, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) -> (N, num_classes) logits."""
+        x = self.features(x).mean(dim=(2, 3))
+        return self.head(self.drop(x))
+
+
+class PadTo(nn.Module):
+    """Pad (N, C, H, W) images symmetrically with a constant up to ``size`` x ``size``; larger ones pass unchanged.
+
+    The constant should be the inputs' background: 0 for [0, 1] pixels, ``BACKGROUND`` for normalised ones (what
+    ``model_spec`` records). A constant, unlike replicate padding, has a deterministic backward pass on CUDA.
+
+    Args:
+        size: Target height and width in pixels.
+        value: Fill value of the added border.
+    """
+
+    def __init__(self, size: int, value: float = 0.0):
+        super().__init__()
+        self.size = size
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dh, dw = max(self.size - x.shape[-2], 0), max(self.size - x.shape[-1], 0)
+        return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), value=self.value)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, value={self.value}"
+
+
+def _family(arch: str) -> tuple[Optional[str], dict[str, Any]]:
+    for prefix, settings in _FAMILIES:
+        if arch.startswith(prefix):
+            return prefix, settings
+    return None, _PASS_THROUGH
+
+
+def _check_timm_name(name: str) -> None:
+    if timm.is_model(name):
+        return
+    arch = name.split(".", 1)[0]
+    stem = next((part for part in arch.split("_") if len(part) > 2), arch)
+    close = difflib.get_close_matches(arch, timm.list_models(), n=5)
+    hint = f" (close matches: {', '.join(close)})" if close else ""
+    raise ValueError(f"model = {name!r} is neither 'smallcnn' nor a timm model{hint}; "
+                     f"list candidates with timm.list_models('*{stem}*')")
+
+
+def model_spec(name: str, *, num_classes: int = 10, in_chans: int = 1,
+               timm_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Resolve a model name into everything needed to rebuild its architecture.
+
+    Args:
+        name: ``"smallcnn"`` or a timm model name, with or without a pretrained tag (``"convnext_atto.d2_in1k"``).
+        num_classes: Output logits per image.
+        in_chans: Input channels (1 for MNIST; timm adapts a pretrained stem to it).
+        timm_kwargs: Constructor keyword arguments that override the family's defaults, e.g. ``{"patch_size": 7}``
+            for a ViT or ``{"drop_path_rate": 0.1}``; for ``"smallcnn"`` they go to ``SmallCNN``.
+
+    Returns:
+        A JSON-serialisable dict: ``name``, ``family`` (the matched prefix, None if passed through),
+        ``timm_kwargs``, ``pad_to`` (px or None), ``pad_value`` (the normalised black background), ``input_size``
+        (px), ``in_chans``, ``num_classes``, ``convolutional`` (whether channels_last helps).
+
+    Raises:
+        ValueError: For an unknown name or keyword arguments that JSON cannot hold.
+    """
+    if name != "smallcnn":
+        _check_timm_name(name)
+    family, settings = _family(name.split(".", 1)[0])
+    spec = {
+        "name": name,
+        "family": family,
+        "timm_kwargs": {**settings["timm_kwargs"], **(timm_kwargs or {})},
+        "pad_to": settings["pad_to"],
+        "pad_value": BACKGROUND,
+        "input_size": INPUT_SIZE,
+        "in_chans": in_chans,
+        "num_classes": num_classes,
+        "convolutional": settings["convolutional"],
+    }
+    try:
+        return json.loads(json.dumps(spec))  # the form manifest.json gives back: tuples become lists
+    except TypeError as error:
+        raise ValueError(f"timm_kwargs = {timm_kwargs!r} must be JSON-serialisable to go into manifest.json: {error}")
+
+
+def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) -> nn.Module:
+    """Build the architecture a ``model_spec`` describes (as read back from manifest.json).
+
+    Args:
+        spec: A dict returned by ``model_spec``.
+        pretrained: Load timm's pretrained weights (downloads; needs internet). Inference uses False and then
+            ``load_state_dict``.
+
+    Returns:
+        A module mapping (N, in_chans, input_size, input_size) floats to (N, num_classes) logits. When the family
+        needs padding it is ``nn.Sequential(pad=PadTo, model=<timm model>)``, so state_dict keys start "model.".
+    """
+    missing = {"name", "timm_kwargs", "pad_to", "in_chans", "num_classes"} - set(spec)
+    if missing:
+        raise ValueError(f"model spec lacks {sorted(missing)}: build it with model_spec(name)")
+    kwargs = copy.deepcopy(spec["timm_kwargs"])
+    if spec["name"] == "smallcnn":
+        if pretrained:
+            raise ValueError("model = 'smallcnn' has no pretrained weights: set pretrained = False")
+        model: nn.Module = SmallCNN(in_chans=spec["in_chans"], num_classes=spec["num_classes"], **kwargs)
+    else:
+        model = timm.create_model(spec["name"], pretrained=pretrained, num_classes=spec["num_classes"],
+                                  in_chans=spec["in_chans"], **kwargs)
+    if spec["pad_to"]:
+        pad = PadTo(spec["pad_to"], value=spec.get("pad_value", 0.0))
+        model = nn.Sequential(OrderedDict(pad=pad, model=model))
+    _logger.info("model %s: %.2f M parameters", spec["name"], count_parameters(model) / 1e6)
+    return model
+
+
+def create_model(name: str, *, pretrained: bool = False, num_classes: int = 10, in_chans: int = 1,
+                 timm_kwargs: Optional[dict[str, Any]] = None) -> nn.Module:
+    """Build a model that takes (N, in_chans, 28, 28) images and returns (N, num_classes) logits.
+
+    Same as ``create_model_from_spec(model_spec(name, ...), pretrained=pretrained)``; see ``model_spec``.
+    """
+    spec = model_spec(name, num_classes=num_classes, in_chans=in_chans, timm_kwargs=timm_kwargs)
+    return create_model_from_spec(spec, pretrained=pretrained)
+
+
+def is_convolutional(name: str) -> bool:
+    """Whether the model is convolutional throughout, so ``channels_last`` memory format speeds it up."""
+    return model_spec(name)["convolutional"]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters, trainable or not."""
+    return sum(p.numel() for p in model.parameters())

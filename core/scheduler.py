@@ -1,0 +1,151 @@
+"""Learning-rate schedule and optimizer: linear warm-up then cosine annealing, stepped once per optimizer step.
+
+``CosineAnnealingWithWarmupLR`` keeps torch's scheduler interface (``step()``, ``get_last_lr()``,
+``state_dict()``) but computes every rate from the closed form ``lr_at(step)``, so a schedule can be checked
+without stepping an optimizer and resumes exactly from its ``state_dict``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+from typing import Optional
+
+import torch
+
+_logger = logging.getLogger(__name__)
+
+# torch >= 2.0 names the base class LRScheduler; older releases only have _LRScheduler.
+_SchedulerBase = getattr(torch.optim.lr_scheduler, "LRScheduler", None) or torch.optim.lr_scheduler._LRScheduler
+
+SCHEDULER_NAMES = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")
+
+
+class CosineAnnealingWithWarmupLR(_SchedulerBase):
+    """Linear warm-up to each group's base rate, then half a cosine down to ``eta_min``.
+
+    With t the number of ``step()`` calls so far (optimizer steps), w = ``warmup_epochs`` and T = ``T_max``::
+
+        t < w:       lr = base_lr * (t + 1) / w
+        w <= t <= T: lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * (t - w) / (T - w))) / 2
+        t > T:       lr = eta_min   (torch's CosineAnnealingLR would climb again; stepping too far is harmless)
+
+    The rate reaches ``base_lr`` on the last warm-up step and stays there for the first cosine step.
+    Despite its name (kept from the seed), ``warmup_epochs`` counts the same unit as ``T_max``: optimizer steps.
+
+    Args:
+        optimizer: The wrapped optimizer; each param group's ``lr`` (``initial_lr`` on resume) is its base rate.
+        T_max: Length of the whole schedule, warm-up included, in steps; must exceed ``warmup_epochs``.
+        eta_min: Final learning rate.
+        warmup_epochs: Length of the linear warm-up in steps; 0 for none.
+        last_epoch: Index of the last step taken, -1 to start fresh (torch's convention).
+    """
+
+    def __init__(
+            self,
+            optimizer: torch.optim.Optimizer,
+            T_max: int,
+            eta_min: float = 0.0,
+            warmup_epochs: int = 0,
+            last_epoch: int = -1,
+    ):
+        if T_max <= 0:
+            raise ValueError(f"T_max = {T_max}: the schedule needs at least one optimizer step")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs = {warmup_epochs}: use 0 (no warm-up) or a positive number of steps")
+        if T_max <= warmup_epochs:
+            raise ValueError(
+                f"T_max ({T_max} steps) must exceed the warm-up ({warmup_epochs} steps): train for more than one "
+                f"epoch, shorten the warm-up, or use scheduler='CosineAnnealingLR'")
+        if eta_min < 0:
+            raise ValueError(f"eta_min = {eta_min}: must be non-negative")
+        self.T_max = T_max
+        self.eta_min = eta_min
+        self.warmup_epochs = warmup_epochs
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, step: int) -> list[float]:
+        """The learning rate of every param group after ``step`` calls of ``step()``; a pure function of ``step``."""
+        t, w, T = step, self.warmup_epochs, self.T_max
+        if t < w:
+            return [base_lr * (t + 1) / w for base_lr in self.base_lrs]
+        progress = min(t - w, T - w) / (T - w)
+        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * progress)) / 2
+                for base_lr in self.base_lrs]
+
+    def get_lr(self) -> list[float]:
+        return self.lr_at(self.last_epoch)
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.lr_at(self.last_epoch)
+
+
+def fetch_scheduler(
+        optimizer: torch.optim.Optimizer,
+        *,
+        scheduler: str,
+        T_max: int,
+        min_lr: float,
+        epochs: int,
+) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
+    """Build the named per-step scheduler, or None for ``"none"``.
+
+    ``"CosineAnnealingWithWarmupLR"`` warms up for one epoch, ``T_max // epochs`` steps (``T_max`` counts the
+    optimizer steps of the whole run). With ``epochs == 1`` that would be the whole run, so the warm-up becomes
+    ``max(1, T_max // 10)`` steps instead (never all of them) and a warning is logged.
+
+    Args:
+        optimizer: The optimizer to schedule.
+        scheduler: One of ``SCHEDULER_NAMES``.
+        T_max: Total optimizer steps of the run (epochs * steps per epoch).
+        min_lr: Final learning rate of the cosine.
+        epochs: Number of epochs the run trains.
+
+    Returns:
+        A scheduler to ``step()`` after every ``optimizer.step()``, or None.
+    """
+    if scheduler == "none":
+        return None
+    if scheduler == "CosineAnnealingLR":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=T_max, eta_min=min_lr)
+    if scheduler == "CosineAnnealingWithWarmupLR":
+        if epochs < 1:
+            raise ValueError(f"epochs = {epochs}: train for at least 1 epoch")
+        if epochs == 1:
+            warmup = min(max(1, T_max // 10), T_max - 1)
+            _logger.warning("epochs = 1: a one-epoch warm-up would fill the whole run; warming up for %d of %d "
+                            "steps instead", warmup, T_max)
+        else:
+            warmup = T_max // epochs
+        return CosineAnnealingWithWarmupLR(optimizer, T_max=T_max, eta_min=min_lr, warmup_epochs=warmup)
+    raise ValueError(f"scheduler = {scheduler!r}: choose one of {SCHEDULER_NAMES}")
+
+
+def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices and kernels only (timm's convention).
+
+    Biases, norm weights and every other parameter with ``ndim <= 1`` are not decayed, nor are the names a
+    submodule lists in its ``no_weight_decay()`` (timm's position embeddings and class tokens). Frozen
+    parameters are left out.
+
+    Args:
+        model: The model to optimize.
+        learning_rate: Peak learning rate per optimizer step (the scheduler's base rate).
+        weight_decay: Decoupled weight decay coefficient for the decayed group.
+
+    Returns:
+        An AdamW optimizer with the param groups ``[no decay, decay]`` (an empty one is left out).
+    """
+    skip_patterns = set()
+    for prefix, module in model.named_modules():
+        if hasattr(module, "no_weight_decay"):
+            skip_patterns |= {f"{prefix}.{name}" if prefix else name for name in module.no_weight_decay()}
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        skip = param.ndim <= 1 or any(fnmatch.fnmatch(name, pattern) for pattern in skip_patterns)
+        (no_decay if skip else decay).append(param)
+    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+    groups = [group for group in groups if group["params"]]
+    return torch.optim.AdamW(groups, lr=learning_rate)
