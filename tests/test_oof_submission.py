@@ -29,10 +29,10 @@ def test_submission_ids_start_at_one(tmp_path):
 
 @pytest.mark.parametrize("frame, message", [
     (pd.DataFrame({"Id": [1], "Label": [1]}), "header"),
-    (pd.DataFrame({"ImageId": [1], "Label": [1]}), "1 rows, but test.csv has 2"),
-    (pd.DataFrame({"ImageId": [1, 3], "Label": [1, 1]}), "row 2: ImageId = 3, expected 2"),
-    (pd.DataFrame({"ImageId": [1, 2], "Label": [1, 10]}), "row 2: Label = 10"),
-    (pd.DataFrame({"ImageId": [1, 2], "Label": [1, 2.5]}), "row 2: Label = 2.5"),
+    (pd.DataFrame({"ImageId": [1], "Label": [1]}), "1 rows, but the test set has 2"),
+    (pd.DataFrame({"ImageId": [1, 3], "Label": [1, 1]}), "row 2: ImageId = '3', expected 2"),
+    (pd.DataFrame({"ImageId": [1, 2], "Label": [1, 10]}), "row 2: Label = '10'"),
+    (pd.DataFrame({"ImageId": [1, 2], "Label": ["1", "2.0"]}), "row 2: Label = '2.0'"),
 ])
 def test_bad_submissions_are_refused_before_writing(tmp_path, frame, message):
     (tmp_path / "submission.csv").write_text("kept\n")

@@ -1,0 +1,645 @@
+"""Ship digitkit to Kaggle with the pinned ``kaggle`` CLI: push, status, output, weights, submit, data.
+
+    python -m tools.ship push    --kernel train [--build-dir build] [--dry-run]
+    python -m tools.ship status  --kernel train [--id OWNER/SLUG]
+    python -m tools.ship output  --kernel train [--dest weights]
+    python -m tools.ship weights [--dir weights] [--message M] [--polls 30] [--poll-delay 10]
+    python -m tools.ship submit  [--file submission.csv] [--message M] [--test-file data/digit-recognizer/test.csv]  # default: 28,000 rows
+    python -m tools.ship data    [--source kaggle] [--dest data/digit-recognizer]
+
+Every command checks locally first and refuses before any call, naming the field and the fix. ``--dry-run`` prints
+the exact command and what would be sent, sends nothing and needs no credentials. The CLI runs as a subprocess (never
+with VERBOSE=1); its output is echoed with secrets scrubbed, and the failures it reports with exit status 0
+("Kernel push error", status ERROR, "creation error", invalid sources) become a non-zero exit with its own message.
+Local-only code: it is never inlined into a notebook.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_manifest
+from core.submission import SubmissionError, read_submission
+
+COMPETITION = "digit-recognizer"
+KERNELS = ("train", "infer", "ensemble", "sweep")
+INFERENCE_KERNELS = ("infer",)  # code-competition rule: no internet, weights come from an attached source
+PLACEHOLDER_OWNER = "your-kaggle-username"
+# kagglesdk 0.1.38 documents NvidiaTeslaT4 (T4 x2, the default GPU) and the CLI names TpuV5E8 as the default TPU;
+# NvidiaTeslaP100, Tpu1VmV38 and TpuV38 are retired (the server silently runs something else), so they are refused.
+MACHINE_SHAPES = ("NvidiaTeslaT4", "TpuV5E8")
+MAX_SOURCE_BYTES = 1_000_000  # "The kernel source must be less than 1 megabytes in size"
+SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+KAGGLE_TEST_ROWS = 28_000
+KEEP_IN_WEIGHTS = ("README.md", "dataset-metadata.json")  # tracked files: never uploaded, never overwritten
+CREDENTIALS_HELP = ("create an API token at https://www.kaggle.com/settings/api, then export KAGGLE_API_TOKEN=<token>, "
+                    "or export KAGGLE_USERNAME and KAGGLE_KEY, or save kaggle.json (chmod 600) in ~/.kaggle or "
+                    "$KAGGLE_CONFIG_DIR")
+_EXIT0_FAILURES = (  # what the CLI prints, with exit status 0, when it failed
+    re.compile(r"^Kernel push error: .*$", re.M),
+    re.compile(r'^.* has status "(?:\w+\.)?ERROR"(?:\nFailure message: .*)?', re.M),
+    re.compile(r"^.*[Cc]reation error: .*$", re.M),
+    re.compile(r"^The following are not valid \w+ sources .*$", re.M),
+)
+_HINTS = (  # (pattern in the CLI's output, what to do), first match wins
+    (r"less than 1 megabytes", "shrink the notebook below 1 MB: inline less code, drop embedded data/images, clear "
+                               "outputs, then rebuild (make build) and push again"),
+    (r"not valid dataset sources", "publish the weights first (make weights waits until the dataset is ready) and "
+                                   "check dataset_sources in kernel-metadata/*.json.j2"),
+    (r"not valid \w+ sources", "check the *_sources lists in kernel-metadata/*.json.j2"),
+    (r"already in use", "the slug belongs to another dataset of yours: change the id in weights/dataset-metadata.json"),
+    (r"Kernel push error", "fix what the message names (kernel-metadata/<kernel>.json.j2 or the notebook), rebuild "
+                           "and push again"),
+    (r'has status "', "read the session's log (make output KERNEL=<kernel> downloads it, or open the notebook on "
+                      "kaggle.com), fix the cause, then make push again"),
+    (r"accept its rules|don't have access", f"accept the rules at https://www.kaggle.com/competitions/{COMPETITION}"
+                                            "/rules with the account of your credentials, then run it again"),
+    (r"\b401\b|Unauthori[sz]ed|Unauthenticated|Authentication required|was denied|\b403\b|Forbidden",
+     "check your credentials (" + CREDENTIALS_HELP + ") and the id"),
+    (r"rate limited|\b429\b", "Kaggle is rate-limiting you: wait a few minutes, then run it again"),
+    (r"\b5\d\d\b|Kaggle's side|Server Error|Service Unavailable", "Kaggle's servers failed: retry later"),
+    (r"\b404\b|not found", "check the id (owner/slug) and that it exists on kaggle.com"),
+)
+_PROGRESS = re.compile(r"^\s*\d+%\|")  # tqdm bars: noise in logs
+
+
+class ShipError(Exception):
+    """Shipping stopped; the message says what failed and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------------- credentials
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _kaggle_json() -> dict[str, Any]:
+    """kaggle.json where the CLI looks: $KAGGLE_CONFIG_DIR, else ~/.kaggle, else (Linux, no ~/.kaggle) XDG."""
+    folder = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+    if not folder.exists() and not os.environ.get("KAGGLE_CONFIG_DIR") and sys.platform.startswith("linux"):
+        folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+    return _read_json(folder / "kaggle.json")
+
+
+def _token_files() -> list[Path]:
+    files = [Path.home() / ".kaggle" / name for name in ("access_token", "access_token.txt")]
+    return [path for path in files if path.is_file()]
+
+
+def credentials_problem() -> str | None:
+    """What to set up when the CLI would find no credentials; None when some exist. Never reads them out."""
+    config = _kaggle_json()
+    user = os.environ.get("KAGGLE_USERNAME") or config.get("username")
+    key = os.environ.get("KAGGLE_KEY") or config.get("key")
+    oauth = (Path.home() / ".kaggle" / "credentials.json").is_file()  # written by `kaggle auth login`
+    if os.environ.get("KAGGLE_API_TOKEN") or (user and key) or _token_files() or oauth:
+        return None
+    return "credentials: none found; " + CREDENTIALS_HELP
+
+
+def _secrets() -> list[str]:
+    token = os.environ.get("KAGGLE_API_TOKEN", "")
+    values = [os.environ.get("KAGGLE_KEY", ""), token, str(_kaggle_json().get("key", ""))]
+    for path in _token_files() + ([Path(token)] if token and Path(token).is_file() else []):
+        values.append(path.read_text(encoding="utf-8", errors="replace").strip())
+    return sorted({value for value in values if len(value) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str) -> str:
+    """Remove every known secret (key, token) and any Authorization header value from ``text``."""
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return re.sub(r"(?i)((?:proxy-)?authorization:\s*)\S+(?: \S+)?", r"\1***", text)
+
+
+# ------------------------------------------------------------------------------------------------------ the runner
+@dataclass
+class CliResult:
+    command: str  # what the user would type: "kaggle kernels push -p build/train"
+    returncode: int
+    stdout: str  # scrubbed
+    stderr: str  # scrubbed
+
+    @property
+    def output(self) -> str:
+        return self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr
+
+
+def kaggle_executable() -> str:
+    """The CLI installed beside this interpreter (the pinned one in .venv), else the one on PATH."""
+    beside = Path(sys.executable).with_name("kaggle")
+    found = str(beside) if beside.is_file() else shutil.which("kaggle")
+    if not found:
+        raise ShipError("the kaggle CLI is not installed: run `make venv` (requirements.txt pins kaggle==2.2.5)")
+    return found
+
+
+def command_line(args: list[str]) -> str:
+    return shlex.join(["kaggle", *map(str, args)])
+
+
+def _clean(text: str) -> str:
+    lines = re.split(r"[\r\n]+", text)
+    return "\n".join(line for line in lines if line.strip() and not _PROGRESS.match(line))
+
+
+def run_kaggle(args: list[str], *, timeout: float = 900, check: bool = True, echo: bool = True) -> CliResult:
+    """Run ``kaggle <args>``, echo its scrubbed output, and raise ShipError on any failure (``check``)."""
+    args = [str(arg) for arg in args]
+    env = {key: value for key, value in os.environ.items()  # VERBOSE(_OUTPUT)=1 would print the auth header
+           if key not in ("VERBOSE", "VERBOSE_OUTPUT")}
+    print(f"$ {command_line(args)}", flush=True)
+    try:
+        proc = subprocess.run([kaggle_executable(), *args], capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise ShipError(f"`{command_line(args)}` did not finish in {timeout:.0f} s: check your connection to "
+                        "kaggle.com and run it again") from None
+    result = CliResult(command_line(args), proc.returncode, _clean(scrub(proc.stdout)), _clean(scrub(proc.stderr)))
+    if echo and result.output:
+        print(result.output, flush=True)
+    if check:
+        raise_for_failure(result)
+    return result
+
+
+def raise_for_failure(result: CliResult) -> None:
+    """Turn a non-zero exit, or one of the CLI's exit-0 failure messages, into ShipError with a hint."""
+    failures = [match.group(0) for pattern in _EXIT0_FAILURES for match in pattern.finditer(result.stdout)]
+    if result.returncode == 0 and not failures:
+        return
+    message = "\n".join(failures) or "\n".join((result.stderr or result.stdout).splitlines()[:3]) or "(no output)"
+    hint = next((hint for pattern, hint in _HINTS if re.search(pattern, result.output)), "see the CLI's output above")
+    status = f"exit status {result.returncode}" if result.returncode else "it exited 0 but reported a failure"
+    raise ShipError(f"`{result.command}` failed ({status}):\n{message}\nwhat to do: {hint}")
+
+
+def resolve_username(*, dry_run: bool = False) -> str | None:
+    """$KAGGLE_USERNAME, kaggle.json's username, else (token only) what `kaggle config view` reports."""
+    user = os.environ.get("KAGGLE_USERNAME") or _kaggle_json().get("username")
+    if user or dry_run:
+        return user or None
+    found = re.search(r"^- username: (\S+)", run_kaggle(["config", "view"], echo=False).stdout, re.M)
+    return found.group(1) if found and found.group(1) != "None" else None
+
+
+# -------------------------------------------------------------------------------------------------- pre-validation
+def _refusal(where: Path, problems: list[str]) -> ShipError:
+    return ShipError(f"{where} refused before any call:\n  - " + "\n  - ".join(problems))
+
+
+def slugify(title: str) -> str:
+    """The slug Kaggle derives from a title (python-slugify, as the CLI uses), with a plain fallback."""
+    try:
+        from slugify import slugify as _slugify
+    except ImportError:
+        return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return _slugify(title)
+
+
+def _check_id(value: Any, field: str, *, min_slug: int, max_slug: int = 50, allow_placeholder: bool = False) -> list:
+    if not isinstance(value, str) or value.count("/") != 1:
+        return [f"{field}: {value!r} is not 'owner/slug'; set it to '<your Kaggle username>/<slug>'"]
+    owner, slug = value.split("/")
+    problems = []
+    if not owner or (owner == PLACEHOLDER_OWNER and not allow_placeholder):
+        problems.append(f"{field}: owner {owner!r} is not a Kaggle username; set KAGGLE_USERNAME (or kaggle.json) "
+                        "and rebuild: python build.py <kernel> (or --owner NAME)")
+    if not SLUG.match(slug) or not min_slug <= len(slug) <= max_slug:
+        problems.append(f"{field}: slug {slug!r} must be {min_slug}-{max_slug} characters of a-z, 0-9 and single "
+                        "dashes")
+    return problems
+
+
+def notebook_text(notebook: dict[str, Any]) -> str:
+    """The notebook exactly as `kaggle kernels push` sends it: code outputs emptied, list sources joined."""
+    body = json.loads(json.dumps(notebook))
+    for cell in body.get("cells", []):
+        if "outputs" in cell and cell.get("cell_type") == "code":
+            cell["outputs"] = []
+        if isinstance(cell.get("source"), list):
+            cell["source"] = "".join(cell["source"])
+    return json.dumps(body)
+
+
+def check_kernel_folder(folder: Path, kernel: str, *, dry_run: bool = False) -> tuple[dict[str, Any], str]:
+    """Validate build/<kernel>/ the way Kaggle will; return (kernel-metadata.json, the text that would be sent)."""
+    fix_build = f"run `make build KERNEL={kernel}` (python build.py {kernel})"
+    meta_path = folder / "kernel-metadata.json"
+    if not meta_path.is_file():
+        raise ShipError(f"{meta_path}: not found; {fix_build}")
+    meta = _read_json(meta_path)
+    if not meta:
+        raise ShipError(f"{meta_path}: not a JSON object; {fix_build}")
+    title = meta.get("title")
+    # A dry run needs no credentials, so it accepts the placeholder owner (a real push refuses it).
+    problems = _check_id(meta.get("id"), "id", min_slug=5, allow_placeholder=dry_run)
+    if not isinstance(title, str) or not 5 <= len(title) <= 50:
+        problems.append(f"title: {title!r} must be 5-50 characters; fix kernel-metadata/{kernel}.json.j2")
+    elif not problems and meta["id"].split("/")[1] != slugify(title):
+        problems.append(f"id: slug {meta['id'].split('/')[1]!r} differs from slugify(title) = {slugify(title)!r}; "
+                        "Kaggle would rename the kernel: make them agree")
+    for field, expected in (("language", "python"), ("kernel_type", "notebook")):
+        if meta.get(field) != expected:
+            problems.append(f"{field}: {meta.get(field)!r}, expected {expected!r}")
+    shape = meta.get("machine_shape")
+    accelerated = meta.get("enable_gpu") in (True, "true") or meta.get("enable_tpu") in (True, "true")
+    if shape and shape not in MACHINE_SHAPES:
+        problems.append(f"machine_shape: {shape!r} is not one of {', '.join(MACHINE_SHAPES)} (retired or unknown)")
+    elif accelerated and not shape:
+        problems.append("machine_shape: missing on a GPU kernel; add \"machine_shape\": \"NvidiaTeslaT4\" "
+                        "(without it Kaggle may give a retired P100)")
+    sources = {field: list(meta.get(field) or []) for field in ("dataset_sources", "kernel_sources")}
+    for field, source in ((field, source) for field, names in sources.items() for source in names):
+        if str(source).split("/")[0] == PLACEHOLDER_OWNER and not dry_run:
+            problems.append(f"{field}: {source!r} has the placeholder owner; set KAGGLE_USERNAME and rebuild: "
+                            "python build.py <kernel>")
+    if kernel in INFERENCE_KERNELS:
+        if meta.get("enable_internet") not in (False, "false"):
+            problems.append("enable_internet: must be false for the inference kernel (code competitions run without "
+                            "internet); set it in kernel-metadata/infer.json.j2")
+        if not any(sources.values()):
+            problems.append("dataset_sources: the inference kernel needs a weights source (dataset_sources or "
+                            "kernel_sources), e.g. [\"<owner>/digitkit-weights\"]")
+    code_path = folder / str(meta.get("code_file") or "")
+    text = ""
+    if not meta.get("code_file") or not code_path.is_file():
+        problems.append(f"code_file: {meta.get('code_file')!r} not found in {folder}; {fix_build}")
+    else:
+        try:
+            notebook = json.loads(code_path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            notebook = None
+            problems.append(f"code_file: {code_path} is not valid notebook JSON ({err}); {fix_build}")
+        if isinstance(notebook, dict):
+            spec = (notebook.get("metadata") or {}).get("kernelspec") or {}
+            if spec.get("name") != "python3":
+                problems.append(f"metadata.kernelspec.name: {spec.get('name')!r} in {code_path.name}, expected "
+                                "'python3' (papermill fails with 'No kernel name found in notebook'); rebuild")
+            text = notebook_text(notebook)
+            size = len(text.encode("utf-8"))
+            if size >= MAX_SOURCE_BYTES:
+                problems.append(f"code_file: {code_path.name} is {size:,} bytes as sent (outputs emptied), Kaggle's "
+                                f"limit is {MAX_SOURCE_BYTES:,}; shrink the notebook (inline less, no embedded data)")
+    if not dry_run and (problem := credentials_problem()):
+        problems.append(problem)
+    if problems:
+        raise _refusal(meta_path, problems)
+    return meta, text
+
+
+def check_dataset_folder(folder: Path, *, dry_run: bool) -> dict[str, Any]:
+    """Validate weights/: dataset-metadata.json (returned with the owner resolved) and the manifest's hashes."""
+    meta_path = folder / "dataset-metadata.json"
+    meta = _read_json(meta_path)
+    if not meta:
+        raise ShipError(f"{meta_path}: missing or not a JSON object; restore it with `git checkout {meta_path}`")
+    problems = _check_id(meta.get("id"), "id", min_slug=6, allow_placeholder=True)
+    title, licenses = meta.get("title"), meta.get("licenses")
+    if not isinstance(title, str) or not 6 <= len(title) <= 50:
+        problems.append(f"title: {title!r} must be 6-50 characters")
+    if not isinstance(licenses, list) or len(licenses) != 1 or not isinstance(licenses[0], dict) \
+            or not licenses[0].get("name"):
+        problems.append(f"licenses: {licenses!r} must hold exactly one licence, e.g. [{{\"name\": \"CC0-1.0\"}}]")
+    if not (folder / MANIFEST_NAME).is_file():
+        problems.append(f"{MANIFEST_NAME}: missing in {folder}/; fill it first (make output KERNEL=train)")
+    else:
+        try:
+            verify_manifest(folder)
+        except ManifestError as err:
+            problems.append(f"{MANIFEST_NAME}: {err}")
+    if not dry_run and (problem := credentials_problem()):
+        problems.append(problem)
+    if problems:
+        raise _refusal(meta_path, problems)
+    owner, slug = meta["id"].split("/")
+    if owner == PLACEHOLDER_OWNER:
+        user = resolve_username(dry_run=dry_run)
+        if not user and not dry_run:
+            raise ShipError(f"id: cannot replace the placeholder owner: no username found; {CREDENTIALS_HELP}")
+        meta = {**meta, "id": f"{user or PLACEHOLDER_OWNER}/{slug}"}
+    return meta
+
+
+def check_submission(path: Path, test_file: Path | None) -> int:
+    """Validate a submission CSV with core.submission (header, ImageId 1..N, labels 0..9); return N.
+
+    N must equal the rows of ``test_file`` when one is given, else Kaggle's 28,000 test images.
+    """
+    expected = KAGGLE_TEST_ROWS
+    if test_file is not None:
+        opener = gzip.open if test_file.suffix == ".gz" else open
+        with opener(test_file, "rt", encoding="utf-8") as handle:
+            expected = sum(1 for line in handle if line.strip()) - 1
+    try:
+        return len(read_submission(path, n_test=expected))
+    except SubmissionError as err:
+        raise ShipError(f"{err}. Nothing was sent.") from None
+
+
+# ------------------------------------------------------------------------------------------------------ commands
+def _require_credentials() -> None:
+    if problem := credentials_problem():
+        raise ShipError(problem)
+
+
+def _git_commit() -> str:
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+    try:
+        return git("rev-parse", "--short", "HEAD").strip() + ("+dirty" if git("status", "--porcelain").strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _scratch(dest: Path, purpose: str, *, dry_run: bool = False) -> Path:
+    """A new hidden folder beside ``dest`` (same file system: moving files from it into ``dest`` is a rename)."""
+    if dry_run:
+        return dest.parent / f".{dest.name}-{purpose}-XXXX"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}-{purpose}-", dir=dest.parent))
+
+
+def _dry_run(commands: list[list[str]], sent: dict[str, Any] | None = None, *notes: str) -> int:
+    print("dry run: nothing is sent, no credentials needed")
+    for command in commands:
+        print(f"would run: {command_line(command)}")
+    for name, body in (sent or {}).items():
+        print(f"{name} as sent:\n{json.dumps(body, indent=2)}")
+    for note in notes:
+        print(note)
+    return 0
+
+
+def push(kernel: str, build_dir: Path, *, dry_run: bool = False, timeout: float = 900) -> int:
+    folder = build_dir / kernel
+    meta, text = check_kernel_folder(folder, kernel, dry_run=dry_run)
+    command = ["kernels", "push", "-p", str(folder)]
+    size = f"{meta['code_file']}: {len(text.encode('utf-8')):,} bytes as sent (limit {MAX_SOURCE_BYTES:,})"
+    if dry_run:
+        return _dry_run([command], {"kernel-metadata.json": meta}, size)
+    print(size)
+    run_kaggle(command, timeout=timeout)
+    print(f"pushed {meta['id']}; follow it with: make status KERNEL={kernel}")
+    return 0
+
+
+def kernel_ref(kernel: str, build_dir: Path, override: str | None = None) -> str:
+    """The kernel's owner/slug: --id, else the id in build/<kernel>/kernel-metadata.json."""
+    meta_path = build_dir / kernel / "kernel-metadata.json"
+    ref = override or _read_json(meta_path).get("id")
+    if not ref:
+        raise ShipError(f"{meta_path}: no kernel id; run `make build KERNEL={kernel}` or pass --id owner/slug")
+    if problems := _check_id(ref, "id", min_slug=5):
+        raise _refusal(meta_path, problems)
+    return ref
+
+
+def status(ref: str, *, dry_run: bool = False, timeout: float = 900) -> int:
+    command = ["kernels", "status", ref]
+    if dry_run:
+        return _dry_run([command])
+    _require_credentials()
+    result = run_kaggle(command, timeout=timeout)  # raises on ERROR, with the failure message
+    state = re.search(r'has status "(?:\w+\.)?(\w+)"', result.stdout)
+    print(f"{ref}: {state.group(1) if state else 'unknown'}")
+    return 0
+
+
+def _move_into(source: Path, dest: Path) -> list[Path]:
+    """Move every file under ``source`` into ``dest`` (same tree), manifest.json last; tracked files are kept."""
+    files = [path for path in source.rglob("*") if path.is_file() and not path.name.endswith(".kaggle-partial")]
+    files.sort(key=lambda path: (path.relative_to(source).as_posix() == MANIFEST_NAME, str(path)))
+    moved = []
+    for path in files:
+        relative = path.relative_to(source)
+        if relative.as_posix() in KEEP_IN_WEIGHTS:
+            print(f"kept the local {relative} (the download has one too)")
+            continue
+        (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest / relative)
+        moved.append(dest / relative)
+    return moved
+
+
+def output(ref: str, dest: Path, *, require_manifest: bool = True, dry_run: bool = False, timeout: float = 1800) -> int:
+    """Download a kernel's output beside ``dest``, verify manifest.json's hashes, then move the files into ``dest``.
+
+    Without ``require_manifest`` (kernels other than train) a download without manifest.json is moved unverified.
+    """
+    if dry_run:
+        return _dry_run([["kernels", "output", ref, "-p", str(_scratch(dest, "download", dry_run=True))]],
+                        None, f"then verify the {MANIFEST_NAME} hashes and move the files into {dest}/")
+    _require_credentials()
+    tmp = _scratch(dest, "download")
+    try:
+        run_kaggle(["kernels", "output", ref, "-p", str(tmp)], timeout=timeout)
+        manifest = None
+        if require_manifest or (tmp / MANIFEST_NAME).is_file():
+            try:
+                manifest = verify_manifest(tmp)
+            except ManifestError as err:
+                raise ShipError(f"the output of {ref} fails verification (tampered or incomplete download); nothing "
+                                f"in {dest}/ was changed:\n{err}") from None
+        moved = _move_into(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if manifest:
+        print(f"{len(manifest['files'])} files verified against {MANIFEST_NAME} (local CV {manifest.get('local_cv')})")
+    print(f"{len(moved)} files now in {dest}/")
+    return 0
+
+
+def _dataset_exists(ref: str, timeout: float) -> bool:
+    result = run_kaggle(["datasets", "status", ref], check=False, echo=False, timeout=timeout)
+    if result.returncode and not re.search(r"\b404\b|not found", result.output, re.I):
+        raise_for_failure(result)
+    print(f"{ref}: {'exists: adding a version' if result.returncode == 0 else 'absent: creating it'}")
+    return result.returncode == 0
+
+
+def _wait_ready(ref: str, polls: int, delay: float, timeout: float) -> None:
+    for attempt in range(1, polls + 1):
+        words = run_kaggle(["datasets", "status", ref], echo=False, timeout=timeout).stdout.split()
+        state = words[-1] if words else "unknown"
+        print(f"weights dataset {ref}: {state} (check {attempt}/{polls})", flush=True)
+        if state == "ready":
+            return
+        if state in ("failed", "deleted"):
+            raise ShipError(f"{ref} is {state} on Kaggle: open https://www.kaggle.com/datasets/{ref}, then run "
+                            "make weights again")
+        if attempt < polls:
+            time.sleep(delay)
+    raise ShipError(f"{ref} is not ready after {polls} checks: Kaggle is still processing it; wait, then run "
+                    "make weights again (or check https://www.kaggle.com/datasets/" + ref + ") before pushing infer")
+
+
+def weights(folder: Path, message: str | None = None, *, polls: int = 30, delay: float = 10, dry_run: bool = False,
+            timeout: float = 3600) -> int:
+    """Create or version the weights dataset from ``folder`` (a staged copy with the owner resolved); wait for ready."""
+    meta = check_dataset_folder(folder, dry_run=dry_run)
+    ref = meta["id"]
+    cv = read_manifest(folder).get("local_cv")
+    note = f"{message + ' ' if message else ''}(local CV {cv}, git {_git_commit()})".strip()
+    entries = [path for path in sorted(folder.iterdir())
+               if path.name not in KEEP_IN_WEIGHTS and not path.name.startswith(".")]
+    dir_mode = ["--dir-mode", "zip"] if any(path.is_dir() for path in entries) else []
+    staged = _scratch(folder, "upload", dry_run=True)
+    if dry_run:
+        return _dry_run([["datasets", "status", ref], ["datasets", "create", "-p", str(staged), *dir_mode],
+                         ["datasets", "version", "-p", str(staged), "-m", note, *dir_mode]],
+                        {"dataset-metadata.json": meta},
+                        "create runs when the status says absent, version otherwise; then status until ready",
+                        "files: " + ", ".join(f"{p.name}{'/' if p.is_dir() else ''}" for p in entries))
+    staging = _scratch(folder, "upload")
+    try:
+        for path in entries:  # hard links: no copy of large weights, and the tracked metadata stays as it is
+            if path.is_dir():
+                shutil.copytree(path, staging / path.name, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(path, staging / path.name)
+        (staging / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if _dataset_exists(ref, timeout):
+            run_kaggle(["datasets", "version", "-p", str(staging), "-m", note, *dir_mode], timeout=timeout)
+        else:
+            run_kaggle(["datasets", "create", "-p", str(staging), *dir_mode], timeout=timeout)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _wait_ready(ref, polls, delay, timeout)
+    return 0
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def submit(file: Path, message: str | None = None, test_file: Path | None = None, *, dry_run: bool = False,
+           timeout: float = 900) -> int:
+    rows = check_submission(file, test_file)
+    if message is None:
+        cv = read_manifest("weights").get("local_cv") if Path("weights", MANIFEST_NAME).is_file() else None
+        message = f"digitkit {file.name}" + (f", local CV {cv}" if cv is not None else "") + f", git {_git_commit()}"
+    command = ["competitions", "submit", "-c", COMPETITION, "-f", str(file), "-m", message]
+    if dry_run:
+        return _dry_run([command], None, f"{file}: {rows} rows, valid")
+    _require_credentials()
+    run_kaggle(command, timeout=timeout)
+    return 0
+
+
+def download_competition(dest: Path, *, required: tuple[str, ...] = ("train.csv", "test.csv"),
+                         dry_run: bool = False, timeout: float = 1800) -> list[Path]:
+    """`kaggle competitions download` into a temp folder beside ``dest``, unzip, then move the files into ``dest``."""
+    dest = Path(dest)
+    if dry_run:
+        _dry_run([["competitions", "download", "-c", COMPETITION, "-p", str(_scratch(dest, "download", dry_run=True))]],
+                 None, f"then unzip into {dest}/")
+        return []
+    _require_credentials()
+    tmp = _scratch(dest, "download")
+    try:
+        run_kaggle(["competitions", "download", "-c", COMPETITION, "-p", str(tmp)], timeout=timeout)
+        unpacked = tmp / "unpacked"
+        unpacked.mkdir()
+        for archive in sorted(tmp.glob("*.zip")):
+            with zipfile.ZipFile(archive) as zipped:
+                for info in (info for info in zipped.infolist() if not info.is_dir()):
+                    with zipped.open(info) as member, open(unpacked / Path(info.filename).name, "wb") as target:
+                        shutil.copyfileobj(member, target)
+        for loose in tmp.glob("*.csv"):
+            os.replace(loose, unpacked / loose.name)
+        missing = [name for name in required if not (unpacked / name).is_file()]
+        if missing:
+            got = sorted(path.name for path in unpacked.iterdir())
+            raise ShipError(f"the download lacks {', '.join(missing)} (it holds {got}); nothing in {dest}/ was "
+                            "changed: check the competition's data page on kaggle.com")
+        dest.mkdir(parents=True, exist_ok=True)
+        written = []
+        for path in sorted(unpacked.iterdir()):
+            os.replace(path, dest / path.name)
+            written.append(dest / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{COMPETITION}: " + ", ".join(path.name for path in written) + f" in {dest}/")
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------------- cli
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dry-run", action="store_true", help="print the command and what would be sent; send nothing")
+    common.add_argument("--timeout", type=float, default=1800, help="seconds one kaggle CLI call may take")
+    kernel = argparse.ArgumentParser(add_help=False)
+    kernel.add_argument("--kernel", choices=KERNELS, default="train")
+    kernel.add_argument("--build-dir", type=Path, default=Path("build"), help="where build.py wrote <kernel>/")
+    parser = argparse.ArgumentParser(prog="python -m tools.ship", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("push", parents=[common, kernel], help="kaggle kernels push -p build/<kernel>")
+    for name, text in (("status", "kaggle kernels status"), ("output", "kaggle kernels output into --dest")):
+        sub = commands.add_parser(name, parents=[common, kernel], help=text)
+        sub.add_argument("--id", help="owner/slug (default: the id in build/<kernel>/kernel-metadata.json)")
+    commands.choices["output"].add_argument("--dest", type=Path, help="default: weights/ for train (verified against "
+                                            "manifest.json), else runs/kaggle-<kernel>/")
+    sub = commands.add_parser("weights", parents=[common], help="create or version the weights dataset")
+    sub.add_argument("--dir", type=Path, default=Path("weights"))
+    sub.add_argument("--message", help="version note (local CV and git commit are appended)")
+    sub.add_argument("--polls", type=int, default=30, help="status checks while waiting for 'ready'")
+    sub.add_argument("--poll-delay", type=float, default=float(os.environ.get("DIGITKIT_POLL_DELAY", 10)))
+    sub = commands.add_parser("submit", parents=[common], help="validate and submit a submission CSV")
+    sub.add_argument("--file", type=Path, default=Path("submission.csv"))
+    sub.add_argument("--message", help="submission description (default: file, local CV, git commit)")
+    sub.add_argument("--test-file", type=Path, help="test CSV whose row count the submission must match "
+                                                    f"(default: Kaggle's {KAGGLE_TEST_ROWS:,} test images)")
+    sub = commands.add_parser("data", parents=[common], help="download the competition data")
+    sub.add_argument("--source", choices=("kaggle",), default="kaggle")
+    sub.add_argument("--dest", type=Path, default=Path("data") / COMPETITION)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = {"dry_run": args.dry_run, "timeout": args.timeout}
+    try:
+        if args.command == "push":
+            return push(args.kernel, args.build_dir, **options)
+        if args.command == "status":
+            return status(kernel_ref(args.kernel, args.build_dir, args.id), **options)
+        if args.command == "output":
+            train = args.kernel == "train"
+            dest = args.dest or (Path("weights") if train else Path("runs") / f"kaggle-{args.kernel}")
+            return output(kernel_ref(args.kernel, args.build_dir, args.id), dest, require_manifest=train, **options)
+        if args.command == "weights":
+            return weights(args.dir, args.message, polls=args.polls, delay=args.poll_delay, **options)
+        if args.command == "submit":
+            return submit(args.file, args.message, args.test_file, **options)
+        download_competition(args.dest, **options)
+        return 0
+    except ShipError as err:
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
