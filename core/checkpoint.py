@@ -23,13 +23,17 @@ def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path.name}: refused by torch.load(weights_only=True): it holds Python objects, not just tensors, and "
-            f"could run code when loaded ({str(err).splitlines()[0]}). Only load weights saved as a state_dict.") from None
+            f"could run code when loaded. Only load weights saved as a state_dict.") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise CheckpointError(f"{path.name}: unreadable, probably truncated by an interrupted copy or download "
-                              f"({str(err).splitlines()[0]}); download or train it again") from None
+                              f"({_first_sentence(err)}); download or train it again") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path.name}: not a state_dict of tensors; save weights with model.state_dict()")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _first_sentence(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
 
 
 def load_weights(model: nn.Module, path: str | Path, *, model_name: str = "") -> nn.Module:

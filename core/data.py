@@ -227,7 +227,7 @@ def _check_train_header(name: str, columns: list[str], group_column: str) -> Non
     problem = _format_problem(name, columns, _HEADER_HINT)
     if problem is None and "label" not in columns:
         if columns[: len(PIXEL_COLUMNS)] == PIXEL_COLUMNS:
-            problem = (f"{name} looks like test.csv (no label column, {len(columns)} columns): "
+            problem = (f"{name} looks like a test file (no label column, {len(columns)} columns): "
                        "pass the training file (train.csv) here")
         else:
             problem = (f"{name} has no 'label' column (its first column is {_short(columns[0])}): "
@@ -250,7 +250,8 @@ def _check_train_header(name: str, columns: list[str], group_column: str) -> Non
 
 def _check_test_header(name: str, columns: list[str]) -> None:
     if columns[:1] == ["label"] and columns[1:] == PIXEL_COLUMNS:
-        raise DataError(f"{name} looks like train.csv (it has a label column): pass the test file (test.csv) here")
+        raise DataError(f"{name} looks like a training file (it has a label column): "
+                        f"pass the test file (test.csv) here")
     problem = _format_problem(name, columns, "pixel0..pixel783")
     problem = problem or _header_problem(name, columns, PIXEL_COLUMNS, "pixel0..pixel783")
     if problem:

@@ -160,12 +160,12 @@ def test_last_cell_of_a_large_file_is_found(tmp_path):
 
 def test_test_file_given_as_train(tmp_path):
     path = write(tmp_path / "test.csv", make_test_frame())
-    raises(lambda: read_train(path), f"{path} looks like test.csv (no label column", "pass the training file")
+    raises(lambda: read_train(path), f"{path} looks like a test file (no label column", "pass the training file")
 
 
 def test_train_file_given_as_test(tmp_path):
     path = write(tmp_path / "train.csv.gz", make_train_frame())
-    raises(lambda: read_test(path), f"{path} looks like train.csv (it has a label column)", "pass the test file")
+    raises(lambda: read_test(path), f"{path} looks like a training file (it has a label column)", "pass the test file")
 
 
 def test_missing_label_column(tmp_path):
