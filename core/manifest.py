@@ -7,9 +7,16 @@ settings and refuses any weights file whose hash does not match.
 Layout::
 
     {"format": 1, "created": "2026-…Z", "model": {"name": …, "spec": {…}}, "n_folds": 5,
-     "folds": [{"fold": 0, "weights": "smallcnn_fold0_best.pth", "val_acc": 0.99, "best_epoch": 3, "n_val": 800}, …],
-     "local_cv": 0.99, "config": {…}, "inference": {"tta": [...], "weights": "best"},
+     "folds": [{"fold": 0, "weights": "smallcnn_fold0_best.pth", "val_acc": 0.99, "best_epoch": 3, "n_val": 800,
+                "swa_weights": "smallcnn_fold0_swa.pth", "swa_val_acc": 0.99}, …],  # swa_* only with swa_epochs > 0
+     "local_cv": 0.99, "config": {…},
+     "inference": {"weights": "best" | "swa", "tta": ["identity", "shift_left", …] or [], "tta_setting": "auto",
+                   "oof_acc": {"best": …, "best+tta": …, "swa": …, "swa+tta": …},
+                   "tests": {"swa_vs_best": {"p_value": …, …}, "tta_vs_none": {…}}, "oof_files": {…}},
      "files": {"smallcnn_fold0_best.pth": "<sha256>", "oof.csv": "<sha256>", …}}
+
+``local_cv`` and ``oof.csv`` describe what inference does (``inference.weights`` + ``inference.tta``); see
+core/choice.py for how that is chosen on OOF rows.
 """
 from __future__ import annotations
 

@@ -1,27 +1,31 @@
 """The two recipes the notebooks call: ``run_training`` (folds → train each fold → OOF → CV → plots → manifest) and
-``run_inference`` (manifest → k models → average → submission.csv)."""
+``run_inference`` (manifest → k models → TTA views → average → submission.csv)."""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import load_weights
+from .atomic import write_text_atomic
+from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
 from .config import Config
 from .data import find_competition_file, read_test, read_train
 from .folds import load_or_make_folds
-from .manifest import read_manifest, verify_files, write_manifest
-from .models import create_model_from_spec, is_convolutional, model_spec
-from .oof import fold_accuracies, local_cv, oof_frame, report, write_oof
+from .inference import inference_views, predict_folds
+from .launch import plan_parallel, train_folds_in_workers
+from .manifest import read_manifest, sha256_file, write_manifest
+from .models import is_convolutional, model_spec
+from .oof import fold_accuracies, local_cv, report, write_oof
 from .paths import KAGGLE_INPUT, find_input_dir
 from .plots import plot_training_curves
-from .predict import predict_probs
 from .submission import make_submission, write_submission
-from .trainer import resolve_device, train_fold, weights_name
+from .trainer import FoldResult, resolve_device, train_fold, weights_name
+from .tta import views_to_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class TrainingRun:
     fold_accuracy: dict[int, float]
     summary: str
     figure: object  # matplotlib Figure of the training curves
+    choice: InferenceChoice | None = None  # best/SWA weights and TTA, scored on OOF with paired tests
 
 
 @dataclasses.dataclass
@@ -40,6 +45,8 @@ class InferenceRun:
     submission_path: Path
     test_probs: np.ndarray  # (n_test, 10), the average over folds
     n_models: int
+    weights: str = "best"  # which weights of each fold: best epoch or SWA
+    views: list[str] = dataclasses.field(default_factory=list)  # TTA views averaged ([] = none)
 
 
 def describe_device(device: torch.device) -> str:
@@ -77,77 +84,102 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
 
     images = torch.from_numpy(train.images)
     labels = torch.from_numpy(train.labels)
-    results = []
-    for fold in config.fold_indices():
-        train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
-        result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=fold,
-                            output_dir=output_dir, device=device)
-        results.append((result, val_idx))
+    plan = plan_parallel(config, device, n_folds=len(config.fold_indices()))
+    if plan.launches:  # ddp ranks or one process per device; they write the fold files, we assemble the run
+        results = train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=folds,
+                                         fold_list=config.fold_indices(), output_dir=output_dir)
+    else:
+        results = []
+        for fold in config.fold_indices():
+            train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+            log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
+            result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
+                                fold=fold, output_dir=output_dir, device=device)
+            results.append((result, val_idx))
 
-    oof = oof_frame(row_ids=np.concatenate([idx for _, idx in results]),
-                    folds=np.concatenate([np.full(len(idx), r.fold) for r, idx in results]),
-                    labels=np.concatenate([train.labels[idx] for _, idx in results]),
-                    probs=np.concatenate([r.val_probs for r, _ in results]))
+    choice = _score_inference_options(config, results, images=images, labels=train.labels, device=device)
+    oof = choice.oof  # what inference will do; each variant also gets its own oof_<variant>.csv
     write_oof(output_dir / "oof.csv", oof)
-    summary = report(oof, n_rows=len(train.labels))
+    variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
+    for name in choice.frames if variant_files else []:
+        write_oof(output_dir / variant_file(name), choice.frames[name])
+    summary = report(oof, n_rows=len(train.labels)) + "\n" + choice.report()
     log.info("\n%s", summary)
     figure = plot_training_curves({r.fold: r.history for r, _ in results}, output_dir / "training_curves.png",
                                   title=f"{config.model}: local CV {local_cv(oof):.5f}")
 
     weight_files = [r.weights_path.name for r, _ in results]
+    weight_files += [r.swa_weights_path.name for r, _ in results if r.swa_weights_path is not None]
     log_files = [weights_name(config.model, r.fold, "log").replace(".pth", ".csv") for r, _ in results]
     manifest = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": config.model, "spec": model_spec(config.model)},
         "n_folds": config.n_folds,
         "folds": [{"fold": r.fold, "weights": r.weights_path.name, "val_acc": r.best_val_acc,
-                   "best_epoch": r.best_epoch, "n_val": int(len(idx))} for r, idx in results],
+                   "best_epoch": r.best_epoch, "n_val": int(len(idx)),
+                   **({"swa_weights": r.swa_weights_path.name, "swa_val_acc": r.swa_val_acc}
+                      if r.swa_weights_path is not None else {})} for r, idx in results],
         "local_cv": local_cv(oof),
         "oof_rows": int(len(oof)),
         "train_rows": int(len(train.labels)),
         "train_sha256": train.fingerprint,
         "config": config.to_dict(),
-        "inference": {"weights": "best", "tta": []},
+        "inference": choice.manifest_entry(),
     }
-    write_manifest(output_dir, manifest, weight_files + log_files + ["oof.csv", "folds.csv", "config.json"])
+    write_manifest(output_dir, manifest,
+                   weight_files + log_files + variant_files + ["oof.csv", "folds.csv", "config.json"])
     return TrainingRun(output_dir=output_dir, local_cv=local_cv(oof), fold_accuracy=fold_accuracies(oof),
-                       summary=summary, figure=figure)
+                       summary=summary, figure=figure, choice=choice)
+
+
+def _score_inference_options(config: Config, results: list[tuple[FoldResult, np.ndarray]], *, images: torch.Tensor,
+                             labels: np.ndarray, device: torch.device) -> InferenceChoice:
+    """Score best/SWA weights with and without TTA on each fold's validation rows, and choose (core.choice)."""
+    images = images.to(device)
+    views = views_to_evaluate(config.tta)
+    folds = [fold_predictions(fold=r.fold, val_idx=idx, best_probs=r.val_probs, best_path=r.weights_path,
+                              swa_probs=r.swa_val_probs, swa_path=r.swa_weights_path, images=images, views=views,
+                              spec=model_spec(config.model), batch_size=config.eval_batch_size,
+                              channels_last=config.channels_last and is_convolutional(config.model))
+             for r, idx in results]
+    return choose_inference(folds, labels, tta_setting=config.tta)
 
 
 def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: str | Path, device: str = "auto",
-                  batch_size: int = 1024) -> InferenceRun:
-    """Predict test.csv with every fold model listed in ``weights_dir``/manifest.json and average the folds.
+                  batch_size: int = 1024, tta: str = "auto") -> InferenceRun:
+    """Predict test.csv with every fold model listed in ``weights_dir``/manifest.json: views, then folds averaged.
 
     Each model is built from the manifest's spec with ``pretrained=False`` (no download: the kernel runs offline)
-    and loaded with ``weights_only=True`` after its sha256 is checked. Writes ``submission.csv`` and
-    ``test_probs.npz`` (per-fold probabilities, (n_test, 10) each, for the ensemble notebook).
+    and loaded with ``weights_only=True`` after its sha256 is checked; the manifest says which weights (best epoch or
+    SWA). ``tta``: "auto" = the views training found helpful on OOF (manifest ``inference.tta``), "none", or a
+    comma-separated view list (core.tta). Writes ``submission.csv``, ``test_probs.npz`` (per-fold probabilities,
+    (n_test, 10) each, and their ``mean``) and ``test_probs.json`` (what made them, for the ensemble notebook).
     """
     weights_dir, output_dir = Path(weights_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(weights_dir)
-    verify_files(weights_dir, manifest, names=[entry["weights"] for entry in manifest["folds"]])
+    chosen = manifest.get("inference", {})
+    weights, views = chosen.get("weights", "best"), inference_views(tta, manifest)
+    if views != list(chosen.get("tta", [])):
+        log.warning("TTA %s differs from training's choice %s: oof.csv does not describe these test predictions",
+                    views or "none", chosen.get("tta") or "none")
     torch_device = resolve_device(device)
     spec = manifest["model"]["spec"]
-    log.info("device: %s; %s × %d folds (local CV %.5f)", describe_device(torch_device), spec["name"],
-             len(manifest["folds"]), manifest.get("local_cv", float("nan")))
+    log.info("device: %s; %s × %d folds (local CV %.5f), %s weights, TTA: %s", describe_device(torch_device),
+             spec["name"], len(manifest["folds"]), manifest.get("local_cv", float("nan")), weights,
+             ", ".join(views) or "none")
 
     test = read_test(find_competition_file(data_dir, "test"))
     images = torch.from_numpy(test.images).to(torch_device)
-    channels_last = manifest["config"].get("channels_last", False) and is_convolutional(spec["name"])
-    per_fold = {}
-    for entry in manifest["folds"]:
-        model = create_model_from_spec(spec, pretrained=False).to(torch_device)
-        load_weights(model, weights_dir / entry["weights"], model_name=spec["name"])
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        per_fold[f"fold{entry['fold']}"] = predict_probs(model, images, batch_size=batch_size,
-                                                         channels_last=channels_last)
-        log.info("fold %d predicted", entry["fold"])
+    per_fold = predict_folds(weights_dir, manifest, images, weights=weights, views=views, batch_size=batch_size)
     mean_probs = np.mean(list(per_fold.values()), axis=0)
     np.savez(output_dir / "test_probs.npz", mean=mean_probs, **per_fold)
+    provenance = {"weights": weights, "tta": views, "test_sha256": test.fingerprint, "n_test": int(len(images)),
+                  "manifest_sha256": sha256_file(weights_dir / "manifest.json"), "model": spec["name"]}
+    write_text_atomic(output_dir / "test_probs.json", json.dumps(provenance, indent=2) + "\n")
     path = write_submission(output_dir / "submission.csv", make_submission(mean_probs), n_test=len(images))
-    return InferenceRun(submission_path=path, test_probs=mean_probs, n_models=len(per_fold))
+    return InferenceRun(submission_path=path, test_probs=mean_probs, n_models=len(per_fold), weights=weights,
+                        views=views)
 
 
 def find_weights_dir(explicit: str | Path | None) -> Path:

@@ -22,11 +22,14 @@ import torch.nn.functional as F
 
 from .atomic import atomic_path, write_text_atomic
 from .augment import make_batch
+from .checkpoint import read_state_dict
 from .config import Config
+from .distributed import broadcast_buffers, mean_over_ranks, rank_and_world, shard
 from .models import create_model, is_convolutional
 from .predict import autocast_context, amp_dtype, predict_logits
 from .progress import progress
 from .scheduler import build_optimizer, fetch_scheduler
+from .swa import SwaAverager, finish_swa
 from .targets import one_hot, smooth_targets, soft_target_cross_entropy
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,9 @@ class FoldResult:
     best_val_acc: float
     val_probs: np.ndarray
     history: list[dict[str, float]]
+    swa_weights_path: Path | None = None  # <model>_fold<k>_swa.pth when config.swa_epochs > 0
+    swa_val_acc: float | None = None
+    swa_val_probs: np.ndarray | None = None  # (n_val, 10) from the SWA weights after BatchNorm re-estimation
 
 
 def weights_name(model_name: str, fold: int, kind: str = "best") -> str:
@@ -75,6 +81,18 @@ def save_state_dict(model: nn.Module, path: Path) -> None:
         torch.save(state, tmp)
 
 
+def plan_steps(n_train: int, *, batch_size: int, epochs: int, max_steps: int = 0) -> tuple[int, int, int]:
+    """(batch size, optimizer steps per epoch, optimizer steps in all) of a fold with ``n_train`` training rows.
+
+    An epoch drops its last partial batch (BatchNorm cannot train on a single image). ``max_steps`` > 0 caps the
+    total: the run stops inside an epoch, and the scheduler's ``T_max`` is the capped total.
+    """
+    batch_size = min(batch_size, n_train)
+    steps_per_epoch = max(1, n_train // batch_size)
+    total = epochs * steps_per_epoch
+    return batch_size, steps_per_epoch, min(total, max_steps) if max_steps > 0 else total
+
+
 def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, train_idx: np.ndarray,
                val_idx: np.ndarray, fold: int, output_dir: str | Path,
                device: torch.device | None = None) -> FoldResult:
@@ -102,25 +120,31 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         log.info("fold %d: nn.DataParallel over %d GPUs (BatchNorm sees batch/%d per GPU)",
                  fold, torch.cuda.device_count(), torch.cuda.device_count())
         model = nn.DataParallel(model)
+    rank, world = rank_and_world()
+    if world > 1:  # launched by core.launch under torchrun: same weights on every rank, gradients all-reduced
+        log.info("fold %d: DistributedDataParallel, %d ranks (BatchNorm sees batch/%d per rank)", fold, world, world)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    eval_model = unwrap(model) if world > 1 else model  # ranks evaluate alone: no collective inside predict_logits
     train_model = torch.compile(model) if config.compile else model
 
     images = images.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
     train_rows = torch.as_tensor(train_idx, dtype=torch.long, device=device)
     val_rows = torch.as_tensor(val_idx, dtype=torch.long, device=device)
-    batch_size = min(config.batch_size, len(train_idx))
-    # Drop the last partial batch when it is tiny: BatchNorm cannot train on a single image.
-    steps_per_epoch = max(1, len(train_idx) // batch_size)
+    batch_size, steps_per_epoch, total_steps = plan_steps(len(train_idx), batch_size=config.batch_size,
+                                                          epochs=config.epochs, max_steps=config.max_steps)
+    epochs = -(-total_steps // steps_per_epoch)  # config.epochs, or fewer when max_steps stops the run early
 
     optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=config.epochs * steps_per_epoch,
-                                min_lr=config.min_lr, epochs=config.epochs)
+    scheduler = fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=total_steps,
+                                min_lr=config.min_lr, epochs=epochs)
     use_amp = config.amp and device.type == "cuda"
     scaler = _grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
     generator = torch.Generator().manual_seed(config.seed * 1000 + fold)
 
     history: list[dict[str, float]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
+    swa = SwaAverager(unwrap(model), epochs=epochs, swa_epochs=config.swa_epochs) if config.swa_epochs else None
     resume = _load_resume(last_path, config)
     if resume is not None:
         unwrap(model).load_state_dict(resume["model"])
@@ -133,22 +157,30 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         torch.set_rng_state(resume["torch_rng"])
         history, best_acc, best_epoch = list(resume["history"]), resume["best_acc"], resume["best_epoch"]
         start_epoch = resume["epoch"] + 1
-        log.info("fold %d: resuming at epoch %d/%d (best so far %.5f)", fold, start_epoch + 1, config.epochs, best_acc)
+        if swa is not None and resume.get("swa") is not None:
+            swa.load_state_dict(resume["swa"])
+        log.info("fold %d: resuming at epoch %d/%d (best so far %.5f)", fold, start_epoch + 1, epochs, best_acc)
 
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         model.train()
         order = train_rows[torch.randperm(len(train_rows), generator=generator).to(device)]
         loss_sum, smoothed = 0.0, None
-        bar = progress(steps_per_epoch, desc=f"fold {fold} epoch {epoch + 1}/{config.epochs}")
-        for step in range(steps_per_epoch):
+        n_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)  # the last one may stop early
+        bar = progress(n_steps, desc=f"fold {fold} epoch {epoch + 1}/{epochs}")
+        for step in range(n_steps):
             rows = order[step * batch_size:(step + 1) * batch_size]
             x = make_batch(images[rows], augment=config.augment, rotate_deg=config.rotate_deg, zoom=config.zoom,
                            shift=config.shift, channels_last=channels_last, generator=generator)
             targets = smooth_targets(one_hot(labels[rows]), config.label_smoothing)
+            if world > 1:  # every rank drew the same batch and augmentation; each trains on its share of it
+                mine = shard(len(rows), rank, world)
+                x, targets = x[mine], targets[mine]
             with autocast_context(device, use_amp):
                 logits = train_model(x)
             loss = soft_target_cross_entropy(logits.float(), targets)
+            if world > 1:  # DDP averages gradients over ranks: weighting each share by its size gives the batch mean
+                loss = loss * (world * len(targets) / len(rows))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -162,11 +194,13 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
             bar.update()
         bar.close()
 
-        val_logits = predict_logits(model, images[val_rows], batch_size=config.eval_batch_size,
+        broadcast_buffers(unwrap(model))  # BatchNorm statistics of rank 0 everywhere: all ranks score alike
+        val_logits = predict_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
                                     channels_last=channels_last, amp=use_amp)
         val_loss = F.cross_entropy(val_logits, labels[val_rows]).item()  # hard labels: no smoothing here
         val_acc = (val_logits.argmax(1) == labels[val_rows]).float().mean().item()
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, "val_loss": val_loss,
+        history.append({"epoch": epoch + 1, "train_loss": mean_over_ranks(loss_sum / n_steps, device),
+                        "val_loss": val_loss,
                         "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
                         "seconds": time.perf_counter() - started})
         improved = val_acc > best_acc
@@ -174,17 +208,29 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
             best_acc, best_epoch = val_acc, epoch + 1
             save_state_dict(model, best_path)
         log.info("fold %d epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.5f%s  (%.1fs)", fold, epoch + 1,
-                 config.epochs, history[-1]["train_loss"], val_loss, val_acc, "  *best*" if improved else "",
+                 epochs, history[-1]["train_loss"], val_loss, val_acc, "  *best*" if improved else "",
                  history[-1]["seconds"])
         write_text_atomic(log_path, pd.DataFrame(history).to_csv(index=False))
+        if swa is not None:
+            swa.after_epoch(unwrap(model), epoch)
         _save_resume(last_path, config=config, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                     generator=generator, epoch=epoch, history=history, best_acc=best_acc, best_epoch=best_epoch)
+                     generator=generator, epoch=epoch, history=history, best_acc=best_acc, best_epoch=best_epoch,
+                     swa=swa)
 
-    unwrap(model).load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
-    val_probs = torch.softmax(predict_logits(model, images[val_rows], batch_size=config.eval_batch_size,
+    unwrap(model).load_state_dict(read_state_dict(best_path, map_location=device))
+    val_probs = torch.softmax(predict_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
                                              channels_last=channels_last, amp=use_amp), 1).double().cpu().numpy()
-    return FoldResult(fold=fold, weights_path=best_path, best_epoch=best_epoch, best_val_acc=best_acc,
-                      val_probs=val_probs, history=history)
+    result = FoldResult(fold=fold, weights_path=best_path, best_epoch=best_epoch, best_val_acc=best_acc,
+                        val_probs=val_probs, history=history)
+    if swa is not None:
+        swa_path = output_dir / weights_name(config.model, fold, "swa")
+        scored = finish_swa(swa, images=images, labels=labels, train_rows=train_rows, val_rows=val_rows, path=swa_path,
+                            batch_size=batch_size, eval_batch_size=config.eval_batch_size, channels_last=channels_last,
+                            amp=use_amp, seed=config.seed * 1000 + fold + 1, augment=config.augment,
+                            rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
+        if scored is not None:
+            result.swa_weights_path, (result.swa_val_acc, result.swa_val_probs) = swa_path, scored
+    return result
 
 
 def _grad_scaler(enabled: bool):
@@ -195,12 +241,13 @@ def _grad_scaler(enabled: bool):
 
 
 # Settings that change what an epoch computes: a resume checkpoint made under other values is not reused.
-_RESUME_KEYS = ("model", "epochs", "batch_size", "learning_rate", "min_lr", "weight_decay", "scheduler",
-                "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed", "n_folds", "fold_method")
+_RESUME_KEYS = ("model", "epochs", "max_steps", "batch_size", "learning_rate", "min_lr", "weight_decay", "scheduler",
+                "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed", "n_folds", "fold_method",
+                "swa_epochs")
 
 
 def _save_resume(path: Path, *, config: Config, model: nn.Module, optimizer, scheduler, scaler, generator,
-                 epoch: int, history: list, best_acc: float, best_epoch: int) -> None:
+                 epoch: int, history: list, best_acc: float, best_epoch: int, swa: SwaAverager | None = None) -> None:
     state: dict[str, Any] = {
         "settings": {key: getattr(config, key) for key in _RESUME_KEYS},
         "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
@@ -208,6 +255,7 @@ def _save_resume(path: Path, *, config: Config, model: nn.Module, optimizer, sch
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
         "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
+        "swa": swa.state_dict() if swa is not None else None,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,12 +49,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n=== {kernel}: build/{kernel}/{kernel}.ipynb → {run_dir / (kernel + '.ipynb')}", flush=True)
             run_notebook(Path(args.build) / kernel / f"{kernel}.ipynb", run_dir / f"{kernel}.ipynb", cwd=run_dir,
                          parameters=params, timeout=args.timeout)
+            shared = Path(train_params["folds_path"])
+            if kernel == "train" and not shared.is_file() and (run_dir / "folds.csv").is_file():
+                shared.parent.mkdir(parents=True, exist_ok=True)  # the first run's folds: every later run's folds
+                shutil.copy(run_dir / "folds.csv", shared)
     except (NotebookFailed, ValueError, FileNotFoundError) as err:
         print(f"\nmake run failed: {err}", file=sys.stderr)
         return 1
     manifest = json.loads((run_dir / "manifest.json").read_text())
     print(f"\nrun {args.run} finished in {time.perf_counter() - started:.0f} s: {run_dir}")
     print(f"local CV (OOF accuracy): {manifest['local_cv']:.5f}")
+    choice = manifest.get("inference", {})
+    print(f"inference: {choice.get('weights', 'best')} weights, TTA: {', '.join(choice.get('tta', [])) or 'none'} "
+          f"(OOF: {', '.join(f'{k} {v:.5f}' for k, v in choice.get('oof_acc', {}).items())})")
     print(f"submission: {run_dir / 'submission.csv'}")
     return 0
 

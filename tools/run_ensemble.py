@@ -1,0 +1,65 @@
+"""`make ensemble RUNS="a b"`: execute the built ensemble notebook locally on runs/a, runs/b, … → runs/<name>/.
+
+    python -m tools.run_ensemble --runs a b [--name ensemble-a-b] [--data data/digit-recognizer] [-p steps=500]
+
+Each run is a model group made by `make run RUN=<name>` (manifest.json, oof.csv, test_probs.npz). The groups must
+share one folds.csv, which `make run` arranges per data folder. Prints the comparison table (each group, plain mean,
+learned weights under nested CV, learned weights in-sample) and the path of submission.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from tools.run_notebook import NotebookFailed, parse_parameter, run_notebook
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN",
+                        help="two or more run names under --runs-dir")
+    parser.add_argument("--name", default="", help="output run name (default: ensemble-<run>-<run>…)")
+    parser.add_argument("--data", default="data/digit-recognizer", help="the competition (for groups without "
+                        "test_probs.npz)")
+    parser.add_argument("--build", default="build", help="folder holding the built notebooks")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="an ensemble-notebook parameter, e.g. -p steps=500 or -p fuse=mean (repeatable)")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    args = parser.parse_args(argv)
+
+    runs_dir = Path(args.runs_dir).resolve()
+    groups = [runs_dir / run for run in args.runs]
+    missing = [str(g) for g in groups if not (g / "manifest.json").is_file()]
+    if len(groups) < 2 or missing:
+        print(f"make ensemble needs two or more finished runs (RUNS=\"a b\"); missing: {missing or args.runs}",
+              file=sys.stderr)
+        return 1
+    out_dir = runs_dir / (args.name or "ensemble-" + "-".join(args.runs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"groups": ",".join(str(g) for g in groups), "data_dir": str(Path(args.data).resolve()),
+              "output_dir": str(out_dir)}
+    params.update(dict(parse_parameter(p) for p in args.param))
+
+    started = time.perf_counter()
+    notebook = Path(args.build) / "ensemble" / "ensemble.ipynb"
+    print(f"\n=== ensemble: {notebook} → {out_dir / 'ensemble.ipynb'}", flush=True)
+    try:
+        run_notebook(notebook, out_dir / "ensemble.ipynb", cwd=out_dir, parameters=params, timeout=args.timeout)
+    except (NotebookFailed, ValueError, FileNotFoundError) as err:
+        print(f"\nmake ensemble failed: {err}", file=sys.stderr)
+        return 1
+    table = pd.read_csv(out_dir / "ensemble_table.csv")
+    print(f"\nensemble of {', '.join(args.runs)} finished in {time.perf_counter() - started:.0f} s: {out_dir}")
+    with pd.option_context("display.width", 160, "display.max_colwidth", 70):
+        print(table.drop(columns=["kind"]).to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+    print(f"figure: {out_dir / 'ensemble_comparison.png'}\nsubmission: {out_dir / 'submission.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
