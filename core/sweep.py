@@ -1,0 +1,393 @@
+"""Learning rate × batch size sweep: one fixed fold, a grid of cells, each trained by the real trainer, resumable.
+
+A *cell* is one call of :func:`core.trainer.train_fold` on fold ``grid.fold`` of the saved folds file (the same
+folds as training) with ``batch_size = B``, ``learning_rate = lr``, ``min_lr = lr * min_lr_ratio``, ``seed = s`` and
+a fixed *budget*, the same for every cell:
+
+* ``epochs=E``: every cell sees the same data (E passes); a large batch then takes fewer optimizer steps.
+* ``steps=S``: every cell takes S optimizer steps (``Config.max_steps``; the cosine schedule ends at step S);
+  a large batch then sees more data. The two answer different questions, so both are offered.
+
+Each finished cell becomes one row of ``runs.csv`` (long format): ``batch``, ``lr`` and ``min_lr`` (per optimizer
+step), ``seed``, ``budget`` (``epochs=3`` / ``steps=500``), ``steps`` (optimizer steps taken), ``val_acc`` and
+``val_loss`` (hard-label cross-entropy) on the fold's validation rows, ``diverged`` (True/False) and ``seconds``
+(wall time of the cell: set-up, training and evaluation; for a cell resumed mid-way, this session's part). The file
+is rewritten beside itself and renamed over the old one, so a kill never leaves half a row (and a trailing line
+without its newline, e.g. from a hand edit, is ignored when reading). A rerun skips the cells already there, so a
+killed or extended sweep (more batch sizes, learning rates or seeds) only trains what is missing. A cell killed
+mid-way resumes at its last finished epoch from the trainer's own checkpoint in ``cells/<cell>/``.
+
+A cell counts as **diverged** when any epoch's training or validation loss is not finite, or when its final
+validation accuracy is at most ``CHANCE_ACC`` (0.2; chance is 0.1): it did not learn within the budget, whether it
+blew up or crawled. ``val_acc`` and ``val_loss`` are those at the end of the budget (the last epoch), not the best
+epoch: every cell is scored at the same point of its schedule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .atomic import write_text_atomic
+from .config import Config
+from .data import find_competition_file, read_train
+from .folds import load_or_make_folds
+from .paths import KAGGLE_INPUT, find_input_dir
+from .trainer import plan_steps, resolve_device, train_fold
+
+log = logging.getLogger(__name__)
+
+RUNS_FILE = "runs.csv"
+SETUP_FILE = "sweep.json"
+RUNS_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "steps", "val_acc", "val_loss", "diverged", "seconds"]
+CHANCE_ACC = 0.2  # a final validation accuracy at or below this counts as diverged (10 classes: chance is 0.1)
+BUDGET_KINDS = ("epochs", "steps")
+# Settings that change what a cell computes besides the swept ones: runs.csv made under others is not reused.
+_FIXED_SETTINGS = ("model", "pretrained", "weight_decay", "scheduler", "label_smoothing", "augment", "rotate_deg",
+                   "zoom", "shift", "n_folds", "fold_method")
+
+
+class SweepError(ValueError):
+    """The sweep cannot go on as asked; the message names the setting or file and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What every cell trains for: ``epochs`` passes over the fold, or exactly ``steps`` optimizer steps."""
+
+    kind: str
+    value: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        """``"epochs=3"`` or ``"steps=500"`` (``:`` works as well as ``=``)."""
+        kind, sep, value = str(text).replace(":", "=").partition("=")
+        try:
+            budget = cls(kind.strip().lower(), int(value))
+        except ValueError:
+            budget = None
+        if not sep or budget is None or budget.kind not in BUDGET_KINDS or budget.value < 1:
+            raise SweepError(f"budget = {text!r}: write 'epochs=E' (same data per cell) or 'steps=S' (same number "
+                             "of optimizer steps per cell), with a positive integer")
+        return budget
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+    def apply(self, config: Config, n_train: int) -> Config:
+        """``config`` with ``epochs``/``max_steps`` set so that a fold of ``n_train`` rows trains for this budget."""
+        if self.kind == "epochs":
+            return dataclasses.replace(config, epochs=self.value, max_steps=0)
+        _, steps_per_epoch, _ = plan_steps(n_train, batch_size=config.batch_size, epochs=1)
+        return dataclasses.replace(config, epochs=-(-self.value // steps_per_epoch), max_steps=self.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One training run of the grid. ``budget`` is ``str(Budget)``, as written to runs.csv."""
+
+    batch: int
+    lr: float
+    min_lr: float
+    seed: int
+    budget: str
+
+    def key(self) -> tuple:
+        """What identifies a finished cell in runs.csv (floats compared to 10 significant digits)."""
+        return self.batch, f"{self.lr:.10g}", f"{self.min_lr:.10g}", self.seed, self.budget
+
+    @property
+    def name(self) -> str:
+        """Folder name under ``cells/``, e.g. ``b32_lr0.001_min1e-05_s42_steps150``."""
+        return f"b{self.batch}_lr{self.lr:g}_min{self.min_lr:g}_s{self.seed}_{self.budget.replace('=', '')}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepGrid:
+    """The cells to train: every batch size × learning rate × seed, one budget, on fold ``fold``.
+
+    Attributes:
+        batch_sizes: Images per optimizer step.
+        learning_rates: Peak learning rates (per optimizer step).
+        seeds: Trainer seeds (model init, batch order, augmentation); more seeds give mean ± sd per cell.
+        min_lr_ratio: ``min_lr = lr * min_lr_ratio``, the end of the cosine, so each schedule keeps its shape.
+        budget: ``"epochs=E"`` or ``"steps=S"`` (see :class:`Budget`).
+        fold: The validation fold of the saved folds file that every cell trains without and is scored on.
+    """
+
+    batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
+    learning_rates: tuple[float, ...] = (1e-3, 5e-4, 2e-4, 1e-4, 1e-5)
+    seeds: tuple[int, ...] = (42,)
+    min_lr_ratio: float = 0.01
+    budget: str = "epochs=3"
+    fold: int = 0
+
+    # notebook parameter name → field (the fold is ``sweep_fold`` there: ``folds_to_run`` belongs to training)
+    PARAMETERS = {"batch_sizes": "batch_sizes", "learning_rates": "learning_rates", "seeds": "seeds",
+                  "min_lr_ratio": "min_lr_ratio", "budget": "budget", "sweep_fold": "fold"}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "SweepGrid":
+        """Build from a notebook's ``globals()``: lists, tuples or comma-separated strings ("8,16,32")."""
+        kwargs: dict[str, Any] = {}
+        for name, field in cls.PARAMETERS.items():
+            value = values.get(name)
+            if value is None:
+                continue
+            if field in ("batch_sizes", "seeds", "learning_rates"):
+                kwargs[field] = _as_tuple(name, value, float if field == "learning_rates" else int)
+                continue
+            kind = {"min_lr_ratio": float, "fold": int, "budget": str}[field]
+            try:
+                kwargs[field] = kind(value)
+            except (TypeError, ValueError):
+                raise SweepError(f"{name} = {value!r}: expected a {kind.__name__}") from None
+        grid = cls(**kwargs)
+        grid.validate()
+        return grid
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise SweepError(message)
+
+        need(len(self.batch_sizes) > 0 and all(b >= 1 for b in self.batch_sizes),
+             f"batch_sizes = {list(self.batch_sizes)}: give at least one positive batch size")
+        need(len(self.learning_rates) > 0 and all(lr > 0 for lr in self.learning_rates),
+             f"learning_rates = {list(self.learning_rates)}: give at least one positive learning rate")
+        need(len(self.seeds) > 0, "seeds: give at least one seed")
+        need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio = {self.min_lr_ratio}: use 0..1 (min_lr = lr * ratio)")
+        need(self.fold >= 0, f"sweep_fold = {self.fold}: use a fold index 0..n_folds-1")
+        Budget.parse(self.budget)
+
+    def cells(self) -> list[Cell]:
+        """Every cell, seed by seed (a partial sweep holds whole grids), then batch size, then learning rate."""
+        budget = str(Budget.parse(self.budget))
+        return [Cell(batch=b, lr=lr, min_lr=float(f"{lr * self.min_lr_ratio:.12g}"), seed=s, budget=budget)
+                for s in _unique(self.seeds) for b in _unique(self.batch_sizes) for lr in _unique(self.learning_rates)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_sizes": list(self.batch_sizes), "learning_rates": list(self.learning_rates),
+                "seeds": list(self.seeds), "min_lr_ratio": self.min_lr_ratio, "budget": self.budget,
+                "fold": self.fold}
+
+
+# ---------------------------------------------------------------------------------------------------- runs.csv
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """The finished cells in ``path`` (columns ``RUNS_COLUMNS``); an empty table when the file does not exist.
+
+    Raises:
+        SweepError: The header is not ``RUNS_COLUMNS``.
+    """
+    path = Path(path)
+    text = _complete_lines(path.read_text(encoding="utf-8")) if path.is_file() else ""
+    if not text.strip():
+        return _empty_runs()
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)  # floats parsed below, exactly
+    if list(frame.columns) != RUNS_COLUMNS:
+        raise SweepError(f"{path}: columns are {list(frame.columns)}, expected {RUNS_COLUMNS}; move it away to start "
+                         "a new sweep")
+    for column in ("lr", "min_lr", "val_acc", "val_loss", "seconds"):
+        frame[column] = frame[column].map(float).astype("float64")
+    for column in ("batch", "seed", "steps"):
+        frame[column] = frame[column].map(int).astype("int64")
+    frame["diverged"] = frame["diverged"].str.lower().isin(["true", "1"])
+    return frame
+
+
+def append_run(path: str | Path, row: Mapping[str, Any]) -> None:
+    """Add one finished cell to ``path``: the whole file is written beside it and renamed over it (never half a row)."""
+    path = Path(path)
+    text = _complete_lines(path.read_text(encoding="utf-8")) if path.is_file() else ""
+    if not text.strip():
+        text = ",".join(RUNS_COLUMNS) + "\n"
+    text += ",".join(_format(row[column]) for column in RUNS_COLUMNS) + "\n"
+    write_text_atomic(path, text)
+
+
+def cell_key(row: Mapping[str, Any]) -> tuple:
+    """The :meth:`Cell.key` of a runs.csv row."""
+    return (int(row["batch"]), f"{float(row['lr']):.10g}", f"{float(row['min_lr']):.10g}", int(row["seed"]),
+            str(row["budget"]))
+
+
+def pending_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
+    """The cells of ``grid`` that ``runs`` does not hold yet, in :meth:`SweepGrid.cells` order."""
+    done = {cell_key(row) for row in runs.to_dict("records")}
+    return [cell for cell in grid.cells() if cell.key() not in done]
+
+
+def grid_runs(grid: SweepGrid, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``runs`` that belong to ``grid`` (runs.csv may also hold cells of earlier, other grids)."""
+    keys = {cell.key() for cell in grid.cells()}
+    mask = [cell_key(row) in keys for row in runs.to_dict("records")]
+    return runs[np.asarray(mask, dtype=bool)].reset_index(drop=True) if len(runs) else runs
+
+
+def is_diverged(history: Sequence[Mapping[str, float]]) -> bool:
+    """Any non-finite training/validation loss, or a final validation accuracy at or below ``CHANCE_ACC``."""
+    finite = all(math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"]) for h in history)
+    return not finite or not history[-1]["val_acc"] > CHANCE_ACC
+
+
+# ---------------------------------------------------------------------------------------------------- running
+def cell_config(config: Config, cell: Cell, n_train: int) -> Config:
+    """The training config of one cell: ``config`` with the cell's batch size, rates, seed and budget (no SWA)."""
+    swept = dataclasses.replace(config, batch_size=cell.batch, learning_rate=cell.lr, min_lr=cell.min_lr,
+                                seed=cell.seed, swa_epochs=0, folds_to_run="")
+    swept = Budget.parse(cell.budget).apply(swept, n_train)
+    swept.validate()
+    return swept
+
+
+def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: torch.Tensor, folds: np.ndarray,
+              output_dir: str | Path, device: torch.device | None = None) -> pd.DataFrame:
+    """Train every cell of ``grid`` that ``output_dir/runs.csv`` lacks, appending each as it finishes.
+
+    Args:
+        images: uint8 (N, 28, 28), every train row.
+        labels: int64 (N,).
+        folds: int64 (N,) fold index per row; cells train on ``folds != grid.fold`` and score ``folds == grid.fold``.
+        output_dir: Receives ``runs.csv`` and ``cells/<cell>/`` (the trainer's per-epoch log; weights are deleted
+            once the cell is recorded).
+
+    Returns:
+        The rows of runs.csv that belong to ``grid``.
+    """
+    output_dir = Path(output_dir)
+    runs_path = output_dir / RUNS_FILE
+    train_idx, val_idx = np.flatnonzero(folds != grid.fold), np.flatnonzero(folds == grid.fold)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise SweepError(f"sweep_fold = {grid.fold}: the folds file has no such fold (folds {sorted(set(folds))})")
+    device = device or resolve_device(config.device)
+    images, labels = images.to(device), labels.to(device)  # once, not per cell
+    todo = pending_cells(grid, read_runs(runs_path))
+    total = len(grid.cells())
+    log.info("sweep on fold %d (%d train / %d validation rows), budget %s: %d of %d cells in %s, %d to train",
+             grid.fold, len(train_idx), len(val_idx), grid.budget, total - len(todo), total, runs_path, len(todo))
+    for number, cell in enumerate(todo, start=1):
+        cfg = cell_config(config, cell, len(train_idx))
+        _, _, steps = plan_steps(len(train_idx), batch_size=cfg.batch_size, epochs=cfg.epochs, max_steps=cfg.max_steps)
+        log.info("cell %d/%d: batch %d, lr %g (min_lr %g), seed %d, %s → %d steps", number, len(todo), cell.batch,
+                 cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
+        started = time.perf_counter()
+        result = train_fold(cfg, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=grid.fold,
+                            output_dir=output_dir / "cells" / cell.name, device=device)
+        last = result.history[-1]
+        row = {"batch": cell.batch, "lr": cell.lr, "min_lr": cell.min_lr, "seed": cell.seed, "budget": cell.budget,
+               "steps": steps, "val_acc": last["val_acc"], "val_loss": last["val_loss"],
+               "diverged": is_diverged(result.history), "seconds": time.perf_counter() - started}
+        append_run(runs_path, row)
+        for weights in (output_dir / "cells" / cell.name).glob("*.pth"):
+            weights.unlink()
+        log.info("cell %d/%d done: val_acc %.5f  val_loss %.4f%s  (%.1f s)", number, len(todo), row["val_acc"],
+                 row["val_loss"], "  DIVERGED" if row["diverged"] else "", row["seconds"])
+    return grid_runs(grid, read_runs(runs_path))
+
+
+def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_dir: str | Path,
+              folds_path: str | Path | None = None, runs_path: str | Path | None = None) -> pd.DataFrame:
+    """Read ``data_dir``/train.csv, take the training folds, and train the grid's missing cells into ``output_dir``.
+
+    Writes ``folds.csv``, ``sweep.json`` (the resolved config, the grid and the settings runs.csv depends on),
+    ``runs.csv`` and ``cells/``. Refuses to continue a runs.csv made for other data, another fold or other fixed
+    settings (model, weight decay, augmentation, ...): its cells would not be comparable.
+
+    Args:
+        folds_path: The folds.csv of training to reuse. Default: one attached as a Kaggle input, else
+            ``output_dir/folds.csv`` (made on first use with ``config``'s n_folds, fold_method and seed).
+        runs_path: A runs.csv of an earlier session to continue (copied to ``output_dir`` when that has none).
+            Default: one attached as a Kaggle input.
+
+    Returns:
+        The rows of runs.csv that belong to ``grid``.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    grid.validate()
+    device = resolve_device(config.device)
+    log.info("device: %s; model: %s; grid %d batch sizes × %d learning rates × %d seeds, budget %s", device,
+             config.model, len(set(grid.batch_sizes)), len(set(grid.learning_rates)), len(set(grid.seeds)),
+             grid.budget)
+    train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
+    reuse_from = Path(folds_path) if folds_path else _kaggle_input_file("folds.csv")
+    folds = load_or_make_folds(output_dir / "folds.csv", train.labels, fingerprint=train.fingerprint,
+                               n_folds=config.n_folds, method=config.fold_method, seed=config.seed,
+                               groups=train.groups, reuse_from=reuse_from)
+    if not 0 <= grid.fold < int(folds.max()) + 1:
+        raise SweepError(f"sweep_fold = {grid.fold}: the folds file has folds 0..{int(folds.max())}")
+    earlier = Path(runs_path) if runs_path else _kaggle_input_file(RUNS_FILE)
+    if earlier is not None and earlier.is_file() and not (output_dir / RUNS_FILE).is_file():
+        shutil.copyfile(earlier, output_dir / RUNS_FILE)
+        log.info("continuing the sweep of %s", earlier)
+        setup = earlier.with_name(SETUP_FILE)
+        if setup.is_file() and not (output_dir / SETUP_FILE).is_file():
+            shutil.copyfile(setup, output_dir / SETUP_FILE)
+    _check_same_setup(output_dir / SETUP_FILE, config, grid, train.fingerprint)
+    return run_cells(config, grid, images=torch.from_numpy(train.images), labels=torch.from_numpy(train.labels),
+                     folds=folds, output_dir=output_dir, device=device)
+
+
+def _check_same_setup(path: Path, config: Config, grid: SweepGrid, fingerprint: str) -> None:
+    """Refuse a runs.csv made under other fixed settings; then record this sweep's settings in ``path``."""
+    setup = {"train_sha256": fingerprint, "fold": grid.fold, **{key: getattr(config, key) for key in _FIXED_SETTINGS}}
+    if path.is_file() and (path.parent / RUNS_FILE).is_file():
+        old = json.loads(path.read_text(encoding="utf-8")).get("setup", {})
+        changed = {key: (old[key], value) for key, value in setup.items() if key in old and old[key] != value}
+        if changed:
+            shown = ", ".join(f"{key}: {was!r} → {now!r}" for key, (was, now) in changed.items())
+            raise SweepError(f"{path.parent / RUNS_FILE} was made under other settings ({shown}); its cells are not "
+                             "comparable: sweep into another output folder (make sweep RUN=<name>), or move it away")
+    write_text_atomic(path, json.dumps({"setup": setup, "grid": grid.to_dict(), "config": config.to_dict()},
+                                       indent=2) + "\n")
+
+
+def _kaggle_input_file(name: str) -> Path | None:
+    try:
+        return find_input_dir(None, name, name, root=KAGGLE_INPUT) / name
+    except FileNotFoundError:
+        return None
+
+
+def _complete_lines(text: str) -> str:
+    """``text`` without a last line that lacks its newline (a write cut short)."""
+    return text if text.endswith("\n") or not text else text[:text.rfind("\n") + 1]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def _empty_runs() -> pd.DataFrame:
+    return pd.DataFrame({"batch": pd.Series(dtype="int64"), "lr": pd.Series(dtype="float64"),
+                         "min_lr": pd.Series(dtype="float64"), "seed": pd.Series(dtype="int64"),
+                         "budget": pd.Series(dtype="str"), "steps": pd.Series(dtype="int64"),
+                         "val_acc": pd.Series(dtype="float64"), "val_loss": pd.Series(dtype="float64"),
+                         "diverged": pd.Series(dtype="bool"), "seconds": pd.Series(dtype="float64")})
+
+
+def _as_tuple(name: str, value: Any, kind: type) -> tuple:
+    items = value.replace(";", ",").split(",") if isinstance(value, str) else value
+    try:
+        return tuple(kind(item.strip() if isinstance(item, str) else item) for item in items
+                     if not (isinstance(item, str) and not item.strip()))
+    except (TypeError, ValueError):
+        raise SweepError(f"{name} = {value!r}: give a list of numbers, e.g. [16, 64] or '16,64'") from None
+
+
+def _unique(values: Sequence) -> list:
+    return list(dict.fromkeys(values))
