@@ -1,16 +1,34 @@
 """Load fold weights safely (``weights_only=True``: a pickle cannot run code) and explain failures in one sentence."""
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from .atomic import write_bytes_atomic
+
 
 class CheckpointError(ValueError):
     """A weights file cannot be used; the message names the file, the reason and the fix."""
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save into memory, then an atomic write: the same tensors always give the same bytes (saving to a file
+    path would embed the temp file's name), so manifest hashes are reproducible."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def save_state_dict(model: nn.Module, path: str | Path) -> None:
+    """Save a model's weights as a plain state_dict on the CPU, without DataParallel's ``module.`` prefix."""
+    inner = model.module if isinstance(getattr(model, "module", None), nn.Module) else model
+    save_atomic({k: v.detach().cpu() for k, v in inner.state_dict().items()}, path)
 
 
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

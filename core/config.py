@@ -34,7 +34,7 @@ class Config:
     folds_to_run: str = ""  # "" = all; else comma-separated fold indices, e.g. "0,1"
     seed: int = 42
     # optimisation
-    epochs: int = 2
+    epochs: int = 40  # the Kaggle T4×2 recipe (README: Speed and multi-GPU); make run passes EPOCHS=4
     max_steps: int = 0  # 0 = no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
     batch_size: int = 128
     learning_rate: float = 2e-3
@@ -120,6 +120,15 @@ class Config:
         if bad:
             raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: folds {bad} do not exist with n_folds = {self.n_folds}")
         return folds
+
+    # Settings that change what training computes: saved work made under other values is never reused.
+    TRAINING_KEYS = ("model", "pretrained", "epochs", "max_steps", "batch_size", "learning_rate", "min_lr",
+                     "weight_decay", "scheduler", "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed",
+                     "n_folds", "fold_method", "group_column", "swa_epochs")
+
+    def training_settings(self) -> dict[str, Any]:
+        """The values of ``TRAINING_KEYS``: equal settings mean a saved fold or epoch can be reused."""
+        return {key: getattr(self, key) for key in self.TRAINING_KEYS if hasattr(self, key)}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

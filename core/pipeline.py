@@ -18,11 +18,12 @@ from .data import find_competition_file, read_test, read_train
 from .folds import load_or_make_folds
 from .inference import inference_views, predict_folds
 from .launch import plan_parallel, train_folds_in_workers
-from .manifest import read_manifest, sha256_file, write_manifest
+from .manifest import ManifestError, read_manifest, sha256_file, write_manifest
 from .models import is_convolutional, model_spec
 from .oof import fold_accuracies, local_cv, report, write_oof
 from .paths import KAGGLE_INPUT, find_input_dir
 from .plots import plot_training_curves
+from .resume import adopt_previous_output, completed_fold, fold_files, oof_name, save_fold_predictions
 from .submission import make_submission, write_submission
 from .trainer import FoldResult, resolve_device, train_fold, weights_name
 from .tta import views_to_evaluate
@@ -58,7 +59,7 @@ def describe_device(device: torch.device) -> str:
 
 
 def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path,
-                 folds_path: str | Path | None = None) -> TrainingRun:
+                 folds_path: str | Path | None = None, resume_from: str | Path | None = None) -> TrainingRun:
     """Train every fold of ``config`` on ``data_dir``/train.csv and write the run into ``output_dir``.
 
     Writes: ``<model>_fold<k>_best.pth`` and ``_log.csv`` per fold, ``folds.csv``, ``oof.csv``, ``config.json``,
@@ -67,6 +68,9 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     Args:
         folds_path: a folds.csv to reuse (refused when made for another train.csv or another k). Default: one found
             among Kaggle's inputs, else ``output_dir/folds.csv`` (made on first use).
+        resume_from: an earlier run's output folder (on Kaggle: the previous version's output attached as input);
+            its finished folds are reused after their hashes are checked, a cut fold continues at its next epoch.
+            A rerun into the same ``output_dir`` resumes without it.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -88,14 +92,24 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     if plan.launches:  # ddp ranks or one process per device; they write the fold files, we assemble the run
         results = train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=folds,
                                          fold_list=config.fold_indices(), output_dir=output_dir)
+        for result, val_idx in results:
+            save_fold_predictions(output_dir, config.model, result, val_idx)
     else:
+        adopt_previous_output(Path(resume_from) if resume_from else None, output_dir, config.model)
+        splits = {fold: (np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)) for fold in config.fold_indices()}
+        finished = {fold: completed_fold(output_dir, config, fingerprint=train.fingerprint, fold=fold, val_idx=val_idx)
+                    for fold, (_, val_idx) in splits.items()}  # checked before anything is rewritten
         results = []
-        for fold in config.fold_indices():
-            train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-            log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
-            result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
-                                fold=fold, output_dir=output_dir, device=device)
+        for fold, (train_idx, val_idx) in splits.items():
+            result = finished[fold]
+            if result is None:
+                log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
+                result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
+                                    fold=fold, output_dir=output_dir, device=device)
+                save_fold_predictions(output_dir, config.model, result, val_idx)
             results.append((result, val_idx))
+            write_manifest(output_dir, _manifest(config, train, results, complete=False),
+                           [name for r, _ in results for name in fold_files(_fold_entry(config, r, None))])
 
     choice = _score_inference_options(config, results, images=images, labels=train.labels, device=device)
     oof = choice.oof  # what inference will do; each variant also gets its own oof_<variant>.csv
@@ -108,28 +122,42 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     figure = plot_training_curves({r.fold: r.history for r, _ in results}, output_dir / "training_curves.png",
                                   title=f"{config.model}: local CV {local_cv(oof):.5f}")
 
-    weight_files = [r.weights_path.name for r, _ in results]
-    weight_files += [r.swa_weights_path.name for r, _ in results if r.swa_weights_path is not None]
-    log_files = [weights_name(config.model, r.fold, "log").replace(".pth", ".csv") for r, _ in results]
+    manifest = _manifest(config, train, results, complete=True, oof=oof, choice=choice)
+    fold_names = [name for r, _ in results for name in fold_files(_fold_entry(config, r, None))]
+    write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
+    return TrainingRun(output_dir=output_dir, local_cv=local_cv(oof), fold_accuracy=fold_accuracies(oof),
+                       summary=summary, figure=figure, choice=choice)
+
+
+def _fold_entry(config: Config, result: FoldResult, val_idx: np.ndarray | None) -> dict:
+    """One fold of manifest.json: its weights, scores, history and the files that hold its OOF rows and log."""
+    entry = {"fold": result.fold, "weights": result.weights_path.name, "val_acc": result.best_val_acc,
+             "best_epoch": result.best_epoch, "oof_file": oof_name(config.model, result.fold),
+             "log_file": weights_name(config.model, result.fold, "log").replace(".pth", ".csv"),
+             "history": result.history}
+    if val_idx is not None:
+        entry["n_val"] = int(len(val_idx))
+    if result.swa_weights_path is not None:
+        entry.update(swa_weights=result.swa_weights_path.name, swa_val_acc=result.swa_val_acc)
+    return entry
+
+
+def _manifest(config: Config, train, results: list[tuple[FoldResult, np.ndarray]], *, complete: bool,
+              oof=None, choice: InferenceChoice | None = None) -> dict:
+    """manifest.json's body; ``complete`` is False while folds are still being trained (see core.resume)."""
     manifest = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "complete": complete,
         "model": {"name": config.model, "spec": model_spec(config.model)},
         "n_folds": config.n_folds,
-        "folds": [{"fold": r.fold, "weights": r.weights_path.name, "val_acc": r.best_val_acc,
-                   "best_epoch": r.best_epoch, "n_val": int(len(idx)),
-                   **({"swa_weights": r.swa_weights_path.name, "swa_val_acc": r.swa_val_acc}
-                      if r.swa_weights_path is not None else {})} for r, idx in results],
-        "local_cv": local_cv(oof),
-        "oof_rows": int(len(oof)),
+        "folds": [_fold_entry(config, r, idx) for r, idx in results],
         "train_rows": int(len(train.labels)),
         "train_sha256": train.fingerprint,
         "config": config.to_dict(),
-        "inference": choice.manifest_entry(),
     }
-    write_manifest(output_dir, manifest,
-                   weight_files + log_files + variant_files + ["oof.csv", "folds.csv", "config.json"])
-    return TrainingRun(output_dir=output_dir, local_cv=local_cv(oof), fold_accuracy=fold_accuracies(oof),
-                       summary=summary, figure=figure, choice=choice)
+    if oof is not None and choice is not None:
+        manifest.update(local_cv=local_cv(oof), oof_rows=int(len(oof)), inference=choice.manifest_entry())
+    return manifest
 
 
 def _score_inference_options(config: Config, results: list[tuple[FoldResult, np.ndarray]], *, images: torch.Tensor,
@@ -158,6 +186,9 @@ def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: 
     weights_dir, output_dir = Path(weights_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(weights_dir)
+    if manifest.get("complete") is False:
+        raise ManifestError(f"{weights_dir / 'manifest.json'}: training stopped after {len(manifest['folds'])} of "
+                            f"{manifest['n_folds']} folds; rerun the train notebook on the same output to finish it")
     chosen = manifest.get("inference", {})
     weights, views = chosen.get("weights", "best"), inference_views(tta, manifest)
     if views != list(chosen.get("tta", [])):

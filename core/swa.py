@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from .atomic import atomic_path
+from .checkpoint import save_state_dict
 from .augment import make_batch
 from .predict import predict_logits
 
@@ -92,8 +92,7 @@ def finish_swa(averager: SwaAverager, *, images: torch.Tensor, labels: torch.Ten
     reestimate_batchnorm(model, images, train_rows, batch_size=batch_size, channels_last=channels_last,
                          generator=torch.Generator().manual_seed(seed), augment=augment, rotate_deg=rotate_deg,
                          zoom=zoom, shift=shift)
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    save_state_dict(model, path)
     logits = predict_logits(model, images[val_rows], batch_size=eval_batch_size, channels_last=channels_last, amp=amp)
     accuracy = (logits.argmax(1) == labels[val_rows]).float().mean().item()
     log.info("SWA of %d epochs: val_acc %.5f (BatchNorm re-estimated on %d training rows) → %s",

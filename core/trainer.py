@@ -20,9 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .atomic import atomic_path, write_text_atomic
+from .atomic import write_text_atomic
 from .augment import make_batch
-from .checkpoint import read_state_dict
+from .checkpoint import read_state_dict, save_atomic, save_state_dict
 from .config import Config
 from .distributed import broadcast_buffers, mean_over_ranks, rank_and_world, shard
 from .models import create_model, is_convolutional
@@ -72,13 +72,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def save_state_dict(model: nn.Module, path: Path) -> None:
-    """Save the unwrapped model's weights (no ``module.`` prefix), atomically."""
-    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
 
 
 def plan_steps(n_train: int, *, batch_size: int, epochs: int, max_steps: int = 0) -> tuple[int, int, int]:
@@ -240,16 +233,10 @@ def _grad_scaler(enabled: bool):
     return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
-# Settings that change what an epoch computes: a resume checkpoint made under other values is not reused.
-_RESUME_KEYS = ("model", "epochs", "max_steps", "batch_size", "learning_rate", "min_lr", "weight_decay", "scheduler",
-                "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed", "n_folds", "fold_method",
-                "swa_epochs")
-
-
 def _save_resume(path: Path, *, config: Config, model: nn.Module, optimizer, scheduler, scaler, generator,
                  epoch: int, history: list, best_acc: float, best_epoch: int, swa: SwaAverager | None = None) -> None:
     state: dict[str, Any] = {
-        "settings": {key: getattr(config, key) for key in _RESUME_KEYS},
+        "settings": config.training_settings(),
         "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
@@ -257,8 +244,7 @@ def _save_resume(path: Path, *, config: Config, model: nn.Module, optimizer, sch
         "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
         "swa": swa.state_dict() if swa is not None else None,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_atomic(state, path)
 
 
 def _load_resume(path: Path, config: Config) -> dict[str, Any] | None:
@@ -269,8 +255,7 @@ def _load_resume(path: Path, config: Config) -> dict[str, Any] | None:
     except Exception as err:  # a checkpoint cut short by a kill: start the fold again
         log.warning("%s is unreadable (%s); training this fold from the start", path.name, err)
         return None
-    settings = {key: getattr(config, key) for key in _RESUME_KEYS}
-    if state.get("settings") != settings:
+    if state.get("settings") != config.training_settings():
         log.warning("%s was made with other settings; training this fold from the start", path.name)
         return None
     return state
