@@ -1,0 +1,272 @@
+"""Train folds in worker processes: ``parallel = "ddp"`` (torchrun ranks share every batch) or ``"folds"`` (one
+process per device, each training whole folds, no communication at all).
+
+The notebook's ``%%writefile`` cells put ``core/`` on disk, so the training process can start workers that import
+the very same package. The parent (:func:`train_folds_in_workers`) writes the data, folds and config once into a
+scratch folder, starts the workers, streams their log lines, then reads one result file per fold back; oof.csv and
+manifest.json are assembled by the parent exactly as after sequential training::
+
+    python -m torch.distributed.run --standalone --nproc_per_node N -m core.launch --work W --output O --folds 0,1,2
+    CUDA_VISIBLE_DEVICES=i python -m core.launch --work W --output O --folds 0,2,4      # one per device
+
+Under ddp only rank 0 writes into the output folder (other ranks write their copies into a scratch folder, deleted
+afterwards); every rank produces the same predictions, which the workers check.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .config import Config
+from .distributed import ranks_agree
+from .trainer import FoldResult, resolve_device, train_fold, weights_name
+
+log = logging.getLogger(__name__)
+
+LAUNCHED_MODES = ("ddp", "folds")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelPlan:
+    """How a run uses its devices: ``mode`` none | dp | ddp | folds and ``workers`` (processes; 1 = in-process)."""
+
+    mode: str
+    workers: int
+
+    @property
+    def launches(self) -> bool:
+        return self.mode in LAUNCHED_MODES
+
+
+def plan_parallel(config: Config, device: torch.device, n_folds: int) -> ParallelPlan:
+    """Resolve ``config.parallel`` for a run of ``n_folds`` folds on ``device``.
+
+    ``auto``: one device → none; several GPUs → folds (one process per GPU, no communication) when at least two folds
+    are to run, else ddp. ``ddp`` / ``folds`` asked for explicitly always launch workers: ``config.workers`` of them,
+    or one per GPU (2 on CPU, where they share the cores: useful to test the path, not for speed).
+    """
+    n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    mode = config.parallel
+    if mode == "auto":
+        mode = "none" if n_gpus < 2 else "folds" if n_folds >= 2 else "ddp"
+    if mode == "dp" and n_gpus < 2:
+        mode = "none"
+    if mode not in LAUNCHED_MODES:
+        return ParallelPlan(mode, 1)
+    workers = config.workers or (n_gpus if n_gpus else 2)
+    if mode == "folds":
+        workers = min(workers, n_folds)
+    return ParallelPlan(mode, max(1, workers))
+
+
+# --------------------------------------------------------------------------------------------------- fold results
+def save_fold_result(path: str | Path, result: FoldResult, val_idx: np.ndarray) -> None:
+    """Write a FoldResult (any fields: arrays, paths, numbers, lists) and its validation rows to one ``.npz``."""
+    arrays: dict[str, np.ndarray] = {"val_idx": np.asarray(val_idx, dtype=np.int64)}
+    meta: dict[str, Any] = {}
+    for field in dataclasses.fields(result):
+        value = getattr(result, field.name)
+        if isinstance(value, np.ndarray):
+            arrays[field.name] = value
+        else:
+            meta[field.name] = str(value) if isinstance(value, Path) else value
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+
+
+def load_fold_result(path: str | Path) -> tuple[FoldResult, np.ndarray]:
+    """Read what :func:`save_fold_result` wrote: (FoldResult, val_idx)."""
+    with np.load(path, allow_pickle=False) as data:
+        values: dict[str, Any] = json.loads(str(data["meta"]))
+        values.update({name: data[name] for name in data.files if name not in ("meta", "val_idx")})
+        val_idx = data["val_idx"]
+    types = {field.name: field.type for field in dataclasses.fields(FoldResult)}
+    for name, value in values.items():
+        if isinstance(value, str) and "Path" in str(types.get(name, "")):
+            values[name] = Path(value)
+    return FoldResult(**values), val_idx
+
+
+# --------------------------------------------------------------------------------------------------------- parent
+def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.ndarray, labels: np.ndarray,
+                           folds: np.ndarray, fold_list: Sequence[int], output_dir: str | Path,
+                           timeout: float | None = None) -> list[tuple[FoldResult, np.ndarray]]:
+    """Train ``fold_list`` in ``plan.workers`` processes and return [(FoldResult, val_idx)] in ``fold_list`` order.
+
+    Args:
+        images: uint8 (N, 28, 28) all train rows; labels: int64 (N,); folds: int64 (N,) fold of each row.
+        output_dir: Where the workers write the fold weights and logs (as ``train_fold`` does).
+        timeout: Seconds before the workers are stopped (None: no limit).
+
+    Raises:
+        RuntimeError: A worker failed; the message holds the end of its output.
+    """
+    assert plan.launches, plan
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="digitkit-launch-"))
+    try:
+        np.savez(work / "data.npz", images=images, labels=labels, folds=folds)
+        (work / "config.json").write_text(json.dumps(config.to_dict()), encoding="utf-8")
+        env = _worker_env(plan.workers)
+        common = ["--work", str(work), "--output", str(output_dir)]
+        module = f"{__package__}.launch"
+        if plan.mode == "ddp":
+            commands = [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                         "--nproc_per_node", str(plan.workers), "-m", module, *common,
+                         "--folds", ",".join(map(str, fold_list))]]
+            envs, tags = [env], ["ddp"]
+        else:
+            visible = _visible_gpus()
+            shares = [list(fold_list)[i::plan.workers] for i in range(plan.workers)]
+            commands = [[sys.executable, "-m", module, *common, "--folds", ",".join(map(str, share))]
+                        for share in shares if share]
+            envs = [{**env, "CUDA_VISIBLE_DEVICES": visible[i % len(visible)]} if visible else env
+                    for i in range(len(commands))]
+            tags = [f"worker{i}" for i in range(len(commands))]
+        log.info("parallel = %s: %d worker process(es) for folds %s", plan.mode, plan.workers, list(fold_list))
+        _run_all(commands, envs, tags, timeout=timeout)
+        return [load_fold_result(work / f"fold{fold}.npz") for fold in fold_list]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _package_root() -> Path:
+    """The folder holding this package (the notebook's working folder, or the repository)."""
+    return Path(sys.modules[__package__].__path__[0]).resolve().parent
+
+
+def _visible_gpus() -> list[str]:
+    """CUDA device ids as CUDA_VISIBLE_DEVICES would name them for a child ([] on a machine without GPUs)."""
+    if not torch.cuda.is_available():
+        return []
+    given = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    ids = [part.strip() for part in given.split(",") if part.strip()] if given else []
+    return ids or [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _worker_env(workers: int) -> dict[str, str]:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    paths = [str(_package_root()), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
+            "OMP_NUM_THREADS": str(threads), "DIGITKIT_THREADS": str(threads)}
+
+
+def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[str], *,
+             timeout: float | None) -> None:
+    """Start every command, forward its lines (prefixed with its tag) to stdout, wait; stop all when one fails."""
+    procs, tails, threads = [], [], []
+    for command, env, tag in zip(commands, envs, tags):
+        log.info("[%s] %s", tag, " ".join(command))
+        proc = subprocess.Popen(command, env=env, cwd=_package_root(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        tail: deque[str] = deque(maxlen=40)
+        thread = threading.Thread(target=_forward, args=(proc, tag, tail), daemon=True)
+        thread.start()
+        procs.append(proc)
+        tails.append(tail)
+        threads.append(thread)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    failed = None
+    while failed is None and any(p.poll() is None for p in procs):
+        failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+        if deadline is not None and time.monotonic() > deadline:
+            failed = -1
+        time.sleep(0.2)
+    failed = failed if failed is not None else next((i for i, p in enumerate(procs) if p.returncode), None)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc, thread in zip(procs, threads):
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        thread.join(timeout=5)
+    if failed == -1:
+        raise RuntimeError(f"workers stopped after the {timeout} s timeout")
+    if failed is not None:
+        raise RuntimeError(f"{tags[failed]} failed (exit code {procs[failed].returncode}); its last lines:\n"
+                           + "".join(tails[failed]))
+
+
+def _forward(proc: subprocess.Popen, tag: str, tail: deque) -> None:
+    for line in proc.stdout:
+        tail.append(line)
+        sys.stdout.write(f"[{tag}] {line}")
+        sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------------------------------------- worker
+def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> None:
+    """Train ``fold_list`` in this process (one torchrun rank, or one fold worker) and write ``fold<k>.npz``."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    config = Config.from_mapping(json.loads((work / "config.json").read_text(encoding="utf-8")))
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if world > 1 else 0)
+        torch.cuda.set_device(device)
+    if world > 1:
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    with np.load(work / "data.npz") as data:
+        images, labels, folds = (torch.from_numpy(data["images"]), torch.from_numpy(data["labels"]),
+                                 data["folds"])
+    scratch = Path(tempfile.mkdtemp(prefix=f"digitkit-rank{rank}-")) if rank > 0 else None
+    try:
+        for fold in fold_list:
+            fold_dir = output_dir
+            if scratch is not None:  # ranks > 0 keep their copies out of the output; resume from rank 0's state
+                fold_dir = scratch
+                last = weights_name(config.model, fold, "last")
+                if (output_dir / last).is_file():
+                    shutil.copy(output_dir / last, scratch / last)
+            train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+            result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
+                                fold=fold, output_dir=fold_dir, device=device)
+            if not ranks_agree(result.val_probs):
+                log.warning("fold %d: the ranks' validation predictions differ; rank 0's are kept", fold)
+            if rank == 0:
+                save_fold_result(work / f"fold{fold}.npz", result, val_idx)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="digitkit fold worker (started by core.launch)")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder with data.npz and config.json")
+    parser.add_argument("--output", type=Path, required=True, help="the run's output folder")
+    parser.add_argument("--folds", required=True, help="comma-separated folds to train, e.g. 0,2,4")
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", 0))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stdout,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
+    if os.environ.get("DIGITKIT_THREADS"):
+        torch.set_num_threads(int(os.environ["DIGITKIT_THREADS"]))
+    run_worker(work=args.work, output_dir=args.output, fold_list=[int(f) for f in args.folds.split(",") if f])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
