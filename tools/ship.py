@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from build import git_commit
 from core.manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_manifest
 from core.submission import SubmissionError, read_submission
 
@@ -44,6 +45,7 @@ MACHINE_SHAPES = ("NvidiaTeslaT4", "TpuV5E8")
 MAX_SOURCE_BYTES = 1_000_000  # "The kernel source must be less than 1 megabytes in size"
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 KAGGLE_TEST_ROWS = 28_000
+REPO = Path(__file__).resolve().parents[1]
 KEEP_IN_WEIGHTS = ("README.md", "dataset-metadata.json")  # tracked files: never uploaded, never overwritten
 CREDENTIALS_HELP = ("create an API token at https://www.kaggle.com/settings/api, then export KAGGLE_API_TOKEN=<token>, "
                     "or export KAGGLE_USERNAME and KAGGLE_KEY, or save kaggle.json (chmod 600) in ~/.kaggle or "
@@ -359,18 +361,6 @@ def _require_credentials() -> None:
         raise ShipError(problem)
 
 
-def _git_commit() -> str:
-    repo = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
-
-    try:
-        return git("rev-parse", "--short", "HEAD").strip() + ("+dirty" if git("status", "--porcelain").strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _scratch(dest: Path, purpose: str, *, dry_run: bool = False) -> Path:
     """A new hidden folder beside ``dest`` (same file system: moving files from it into ``dest`` is a rename)."""
     if dry_run:
@@ -499,7 +489,7 @@ def weights(folder: Path, message: str | None = None, *, polls: int = 30, delay:
     meta = check_dataset_folder(folder, dry_run=dry_run)
     ref = meta["id"]
     cv = read_manifest(folder).get("local_cv")
-    note = f"{message + ' ' if message else ''}(local CV {cv}, git {_git_commit()})".strip()
+    note = f"{message + ' ' if message else ''}(local CV {cv}, git {git_commit(REPO)})".strip()
     entries = [path for path in sorted(folder.iterdir())
                if path.name not in KEEP_IN_WEIGHTS and not path.name.startswith(".")]
     dir_mode = ["--dir-mode", "zip"] if any(path.is_dir() for path in entries) else []
@@ -540,7 +530,7 @@ def submit(file: Path, message: str | None = None, test_file: Path | None = None
     rows = check_submission(file, test_file)
     if message is None:
         cv = read_manifest("weights").get("local_cv") if Path("weights", MANIFEST_NAME).is_file() else None
-        message = f"digitkit {file.name}" + (f", local CV {cv}" if cv is not None else "") + f", git {_git_commit()}"
+        message = f"digitkit {file.name}" + (f", local CV {cv}" if cv is not None else "") + f", git {git_commit(REPO)}"
     command = ["competitions", "submit", "-c", COMPETITION, "-f", str(file), "-m", message]
     if dry_run:
         return _dry_run([command], None, f"{file}: {rows} rows, valid")
