@@ -12,14 +12,11 @@ would restore whole-batch statistics but needs CUDA and costs an all-reduce per 
 from __future__ import annotations
 
 import hashlib
-import logging
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-
-log = logging.getLogger(__name__)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -27,10 +24,6 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def is_main_process() -> bool:
-    return rank_and_world()[0] == 0
 
 
 def shard(batch_len: int, rank: int, world: int) -> slice:

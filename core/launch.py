@@ -57,8 +57,9 @@ def plan_parallel(config: Config, device: torch.device, n_folds: int) -> Paralle
     """Resolve ``config.parallel`` for a run of ``n_folds`` folds on ``device``.
 
     ``auto``: one device → none; several GPUs → folds (one process per GPU, no communication) when at least two folds
-    are to run, else ddp. ``ddp`` / ``folds`` asked for explicitly always launch workers: ``config.workers`` of them,
-    or one per GPU (2 on CPU, where they share the cores: useful to test the path, not for speed).
+    are to run, else ddp. ``ddp`` / ``folds`` asked for explicitly always launch workers: ``config.workers`` of them
+    (ddp: at most one per GPU; folds: at most one per fold), or one per GPU (2 on CPU, one thread each: there it
+    mostly avoids OpenMP threads waiting on each other when other processes share the cores).
     """
     n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     mode = config.parallel
@@ -71,6 +72,8 @@ def plan_parallel(config: Config, device: torch.device, n_folds: int) -> Paralle
     workers = config.workers or (n_gpus if n_gpus else 2)
     if mode == "folds":
         workers = min(workers, n_folds)
+    elif n_gpus:  # NCCL wants one GPU per rank
+        workers = min(workers, n_gpus)
     return ParallelPlan(mode, max(1, workers))
 
 

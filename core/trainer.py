@@ -3,7 +3,8 @@
 The whole fold lives on the device as one uint8 tensor; batches are index slices augmented in batch there, so the
 hot loop has no per-sample Python and no DataLoader workers. Each epoch also writes a resume checkpoint
 (``<model>_fold<k>_last.pth``: model, optimizer, scheduler, AMP scaler, RNG states, history) so a killed session
-continues at the next epoch instead of starting over.
+continues at the next epoch instead of starting over. Under torchrun (``parallel = "ddp"``, started by core.launch)
+the model is wrapped in DistributedDataParallel and each rank trains on its share of every batch (core.distributed).
 """
 from __future__ import annotations
 

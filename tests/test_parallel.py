@@ -1,0 +1,138 @@
+"""parallel = ddp | folds on CPU: torchrun ranks (gloo) and fold worker processes give what one process gives."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.config import Config
+from core.distributed import shard
+from core.launch import ParallelPlan, load_fold_result, plan_parallel, save_fold_result
+from core.pipeline import run_training
+from core.trainer import FoldResult
+from tests import ddp_worker
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("batch, world", [(29, 2), (30, 2), (7, 3), (2, 2)])
+def test_shards_cover_the_batch_once_like_tensor_split(batch, world):
+    rows = torch.arange(batch)
+    pieces = [rows[shard(batch, rank, world)] for rank in range(world)]
+    assert [p.tolist() for p in pieces] == [p.tolist() for p in rows.tensor_split(world)]
+    assert torch.equal(torch.cat(pieces), rows)
+
+
+@pytest.mark.parametrize("parallel, gpus, n_folds, workers, expected", [
+    ("auto", 0, 5, 0, ParallelPlan("none", 1)),
+    ("auto", 1, 5, 0, ParallelPlan("none", 1)),
+    ("auto", 2, 5, 0, ParallelPlan("folds", 2)),
+    ("auto", 2, 1, 0, ParallelPlan("ddp", 2)),
+    ("dp", 2, 5, 0, ParallelPlan("dp", 1)),
+    ("dp", 1, 5, 0, ParallelPlan("none", 1)),
+    ("ddp", 4, 5, 0, ParallelPlan("ddp", 4)),
+    ("folds", 4, 3, 0, ParallelPlan("folds", 3)),  # never more workers than folds
+    ("folds", 0, 5, 0, ParallelPlan("folds", 2)),  # asked for on CPU: two processes share the cores
+    ("ddp", 0, 5, 3, ParallelPlan("ddp", 3)),
+    ("ddp", 2, 5, 4, ParallelPlan("ddp", 2)),  # NCCL: one GPU per rank
+    ("none", 2, 5, 0, ParallelPlan("none", 1)),
+])
+def test_plan_parallel(monkeypatch, parallel, gpus, n_folds, workers, expected):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    device = torch.device("cuda" if gpus else "cpu")
+    assert plan_parallel(Config(parallel=parallel, workers=workers), device, n_folds) == expected
+
+
+@pytest.mark.parametrize("swa", [False, True])
+def test_fold_result_round_trip(tmp_path, swa):
+    probs = np.random.default_rng(0).dirichlet(np.ones(10), size=6)
+    result = FoldResult(fold=2, weights_path=tmp_path / "m_fold2_best.pth", best_epoch=3, best_val_acc=0.75,
+                        val_probs=probs, history=[{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.75}])
+    if swa:
+        result.swa_weights_path, result.swa_val_acc, result.swa_val_probs = tmp_path / "swa.pth", 0.8, probs[::-1]
+    save_fold_result(tmp_path / "fold2.npz", result, np.arange(6) * 5)
+    back, val_idx = load_fold_result(tmp_path / "fold2.npz")
+    assert val_idx.tolist() == [0, 5, 10, 15, 20, 25]
+    assert back.weights_path == result.weights_path and isinstance(back.weights_path, Path)
+    np.testing.assert_array_equal(back.val_probs, probs)
+    assert back.history == result.history and back.best_epoch == 3 and back.best_val_acc == 0.75
+    assert (back.swa_weights_path, back.swa_val_acc) == (result.swa_weights_path, result.swa_val_acc)
+
+
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                           "--nproc_per_node", str(nproc), *args], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_ddp_two_ranks_train_like_one_process(tmp_path, monkeypatch):
+    """2 gloo ranks, each on its share of every batch, end where one process ends (BatchNorm-free model).
+
+    Tolerance: the runs differ only in floating-point summation order (the batch gradient is the all-reduced sum
+    of two weighted half-batch means instead of one mean; one thread per rank), about 1e-7 relative per step, so
+    after one short epoch the probabilities agree to ~1e-6; atol 1e-5 leaves room. With BatchNorm they would not:
+    each rank normalises its half batch with that half's statistics (SyncBatchNorm would fix that, but needs CUDA).
+    """
+    done = _torchrun(2, str(REPO / "tests" / "ddp_worker.py"), str(tmp_path / "ddp"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    monkeypatch.setattr("core.trainer.create_model", ddp_worker.no_norm_cnn)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ddp_worker.train(tmp_path / "single")
+    finally:
+        torch.set_num_threads(threads)
+    for name in ddp_worker.CONFIGS:
+        rank0, rank1 = (np.load(tmp_path / "ddp" / f"{name}_rank{r}.npy") for r in (0, 1))
+        single = np.load(tmp_path / "single" / f"{name}_rank0.npy")
+        np.testing.assert_array_equal(rank0, rank1)  # every rank ends with the same predictions
+        np.testing.assert_allclose(rank0, single, rtol=0, atol=1e-5, err_msg=name)
+        assert not np.allclose(single, 0.1, atol=1e-3)  # it trained: not the uniform guess of an untouched model
+
+
+def write_train_csv(folder: Path, n: int = 120) -> Path:
+    """A learnable train.csv in Kaggle's layout: the label is the row of a bright bar."""
+    images, labels, _, _ = ddp_worker.tiny_data(n)
+    frame = pd.DataFrame(images.reshape(n, -1).numpy().astype(np.int64), columns=[f"pixel{i}" for i in range(784)])
+    frame.insert(0, "label", labels.numpy())
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "train.csv", index=False)
+    return folder
+
+
+def small_run(tmp_path: Path, name: str, **overrides) -> tuple[pd.DataFrame, dict]:
+    config = Config(model="smallcnn", n_folds=2, epochs=1, batch_size=16, device="cpu", tta="none", **overrides)
+    data = tmp_path / "data" if (tmp_path / "data").is_dir() else write_train_csv(tmp_path / "data")
+    run = run_training(config, data_dir=data, output_dir=tmp_path / name)
+    manifest = json.loads((run.output_dir / "manifest.json").read_text())
+    return pd.read_csv(run.output_dir / "oof.csv"), manifest
+
+
+def test_folds_mode_with_two_workers_gives_the_sequential_oof(tmp_path):
+    sequential, _ = small_run(tmp_path, "sequential", parallel="none")
+    spread, manifest = small_run(tmp_path, "spread", parallel="folds", workers=2)
+    assert sorted(spread["row_id"]) == list(range(120))  # every row predicted once
+    pd.testing.assert_frame_equal(spread[["row_id", "fold", "label"]], sequential[["row_id", "fold", "label"]])
+    # same seeds and folds; only the thread count differs (1 per worker), hence a tolerance
+    probs = [f"prob_{c}" for c in range(10)]
+    np.testing.assert_allclose(spread[probs].to_numpy(), sequential[probs].to_numpy(), atol=2e-3)
+    assert [f["fold"] for f in manifest["folds"]] == [0, 1]
+    assert all((tmp_path / "spread" / f["weights"]).is_file() for f in manifest["folds"])
+
+
+def test_ddp_mode_through_run_training(tmp_path):
+    oof, manifest = small_run(tmp_path, "ddp", parallel="ddp", workers=2)
+    assert sorted(oof["row_id"]) == list(range(120)) and set(oof["fold"]) == {0, 1}
+    np.testing.assert_allclose(oof[[f"prob_{c}" for c in range(10)]].sum(axis=1), 1.0, atol=1e-4)
+    assert manifest["local_cv"] == pytest.approx((oof["pred"] == oof["label"]).mean())
+    written = sorted(p.name for p in (tmp_path / "ddp").iterdir())
+    assert "smallcnn_fold1_best.pth" in written and not any("rank" in name for name in written)

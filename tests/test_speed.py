@@ -1,0 +1,94 @@
+"""The speed pieces, functionally: AMP picks the right dtype per GPU, fastcnn is a cheaper smallcnn, make bench runs."""
+from __future__ import annotations
+
+import re
+from contextlib import nullcontext
+
+import pandas as pd
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from core.models import count_parameters, create_model, create_model_from_spec, is_convolutional, model_spec
+from core.predict import amp_dtype, autocast_context
+from tools import bench
+
+
+@pytest.mark.parametrize("bf16_supported, capability, expected", [
+    (False, (7, 5), torch.float16),  # Kaggle's T4: fp16 (+ GradScaler)
+    (False, (6, 0), torch.float16),  # P100
+    (True, (7, 5), torch.float16),  # bf16 emulated before Ampere: fp16 is the fast one
+    (True, (8, 0), torch.bfloat16),  # A100
+    (True, (8, 9), torch.bfloat16),  # L4
+    (True, (9, 0), torch.bfloat16),  # H100
+])
+def test_amp_dtype_follows_the_gpu(monkeypatch, bf16_supported, capability, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args, **kwargs: capability)
+    device = torch.device("cuda", 0)
+    assert amp_dtype(device) == expected
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
+        context = autocast_context(device, True)
+    assert isinstance(context, torch.autocast) and context.fast_dtype == expected
+
+
+def test_no_autocast_on_cpu_or_when_off():
+    assert isinstance(autocast_context(torch.device("cpu"), True), nullcontext)
+    assert isinstance(autocast_context(torch.device("cuda", 0), False), nullcontext)
+
+
+def forward_flops(model: torch.nn.Module) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros(1, 1, 28, 28))
+    return counter.get_total_flops()
+
+
+def test_fastcnn_is_a_cheaper_registered_cnn():
+    fast, small = create_model("fastcnn"), create_model("smallcnn")
+    assert fast.eval()(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert 2 * forward_flops(fast) < forward_flops(small)
+    assert 50_000 <= count_parameters(fast) <= 150_000
+    spec = model_spec("fastcnn")
+    assert spec["family"] == "fastcnn" and spec["convolutional"] and is_convolutional("fastcnn")
+    rebuilt = create_model_from_spec(spec)
+    assert rebuilt.load_state_dict(fast.state_dict()) is not None
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        create_model("fastcnn", pretrained=True)
+
+
+def test_seed_style_dataset_keeps_labels():
+    frame = pd.DataFrame([[7] + [0] * 784, [3] + [255] * 784], columns=["label"] + [f"pixel{i}" for i in range(784)])
+    dataset = bench.SeedStyleDataset(frame, rotate_deg=10, zoom=0.1, shift=0.1)
+    (x0, y0), (x1, y1) = dataset[0], dataset[1]
+    assert x0.shape == (1, 28, 28) and (y0, y1) == (7, 3)
+    assert x1.mean() > x0.mean()  # a white image stays brighter than a black one after augmentation
+
+
+@pytest.mark.parametrize("name, precision, peak", [
+    ("Tesla T4", "fp16", 65.0), ("Tesla T4", "fp32", 8.1), ("NVIDIA A100-SXM4-80GB", "bf16", 312.0),
+    ("NVIDIA H100 80GB HBM3", "fp32", 67.0), ("NVIDIA L4", "fp16", 121.0), ("Tesla P100-PCIE-16GB", "fp32", 9.3),
+])
+def test_known_gpu_peaks(monkeypatch, name, precision, peak):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: name)
+    found, peaks = bench.device_peak(torch.device("cuda", 0))
+    assert found == name and peaks[precision] == peak
+
+
+def test_cpu_peak_is_unknown():
+    assert bench.device_peak(torch.device("cpu"))[1] is None
+    timing = bench.Timing(images_per_s=100.0, steps=10, precision="fp32")
+    assert bench.flops_line("x", timing, 10**6, None).endswith("peak unknown for this device")
+    assert "0.37 % of its 8.1 TFLOP/s fp32 peak" in bench.flops_line("x", timing, 10**8, {"fp32": 8.1})
+
+
+def test_bench_runs_both_loops_and_ends_with_the_speed_up(tmp_path, capsys):
+    from tests.test_parallel import write_train_csv
+
+    data = write_train_csv(tmp_path / "data", n=80)
+    assert bench.main(["--data", str(data), "--model", "fastcnn", "--steps", "2", "--warmup", "1", "--batch-size", "16",
+                       "--loader-workers", "0", "--folds", "2", "--infer-rows", "32", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("seed-style loop") for line in lines)
+    assert any(line.startswith("inference, 2 folds × 9 TTA views") for line in lines)
+    assert re.fullmatch(r"train speed-up vs seed-style loop: \d+\.\d\dx", lines[-1])

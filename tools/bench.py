@@ -1,0 +1,267 @@
+"""`make bench`: digitkit's trainer against a seed-style training loop, same model, data, batch and machine.
+
+    python -m tools.bench [--data data/digit-recognizer] [--model smallcnn] [--steps 60] [--batch-size 128]
+
+(a) seed-style: a per-sample ``torch.utils.data.Dataset`` that reads one DataFrame row per item (reshape, tensor,
+    per-image augmentation), ``DataLoader(num_workers=2)``, fp32, NCHW, the model in ``nn.DataParallel``.
+(b) digitkit: the real ``core.trainer.train_fold`` (the whole set as one uint8 tensor on the device, index batches,
+    in-batch augmentation, channels_last, AMP on CUDA), timed step by step through its progress bar.
+
+Both use the same model, optimizer (``core.scheduler.build_optimizer``), loss and batch size, and augment every
+image. Warm-up steps are left out of the timing. Then: inference throughput of 5 fold models × the TTA views, and the
+FLOP/s each loop achieves (``torch.utils.flop_counter``; training ≈ 3 × forward) against the device's peak where it is
+known. The last line is ``train speed-up vs seed-style loop: <x.xx>x``. Local-only code: it may import core.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+
+import core.trainer
+from core.augment import normalize, random_affine
+from core.config import Config
+from core.data import find_competition_file, read_train
+from core.models import create_model, is_convolutional
+from core.predict import amp_dtype, predict_probs
+from core.scheduler import build_optimizer
+from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
+
+# Dense peak TFLOP/s per GPU from the vendors' data sheets: (16-bit tensor cores, fp32). Sparsity not counted.
+GPU_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
+    "T4": (65.0, 8.1),
+    "P100": (18.7, 9.3),
+    "V100": (125.0, 15.7),
+    "A100": (312.0, 19.5),
+    "H100": (989.0, 67.0),  # SXM; the PCIe card: 756 / 51
+    "L4": (121.0, 30.3),
+}
+
+
+@dataclasses.dataclass
+class Timing:
+    images_per_s: float
+    steps: int
+    precision: str  # "fp32", "fp16" or "bf16": which peak applies
+
+
+# ----------------------------------------------------------------------------------------------- (a) seed-style
+class SeedStyleDataset(Dataset):
+    """What a typical Kaggle kernel does: one DataFrame row per item, reshaped and made a tensor, augmented alone."""
+
+    def __init__(self, frame: pd.DataFrame, *, rotate_deg: float, zoom: float, shift: float):
+        self.frame, self.rotate_deg, self.zoom, self.shift = frame, rotate_deg, zoom, shift
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        row = self.frame.iloc[index]
+        image = row.drop("label").to_numpy(dtype=np.float32).reshape(28, 28) / 255.0
+        x = torch.tensor(image).unsqueeze(0)  # (1, 28, 28)
+        x = random_affine(x.unsqueeze(0), rotate_deg=self.rotate_deg, zoom=self.zoom, shift=self.shift)[0]
+        return normalize(x), int(row["label"])
+
+
+def time_seed_style(config: Config, frame: pd.DataFrame, *, steps: int, warmup: int, device: torch.device,
+                    loader_workers: int) -> Timing:
+    """Train ``warmup + steps`` steps the seed's way; images/s over the last ``steps``."""
+    core.trainer.seed_everything(config.seed)
+    model = nn.DataParallel(create_model(config.model).to(device))
+    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    dataset = SeedStyleDataset(frame, rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=loader_workers,
+                        drop_last=True, pin_memory=device.type == "cuda")
+    model.train()
+    stamps: list[float] = []
+    while len(stamps) < warmup + steps:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = soft_target_cross_entropy(model(x), smooth_targets(one_hot(y), config.label_smoothing))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss.item()  # the seed logs the loss every step (and this waits for the GPU)
+            stamps.append(time.perf_counter())
+            if len(stamps) == warmup + steps:
+                break
+    seconds = stamps[-1] - stamps[warmup - 1] if warmup else stamps[-1] - stamps[0]
+    counted = steps if warmup else steps - 1
+    return Timing(counted * config.batch_size / seconds, counted, "fp32")
+
+
+# ------------------------------------------------------------------------------------------------ (b) digitkit
+class _StepClock:
+    """Stands in for core.trainer's progress bar: records when each optimizer step ends."""
+
+    def __init__(self, record: list[list[float]]):
+        self.stamps = [time.perf_counter()]
+        record.append(self.stamps)
+
+    def update(self, n: int = 1) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, steps: int, warmup: int,
+                  device: torch.device) -> Timing:
+    """Run the real ``train_fold`` for ``warmup + steps`` optimizer steps; images/s over the last ``steps``.
+
+    Only the intervals between steps inside an epoch are counted, so the per-epoch validation and checkpoint writes
+    (a few hundred rows here) are left out, as are the first ``warmup`` steps.
+    """
+    val_idx = np.arange(min(256, len(labels) // 10))
+    train_idx = np.arange(len(val_idx), len(labels))
+    steps_per_epoch = len(train_idx) // config.batch_size
+    total = warmup + steps
+    run_config = dataclasses.replace(config, epochs=max(1, math.ceil(total / steps_per_epoch)), max_steps=total)
+    record: list[list[float]] = []
+    original = core.trainer.progress
+    core.trainer.progress = lambda total, desc, **kwargs: _StepClock(record)
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            core.trainer.train_fold(run_config, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
+                                    train_idx=train_idx, val_idx=val_idx, fold=0, output_dir=out, device=device)
+    finally:
+        core.trainer.progress = original
+    intervals = [b - a for stamps in record for a, b in zip(stamps, stamps[1:])][warmup:]
+    use_amp = config.amp and device.type == "cuda"
+    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(device)] if use_amp else "fp32"
+    return Timing(len(intervals) * config.batch_size / sum(intervals), len(intervals), precision)
+
+
+# ------------------------------------------------------------------------------------------------- inference, FLOPs
+def tta_views() -> tuple[list, str]:
+    """The TTA view callables and their source: core.tta's default list, else identity + 4 one-pixel shifts."""
+    try:
+        from core.tta import DEFAULT_VIEWS, make_views
+
+        return make_views(DEFAULT_VIEWS), "core.tta default views"
+    except ImportError:
+        from core.augment import affine_matrices, warp
+
+        def shifted(dx: float, dy: float):
+            def view(x: torch.Tensor) -> torch.Tensor:
+                matrices = affine_matrices(torch.zeros(len(x)), torch.ones(len(x)), torch.tensor([[dx, dy]] * len(x)))
+                return warp(x, matrices.to(x.device))
+            return view
+
+        return [None] + [shifted(dx / 28, dy / 28) for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))], \
+            "identity + 4 one-pixel shifts"
+
+
+def time_inference(config: Config, images: np.ndarray, *, folds: int, device: torch.device) -> tuple[float, int, str]:
+    """(test images/s through ``folds`` models × all TTA views, number of views, where the views come from)."""
+    views, source = tta_views()
+    channels_last = config.channels_last and is_convolutional(config.model)
+    x = torch.from_numpy(images).to(device)
+    models = []
+    for _ in range(folds):
+        model = create_model(config.model).to(device).eval()
+        models.append(model.to(memory_format=torch.channels_last) if channels_last else model)
+    kwargs = dict(views=views, batch_size=config.eval_batch_size, channels_last=channels_last,
+                  amp=config.amp and device.type == "cuda")
+    predict_probs(models[0], x[:config.eval_batch_size], **kwargs)  # warm-up
+    started = time.perf_counter()
+    for model in models:
+        predict_probs(model, x, **kwargs)  # returns numpy: waits for the device
+    return len(x) / (time.perf_counter() - started), len(views), source
+
+
+def forward_flops(model_name: str) -> int:
+    """Multiply-adds × 2 of one forward pass on one 28×28 image (convolutions and matrix products)."""
+    model = create_model(model_name).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    return int(counter.get_total_flops())
+
+
+def device_peak(device: torch.device) -> tuple[str, dict[str, float] | None]:
+    """(device name, {"fp32": TFLOP/s, "fp16": …, "bf16": …}) or None when the peak is not in the table."""
+    if device.type != "cuda":
+        return f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads", None
+    name = torch.cuda.get_device_name(device)
+    for key, (half, single) in GPU_PEAK_TFLOPS.items():
+        if key in name.replace(" ", "").upper().replace("TESLA", ""):
+            return name, {"fp16": half, "bf16": half, "fp32": single}
+    return name, None
+
+
+def flops_line(label: str, timing: Timing, flops_per_image: int, peaks: dict[str, float] | None) -> str:
+    achieved = 3 * flops_per_image * timing.images_per_s  # backward ≈ 2 × forward
+    text = f"{label}: {achieved / 1e12:.3f} TFLOP/s achieved ({timing.precision})"
+    if peaks is None:
+        return text + ", peak unknown for this device"
+    return text + f", {100 * achieved / (peaks[timing.precision] * 1e12):.2f} % of its {peaks[timing.precision]:g} " \
+                  f"TFLOP/s {timing.precision} peak"
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("DATA", "data/digit-recognizer"),
+                        help="folder in Kaggle's layout (default: $DATA or data/digit-recognizer)")
+    parser.add_argument("--model", default="smallcnn", help="smallcnn, fastcnn or a timm name")
+    parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per loop")
+    parser.add_argument("--warmup", type=int, default=5, help="steps run first and left out of the timing")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--loader-workers", type=int, default=2, help="the seed-style DataLoader's num_workers")
+    parser.add_argument("--folds", type=int, default=5, help="fold models in the inference timing")
+    parser.add_argument("--infer-rows", type=int, default=2000, help="images in the inference timing")
+    parser.add_argument("--compile", action="store_true", help="torch.compile in the digitkit loop")
+    args = parser.parse_args(argv)
+    assert args.steps >= 2 and args.warmup >= 0
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    config = Config(model=args.model, batch_size=args.batch_size, device=args.device, compile=args.compile)
+    device = core.trainer.resolve_device(config.device)
+    path = find_competition_file(args.data, "train")
+    train = read_train(path)
+    frame = pd.read_csv(path)  # the seed keeps the DataFrame and reads rows from it
+    name, peaks = device_peak(device)
+    flops = forward_flops(config.model)
+    print(f"machine: {name}; torch {torch.__version__}")
+    print(f"data: {path} ({len(train.labels)} rows); model {config.model}: {flops / 1e6:.1f} MFLOP per image "
+          f"forward; batch {config.batch_size}; {args.steps} timed steps after {args.warmup} warm-up steps")
+
+    seed = time_seed_style(config, frame, steps=args.steps, warmup=args.warmup, device=device,
+                           loader_workers=args.loader_workers)
+    print(f"seed-style loop (Dataset row per item, DataLoader num_workers={args.loader_workers}, fp32, NCHW, "
+          f"DataParallel): {seed.images_per_s:,.0f} img/s")
+    fast = time_digitkit(config, train.images, train.labels, steps=args.steps, warmup=args.warmup, device=device)
+    layout = "channels_last" if config.channels_last and is_convolutional(config.model) else "NCHW"
+    print(f"digitkit trainer (device-resident uint8, in-batch augmentation, {layout}, {fast.precision}"
+          f"{', compiled' if config.compile else ''}): {fast.images_per_s:,.0f} img/s")
+
+    rows = min(args.infer_rows, len(train.labels))
+    per_s, n_views, source = time_inference(config, train.images[:rows], folds=args.folds, device=device)
+    print(f"inference, {args.folds} folds × {n_views} TTA views ({source}): {per_s:,.0f} test img/s "
+          f"= {per_s * args.folds * n_views:,.0f} forward img/s; the 28,000 test images in "
+          f"{28000 / per_s:,.0f} s")
+    print(flops_line("seed-style", seed, flops, peaks))
+    print(flops_line("digitkit  ", fast, flops, peaks))
+    print(f"train speed-up vs seed-style loop: {fast.images_per_s / seed.images_per_s:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
