@@ -20,6 +20,7 @@ from core.folds import load_or_make_folds, save_folds
 from core.manifest import ManifestError, verify_manifest, write_manifest
 from core.models import create_model
 from core.submission import SubmissionError, read_submission
+from test_data import with_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,13 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 def train_frame(rows: int = 3) -> pd.DataFrame:
     frame = pd.DataFrame(np.zeros((rows, 784), dtype=np.int64), columns=PIXEL_COLUMNS)
     frame.insert(0, "label", np.arange(rows) % 10)
-    return frame
-
-
-def with_cell(frame: pd.DataFrame, row: int, column: str, value: object) -> pd.DataFrame:
-    frame = frame.copy()
-    frame[column] = frame[column].astype(object)
-    frame.loc[row, column] = value
     return frame
 
 
