@@ -87,8 +87,10 @@ def test_bench_runs_both_loops_and_ends_with_the_speed_up(tmp_path, capsys):
 
     data = write_train_csv(tmp_path / "data", n=80)
     assert bench.main(["--data", str(data), "--model", "fastcnn", "--steps", "2", "--warmup", "1", "--batch-size", "16",
-                       "--loader-workers", "0", "--folds", "2", "--infer-rows", "32", "--device", "cpu"]) == 0
+                       "--loader-workers", "0", "--folds", "2", "--infer-rows", "32", "--device", "cpu",
+                       "--rounds", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
+    assert sum(line.startswith("round ") for line in lines) == 2
     assert any(line.startswith("seed-style loop") for line in lines)
     assert any(line.startswith("inference, 2 folds × 9 TTA views") for line in lines)
     assert re.fullmatch(r"train speed-up vs seed-style loop: \d+\.\d\dx", lines[-1])

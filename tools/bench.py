@@ -8,9 +8,11 @@
     in-batch augmentation, channels_last, AMP on CUDA), timed step by step through its progress bar.
 
 Both use the same model, optimizer (``core.scheduler.build_optimizer``), loss and batch size, and augment every
-image. Warm-up steps are left out of the timing. Then: inference throughput of 5 fold models × the TTA views, and the
-FLOP/s each loop achieves (``torch.utils.flop_counter``; training ≈ 3 × forward) against the device's peak where it is
-known. The last line is ``train speed-up vs seed-style loop: <x.xx>x``. Local-only code: it may import core.
+image. Warm-up steps are left out of the timing; the two loops alternate ``--rounds`` times and the medians count,
+so that load from other jobs on a shared machine hits both alike. Then: inference throughput of 5 fold models × the
+TTA views, and the FLOP/s each loop achieves (``torch.utils.flop_counter``; training ≈ 3 × forward) against the
+device's peak where it is known. The last line is ``train speed-up vs seed-style loop: <x.xx>x``.
+Local-only code: it may import core.
 """
 from __future__ import annotations
 
@@ -214,14 +216,21 @@ def flops_line(label: str, timing: Timing, flops_per_image: int, peaks: dict[str
                   f"TFLOP/s {timing.precision} peak"
 
 
+def _median(timings: list[Timing]) -> Timing:
+    return sorted(timings, key=lambda t: t.images_per_s)[len(timings) // 2]
+
+
 # ----------------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("DATA", "data/digit-recognizer"),
                         help="folder in Kaggle's layout (default: $DATA or data/digit-recognizer)")
     parser.add_argument("--model", default="smallcnn", help="smallcnn, fastcnn or a timm name")
-    parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per loop")
+    parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per loop and round")
     parser.add_argument("--warmup", type=int, default=5, help="steps run first and left out of the timing")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the loops alternate this many times; medians are reported (a shared machine's load "
+                             "changes within minutes)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--loader-workers", type=int, default=2, help="the seed-style DataLoader's num_workers")
@@ -229,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--infer-rows", type=int, default=2000, help="images in the inference timing")
     parser.add_argument("--compile", action="store_true", help="torch.compile in the digitkit loop")
     args = parser.parse_args(argv)
-    assert args.steps >= 2 and args.warmup >= 0
+    assert args.steps >= 2 and args.warmup >= 0 and args.rounds >= 1
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     config = Config(model=args.model, batch_size=args.batch_size, device=args.device, compile=args.compile)
@@ -243,14 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {path} ({len(train.labels)} rows); model {config.model}: {flops / 1e6:.1f} MFLOP per image "
           f"forward; batch {config.batch_size}; {args.steps} timed steps after {args.warmup} warm-up steps")
 
-    seed = time_seed_style(config, frame, steps=args.steps, warmup=args.warmup, device=device,
-                           loader_workers=args.loader_workers)
+    seeds, fasts = [], []
+    for round_ in range(1, args.rounds + 1):  # alternate, so that a change of load hits both loops alike
+        seeds.append(time_seed_style(config, frame, steps=args.steps, warmup=args.warmup, device=device,
+                                     loader_workers=args.loader_workers))
+        fasts.append(time_digitkit(config, train.images, train.labels, steps=args.steps, warmup=args.warmup,
+                                   device=device))
+        print(f"round {round_}/{args.rounds}: seed-style {seeds[-1].images_per_s:,.0f} img/s, digitkit "
+              f"{fasts[-1].images_per_s:,.0f} img/s ({fasts[-1].images_per_s / seeds[-1].images_per_s:.2f}x)")
+    seed, fast = _median(seeds), _median(fasts)
+    speed_up = float(np.median([f.images_per_s / s.images_per_s for s, f in zip(seeds, fasts)]))
     print(f"seed-style loop (Dataset row per item, DataLoader num_workers={args.loader_workers}, fp32, NCHW, "
-          f"DataParallel): {seed.images_per_s:,.0f} img/s")
-    fast = time_digitkit(config, train.images, train.labels, steps=args.steps, warmup=args.warmup, device=device)
+          f"DataParallel): {seed.images_per_s:,.0f} img/s (median of {args.rounds})")
     layout = "channels_last" if config.channels_last and is_convolutional(config.model) else "NCHW"
     print(f"digitkit trainer (device-resident uint8, in-batch augmentation, {layout}, {fast.precision}"
-          f"{', compiled' if config.compile else ''}): {fast.images_per_s:,.0f} img/s")
+          f"{', compiled' if config.compile else ''}): {fast.images_per_s:,.0f} img/s (median of {args.rounds})")
 
     rows = min(args.infer_rows, len(train.labels))
     per_s, n_views, source = time_inference(config, train.images[:rows], folds=args.folds, device=device)
@@ -259,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{28000 / per_s:,.0f} s")
     print(flops_line("seed-style", seed, flops, peaks))
     print(flops_line("digitkit  ", fast, flops, peaks))
-    print(f"train speed-up vs seed-style loop: {fast.images_per_s / seed.images_per_s:.2f}x")
+    print(f"train speed-up vs seed-style loop: {speed_up:.2f}x")
     return 0
 
 
