@@ -3,7 +3,8 @@
 Under DistributedDataParallel every rank holds the same weights (DDP broadcasts them at wrap time and all-reduces
 the gradients of every step) and draws the same batch order and augmentation (same seeds), so all ranks make the
 same decisions without talking more than this: each rank trains on its share of every global batch
-(:func:`shard`), BatchNorm buffers come from rank 0 before each evaluation (:func:`broadcast_buffers`), and logged
+(:func:`shard`), BatchNorm buffers come from rank 0 before each evaluation (:func:`broadcast_buffers`), each rank
+scores its share of the validation rows and all ranks receive all of them (:func:`gather_shards`), and logged
 numbers are averaged over ranks (:func:`mean_over_ranks`).
 
 Sharp edge: BatchNorm normalises each rank's share with that share's statistics (batch/N images). SyncBatchNorm
@@ -32,6 +33,21 @@ def shard(batch_len: int, rank: int, world: int) -> slice:
     base, extra = divmod(batch_len, world)
     start = rank * base + min(rank, extra)
     return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def gather_shards(part: torch.Tensor, total: int) -> torch.Tensor:
+    """Every rank's ``part`` (rank r holds rows ``shard(total, r, world)``), concatenated in rank order: the whole
+    (total, ...) tensor on every rank. Returns ``part`` itself in a single process; every rank must call it."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return part
+    sizes = [shard(total, r, world) for r in range(world)]
+    assert len(part) == sizes[rank].stop - sizes[rank].start, (len(part), sizes[rank])
+    padded = part.new_zeros((sizes[0].stop - sizes[0].start, *part.shape[1:]))  # all_gather wants equal shapes
+    padded[:len(part)] = part
+    pieces = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(pieces, padded)
+    return torch.cat([piece[:rows.stop - rows.start] for piece, rows in zip(pieces, sizes)])
 
 
 def broadcast_buffers(module: nn.Module) -> None:

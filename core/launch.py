@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -110,13 +110,17 @@ def load_fold_result(path: str | Path) -> tuple[FoldResult, np.ndarray]:
 # --------------------------------------------------------------------------------------------------------- parent
 def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.ndarray, labels: np.ndarray,
                            folds: np.ndarray, fold_list: Sequence[int], output_dir: str | Path,
-                           timeout: float | None = None) -> list[tuple[FoldResult, np.ndarray]]:
+                           timeout: float | None = None,
+                           on_fold: Callable[[FoldResult, np.ndarray], None] | None = None,
+                           ) -> list[tuple[FoldResult, np.ndarray]]:
     """Train ``fold_list`` in ``plan.workers`` processes and return [(FoldResult, val_idx)] in ``fold_list`` order.
 
     Args:
         images: uint8 (N, 28, 28) all train rows; labels: int64 (N,); folds: int64 (N,) fold of each row.
         output_dir: Where the workers write the fold weights and logs (as ``train_fold`` does).
         timeout: Seconds before the workers are stopped (None: no limit).
+        on_fold: Called in this process with (FoldResult, val_idx) as soon as a worker finishes a fold (the
+            pipeline records the fold in manifest.json then, so a kill loses no finished fold).
 
     Raises:
         RuntimeError: A worker failed; the message holds the end of its output.
@@ -145,8 +149,18 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
                     for i in range(len(commands))]
             tags = [f"worker{i}" for i in range(len(commands))]
         log.info("parallel = %s: %d worker process(es) for folds %s", plan.mode, plan.workers, list(fold_list))
-        _run_all(commands, envs, tags, timeout=timeout)
-        return [load_fold_result(work / f"fold{fold}.npz") for fold in fold_list]
+        seen: dict[int, tuple[FoldResult, np.ndarray]] = {}
+
+        def collect() -> None:  # save_fold_result renames into place: a fold<k>.npz that exists is whole
+            for fold in fold_list:
+                if fold not in seen and (work / f"fold{fold}.npz").is_file():
+                    seen[fold] = load_fold_result(work / f"fold{fold}.npz")
+                    if on_fold is not None:
+                        on_fold(*seen[fold])
+
+        _run_all(commands, envs, tags, timeout=timeout, poll=collect)
+        collect()
+        return [seen[fold] for fold in fold_list]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -173,8 +187,9 @@ def _worker_env(workers: int) -> dict[str, str]:
 
 
 def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[str], *,
-             timeout: float | None) -> None:
-    """Start every command, forward its lines (prefixed with its tag) to stdout, wait; stop all when one fails."""
+             timeout: float | None, poll: Callable[[], None] = lambda: None) -> None:
+    """Start every command, forward its lines (prefixed with its tag) to stdout, wait; stop all when one fails.
+    ``poll`` is called every 0.2 s while they run."""
     procs, tails, threads = [], [], []
     for command, env, tag in zip(commands, envs, tags):
         log.info("[%s] %s", tag, " ".join(command))
@@ -188,22 +203,25 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
         threads.append(thread)
     deadline = None if timeout is None else time.monotonic() + timeout
     failed = None
-    while failed is None and any(p.poll() is None for p in procs):
-        failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
-        if deadline is not None and time.monotonic() > deadline:
-            failed = -1
-        time.sleep(0.2)
-    failed = failed if failed is not None else next((i for i, p in enumerate(procs) if p.returncode), None)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc, thread in zip(procs, threads):
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        thread.join(timeout=5)
+    try:  # an interrupted cell or a failing ``poll`` stops the workers too
+        while failed is None and any(p.poll() is None for p in procs):
+            failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+            if deadline is not None and time.monotonic() > deadline:
+                failed = -1
+            poll()
+            time.sleep(0.2)
+        failed = failed if failed is not None else next((i for i, p in enumerate(procs) if p.returncode), None)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, thread in zip(procs, threads):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            thread.join(timeout=5)
     if failed == -1:
         raise RuntimeError(f"workers stopped after the {timeout} s timeout")
     if failed is not None:

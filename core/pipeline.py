@@ -88,28 +88,32 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
 
     images = torch.from_numpy(train.images)
     labels = torch.from_numpy(train.labels)
-    plan = plan_parallel(config, device, n_folds=len(config.fold_indices()))
-    if plan.launches:  # ddp ranks or one process per device; they write the fold files, we assemble the run
-        results = train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=folds,
-                                         fold_list=config.fold_indices(), output_dir=output_dir)
-        for result, val_idx in results:
-            save_fold_predictions(output_dir, config.model, result, val_idx)
+    adopt_previous_output(Path(resume_from) if resume_from else None, output_dir, config.model)
+    splits = {fold: (np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)) for fold in config.fold_indices()}
+    done = {fold: result for fold, (_, val_idx) in splits.items()  # checked before anything is rewritten
+            if (result := completed_fold(output_dir, config, fingerprint=train.fingerprint, fold=fold,
+                                         val_idx=val_idx)) is not None}
+    todo = [fold for fold in splits if fold not in done]
+
+    def record(result: FoldResult, val_idx: np.ndarray) -> None:
+        """Keep a finished fold: its OOF rows on disk and in a manifest marked incomplete (core.resume)."""
+        save_fold_predictions(output_dir, config.model, result, val_idx)
+        done[result.fold] = result
+        finished = [(done[fold], splits[fold][1]) for fold in splits if fold in done]
+        write_manifest(output_dir, _manifest(config, train, finished, complete=False),
+                       [name for r, _ in finished for name in fold_files(_fold_entry(config, r, None))])
+
+    plan = plan_parallel(config, device, n_folds=len(todo))
+    if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
+        train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=folds, fold_list=todo,
+                               output_dir=output_dir, on_fold=record)
     else:
-        adopt_previous_output(Path(resume_from) if resume_from else None, output_dir, config.model)
-        splits = {fold: (np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)) for fold in config.fold_indices()}
-        finished = {fold: completed_fold(output_dir, config, fingerprint=train.fingerprint, fold=fold, val_idx=val_idx)
-                    for fold, (_, val_idx) in splits.items()}  # checked before anything is rewritten
-        results = []
-        for fold, (train_idx, val_idx) in splits.items():
-            result = finished[fold]
-            if result is None:
-                log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
-                result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
-                                    fold=fold, output_dir=output_dir, device=device)
-                save_fold_predictions(output_dir, config.model, result, val_idx)
-            results.append((result, val_idx))
-            write_manifest(output_dir, _manifest(config, train, results, complete=False),
-                           [name for r, _ in results for name in fold_files(_fold_entry(config, r, None))])
+        for fold in todo:
+            train_idx, val_idx = splits[fold]
+            log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
+            record(train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=fold,
+                              output_dir=output_dir, device=device), val_idx)
+    results = [(done[fold], splits[fold][1]) for fold in splits]
 
     choice = _score_inference_options(config, results, images=images, labels=train.labels, device=device)
     oof = choice.oof  # what inference will do; each variant also gets its own oof_<variant>.csv

@@ -25,7 +25,7 @@ from .atomic import write_text_atomic
 from .augment import make_batch
 from .checkpoint import read_state_dict, save_atomic, save_state_dict
 from .config import Config
-from .distributed import broadcast_buffers, mean_over_ranks, rank_and_world, shard
+from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
 from .models import create_model, is_convolutional
 from .predict import autocast_context, amp_dtype, predict_logits
 from .progress import progress
@@ -118,7 +118,7 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     if world > 1:  # launched by core.launch under torchrun: same weights on every rank, gradients all-reduced
         log.info("fold %d: DistributedDataParallel, %d ranks (BatchNorm sees batch/%d per rank)", fold, world, world)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    eval_model = unwrap(model) if world > 1 else model  # ranks evaluate alone: no collective inside predict_logits
+    eval_model = unwrap(model) if world > 1 else model  # ranks score their own rows: no collective in a forward
     train_model = torch.compile(model) if config.compile else model
 
     images = images.to(device, non_blocking=True)
@@ -189,8 +189,8 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         bar.close()
 
         broadcast_buffers(unwrap(model))  # BatchNorm statistics of rank 0 everywhere: all ranks score alike
-        val_logits = predict_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
-                                    channels_last=channels_last, amp=use_amp)
+        val_logits = _validation_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
+                                        channels_last=channels_last, amp=use_amp)
         val_loss = F.cross_entropy(val_logits, labels[val_rows]).item()  # hard labels: no smoothing here
         val_acc = (val_logits.argmax(1) == labels[val_rows]).float().mean().item()
         history.append({"epoch": epoch + 1, "train_loss": mean_over_ranks(loss_sum / n_steps, device),
@@ -212,8 +212,8 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
                      swa=swa)
 
     unwrap(model).load_state_dict(read_state_dict(best_path, map_location=device))
-    val_probs = torch.softmax(predict_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
-                                             channels_last=channels_last, amp=use_amp), 1).double().cpu().numpy()
+    val_probs = torch.softmax(_validation_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
+                                                 channels_last=channels_last, amp=use_amp), 1).double().cpu().numpy()
     result = FoldResult(fold=fold, weights_path=best_path, best_epoch=best_epoch, best_val_acc=best_acc,
                         val_probs=val_probs, history=history)
     if swa is not None:
@@ -225,6 +225,14 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         if scored is not None:
             result.swa_weights_path, (result.swa_val_acc, result.swa_val_probs) = swa_path, scored
     return result
+
+
+def _validation_logits(model: nn.Module, images: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """float32 (n, 10) logits of uint8 (n, 28, 28) ``images``; under ddp each rank scores its share of the rows and
+    every rank gets them all (core.distributed.gather_shards). ``kwargs`` go to ``predict_logits``."""
+    rank, world = rank_and_world()
+    mine = shard(len(images), rank, world)
+    return gather_shards(predict_logits(model, images[mine], **kwargs), len(images))
 
 
 def _grad_scaler(enabled: bool):

@@ -1,6 +1,7 @@
 """parallel = ddp | folds on CPU: torchrun ranks (gloo) and fold worker processes give what one process gives."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from core.config import Config
-from core.distributed import shard
+from core.distributed import gather_shards, shard
 from core.launch import ParallelPlan, load_fold_result, plan_parallel, save_fold_result
 from core.pipeline import run_training
 from core.trainer import FoldResult
@@ -136,3 +137,48 @@ def test_ddp_mode_through_run_training(tmp_path):
     assert manifest["local_cv"] == pytest.approx((oof["pred"] == oof["label"]).mean())
     written = sorted(p.name for p in (tmp_path / "ddp").iterdir())
     assert "smallcnn_fold1_best.pth" in written and not any("rank" in name for name in written)
+
+
+@pytest.mark.parametrize("mode", ["folds", "ddp"])
+def test_launched_modes_train_only_the_unfinished_folds(tmp_path, caplog, mode):
+    """A rerun under ddp / folds skips the verified folds and launches workers for the rest alone."""
+    data = write_train_csv(tmp_path / "data")
+    out = tmp_path / "run"
+    config = Config(model="smallcnn", n_folds=3, epochs=1, batch_size=16, device="cpu", tta="none")
+    run_training(config, data_dir=data, output_dir=out)
+    first = json.loads((out / "manifest.json").read_text())
+    for kind in ("best", "last"):
+        (out / f"smallcnn_fold1_{kind}.pth").unlink()  # fold 1 as if the session had died while training it
+    kept = {f"smallcnn_fold{k}_best.pth": (out / f"smallcnn_fold{k}_best.pth").read_bytes() for k in (0, 2)}
+
+    caplog.set_level("INFO", logger="core")
+    rerun = dataclasses.replace(config, parallel=mode, workers=2)
+    run_training(rerun, data_dir=data, output_dir=out)
+    messages = caplog.text
+    assert "fold 0: already complete" in messages and "fold 2: already complete" in messages
+    assert "worker process(es) for folds [1]" in messages
+    assert all((out / name).read_bytes() == blob for name, blob in kept.items())  # finished folds untouched
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and [f["fold"] for f in manifest["folds"]] == [0, 1, 2]
+    assert (out / "smallcnn_fold1_best.pth").is_file()
+    oof = pd.read_csv(out / "oof.csv")
+    assert sorted(oof["row_id"]) == list(range(120))
+    assert manifest["folds"][0]["val_acc"] == first["folds"][0]["val_acc"]
+
+
+def _gather_rank(rank: int, world: int, store_file: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world)
+    try:
+        total = 7  # uneven: shards of 4 and 3 rows
+        rows = torch.arange(total, dtype=torch.float32).unsqueeze(1).repeat(1, 10)
+        gathered = gather_shards(rows[shard(total, rank, world)], total)
+        np.save(Path(out) / f"rank{rank}.npy", gathered.numpy())
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_gather_shards_gives_every_rank_all_rows_in_order(tmp_path):
+    torch.multiprocessing.spawn(_gather_rank, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    expected = np.arange(7, dtype=np.float32)[:, None].repeat(10, axis=1)
+    for rank in (0, 1):
+        np.testing.assert_array_equal(np.load(tmp_path / f"rank{rank}.npy"), expected)
