@@ -133,7 +133,7 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     scheduler = fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=total_steps,
                                 min_lr=config.min_lr, epochs=epochs)
     use_amp = config.amp and device.type == "cuda"
-    scaler = _grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
+    scaler = grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
     generator = torch.Generator().manual_seed(config.seed * 1000 + fold)
 
     history: list[dict[str, float]] = []
@@ -235,7 +235,7 @@ def _validation_logits(model: nn.Module, images: torch.Tensor, **kwargs: Any) ->
     return gather_shards(predict_logits(model, images[mine], **kwargs), len(images))
 
 
-def _grad_scaler(enabled: bool):
+def grad_scaler(enabled: bool):
     """torch.amp.GradScaler where it exists (torch ≥ 2.3), else the CUDA-only older class; a no-op when disabled."""
     if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler("cuda", enabled=enabled)

@@ -92,5 +92,7 @@ def test_bench_runs_both_loops_and_ends_with_the_speed_up(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert sum(line.startswith("round ") for line in lines) == 2
     assert any(line.startswith("seed-style loop") for line in lines)
+    assert re.search(r"^compute ceiling .*: [\d,]+ img/s .*digitkit reaches \d+ % of it; the ceiling is \d+\.\d\dx",
+                     "\n".join(lines), re.M)
     assert any(line.startswith("inference, 2 folds × 9 TTA views") for line in lines)
     assert re.fullmatch(r"train speed-up vs seed-style loop: \d+\.\d\dx", lines[-1])

@@ -6,6 +6,10 @@
     per-image augmentation), ``DataLoader(num_workers=2)``, fp32, NCHW, the model in ``nn.DataParallel``.
 (b) digitkit: the real ``core.trainer.train_fold`` (the whole set as one uint8 tensor on the device, index batches,
     in-batch augmentation, channels_last, AMP on CUDA), timed step by step through its progress bar.
+(c) the compute ceiling: the same model, layout, precision and optimizer step on one batch made once and kept on
+    the device, so no data path at all. No training loop can be faster with this model on this machine, so
+    ceiling / seed-style is the largest speed-up a data path can buy here, and digitkit / ceiling says how much of
+    that digitkit gets.
 
 Both use the same model, optimizer (``core.scheduler.build_optimizer``), loss and batch size, and augment every
 image. Warm-up steps are left out of the timing; the two loops alternate ``--rounds`` times and the medians count,
@@ -37,7 +41,7 @@ from core.augment import normalize, random_affine
 from core.config import Config
 from core.data import find_competition_file, read_train
 from core.models import create_model, is_convolutional
-from core.predict import amp_dtype, predict_probs
+from core.predict import amp_dtype, autocast_context, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
 
@@ -149,6 +153,38 @@ def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, ste
     return Timing(len(intervals) * config.batch_size / sum(intervals), len(intervals), precision)
 
 
+# ------------------------------------------------------------------------------------------------ (c) ceiling
+def time_ceiling(config: Config, *, steps: int, warmup: int, device: torch.device) -> Timing:
+    """Images/s of the model's own training work: digitkit's step (layout, AMP, AdamW, loss) on one resident batch."""
+    core.trainer.seed_everything(config.seed)
+    channels_last = config.channels_last and is_convolutional(config.model)
+    model = create_model(config.model).to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_model = torch.compile(model) if config.compile else model
+    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = core.trainer.grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
+    x = torch.randn(config.batch_size, 1, 28, 28, device=device)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    targets = smooth_targets(one_hot(torch.arange(config.batch_size, device=device) % 10), config.label_smoothing)
+    stamps: list[float] = []
+    for _ in range(warmup + steps):
+        with autocast_context(device, use_amp):
+            logits = train_model(x)
+        loss = soft_target_cross_entropy(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss.item()  # as the trainer does: waits for the device
+        stamps.append(time.perf_counter())
+    seconds = stamps[-1] - stamps[warmup - 1] if warmup else stamps[-1] - stamps[0]
+    counted = steps if warmup else steps - 1
+    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(device)] if use_amp else "fp32"
+    return Timing(counted * config.batch_size / seconds, counted, precision)
+
+
 # ------------------------------------------------------------------------------------------------- inference, FLOPs
 def tta_views() -> tuple[list, str]:
     """The TTA view callables and their source: core.tta's default list, else identity + 4 one-pixel shifts."""
@@ -252,21 +288,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {path} ({len(train.labels)} rows); model {config.model}: {flops / 1e6:.1f} MFLOP per image "
           f"forward; batch {config.batch_size}; {args.steps} timed steps after {args.warmup} warm-up steps")
 
-    seeds, fasts = [], []
-    for round_ in range(1, args.rounds + 1):  # alternate, so that a change of load hits both loops alike
+    seeds, fasts, ceilings = [], [], []
+    for round_ in range(1, args.rounds + 1):  # alternate, so that a change of load hits all loops alike
         seeds.append(time_seed_style(config, frame, steps=args.steps, warmup=args.warmup, device=device,
                                      loader_workers=args.loader_workers))
         fasts.append(time_digitkit(config, train.images, train.labels, steps=args.steps, warmup=args.warmup,
                                    device=device))
+        ceilings.append(time_ceiling(config, steps=args.steps, warmup=args.warmup, device=device))
         print(f"round {round_}/{args.rounds}: seed-style {seeds[-1].images_per_s:,.0f} img/s, digitkit "
-              f"{fasts[-1].images_per_s:,.0f} img/s ({fasts[-1].images_per_s / seeds[-1].images_per_s:.2f}x)")
-    seed, fast = _median(seeds), _median(fasts)
+              f"{fasts[-1].images_per_s:,.0f} img/s ({fasts[-1].images_per_s / seeds[-1].images_per_s:.2f}x), "
+              f"compute ceiling {ceilings[-1].images_per_s:,.0f} img/s")
+    seed, fast, ceiling = _median(seeds), _median(fasts), _median(ceilings)
     speed_up = float(np.median([f.images_per_s / s.images_per_s for s, f in zip(seeds, fasts)]))
     print(f"seed-style loop (Dataset row per item, DataLoader num_workers={args.loader_workers}, fp32, NCHW, "
           f"DataParallel): {seed.images_per_s:,.0f} img/s (median of {args.rounds})")
     layout = "channels_last" if config.channels_last and is_convolutional(config.model) else "NCHW"
     print(f"digitkit trainer (device-resident uint8, in-batch augmentation, {layout}, {fast.precision}"
           f"{', compiled' if config.compile else ''}): {fast.images_per_s:,.0f} img/s (median of {args.rounds})")
+    ceiling_ratio = float(np.median([c.images_per_s / s.images_per_s for s, c in zip(seeds, ceilings)]))
+    share = float(np.median([f.images_per_s / c.images_per_s for f, c in zip(fasts, ceilings)]))
+    print(f"compute ceiling (the model's forward + backward + AdamW step on one batch kept on the device, no data "
+          f"path): {ceiling.images_per_s:,.0f} img/s (median of {args.rounds}); digitkit reaches {100 * share:.0f} % "
+          f"of it; the ceiling is {ceiling_ratio:.2f}x the seed-style loop, the most any data path can gain "
+          f"with this model on this machine")
 
     rows = min(args.infer_rows, len(train.labels))
     per_s, n_views, source = time_inference(config, train.images[:rows], folds=args.folds, device=device)
@@ -275,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{28000 / per_s:,.0f} s")
     print(flops_line("seed-style", seed, flops, peaks))
     print(flops_line("digitkit  ", fast, flops, peaks))
+    print(flops_line("ceiling   ", ceiling, flops, peaks))
     print(f"train speed-up vs seed-style loop: {speed_up:.2f}x")
     return 0
 
