@@ -2,6 +2,8 @@
 notebook in an isolated folder that holds only the notebook, the data and the weights (no repo on sys.path)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 from build import build_kernel
 from core.manifest import sha256_file
+from tools import run_local
 from tools.run_notebook import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,14 +48,32 @@ def built(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(built, tmp_path_factory) -> tuple[Path, Path]:
-    """Run the built train notebook once (smallcnn, 1 epoch, k=5) and return (data dir, run dir)."""
+    """`make run`'s runner (tools.run_local) on tiny data: the built train notebook (smallcnn, 1 epoch, k=5), then
+    the built infer notebook, into one run folder. Returns (data dir, run dir); what it printed is in make_run.log
+    beside the run folder."""
     root = tmp_path_factory.mktemp("train")
     data = write_tiny_competition(root / "digit-recognizer")
-    run_dir = root / "run"
-    run_notebook(built / "train" / "train.ipynb", run_dir / "train.ipynb", cwd=run_dir, stream=False,
-                 parameters={"data_dir": str(data), "output_dir": str(run_dir), "model": "smallcnn", "epochs": 1,
-                             "n_folds": 5, "batch_size": 32, "pretrained": False})
-    return data, run_dir
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = run_local.main(["--run", "run", "--runs", str(root), "--data", str(data), "--build", str(built),
+                               "-p", "model=smallcnn", "-p", "epochs=1", "-p", "n_folds=5", "-p", "batch_size=32",
+                               "-p", "pretrained=False"])
+    (root / "make_run.log").write_text(printed.getvalue())
+    assert code == 0, printed.getvalue()[-3000:]
+    return data, root / "run"
+
+
+def test_make_run_reports_cv_and_submission_and_shares_its_folds(trained):
+    data, run_dir = trained
+    printed = (run_dir.parent / "make_run.log").read_text()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert f"local CV (OOF accuracy): {manifest['local_cv']:.5f}" in printed
+    assert printed.rstrip().endswith(f"submission: {run_dir / 'submission.csv'}")
+    assert (run_dir / "train.ipynb").is_file() and (run_dir / "infer.ipynb").is_file()
+    submission = pd.read_csv(run_dir / "submission.csv")
+    assert list(submission.columns) == ["ImageId", "Label"] and len(submission) == 60
+    shared = list((run_dir.parent / "folds").glob("*.csv"))  # the next run on this data reuses these folds
+    assert len(shared) == 1 and shared[0].read_bytes() == (run_dir / "folds.csv").read_bytes()
 
 
 def test_train_notebook_writes_a_complete_run(trained):
@@ -100,6 +121,7 @@ def test_infer_notebook_runs_isolated_and_offline(trained, built, tmp_path):
     assert list(submission.columns) == ["ImageId", "Label"]
     assert submission["ImageId"].tolist() == list(range(1, 61))
     assert submission["Label"].between(0, 9).all()
+    pd.testing.assert_frame_equal(submission, pd.read_csv(run_dir / "submission.csv"))  # = what make run wrote
     assert (work / "core" / "pipeline.py").is_file()  # the notebook brought its own library
     probs = np.load(work / "test_probs.npz")
     assert sorted(probs.files) == ["fold0", "fold1", "fold2", "fold3", "fold4", "mean"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tools.run_notebook import NotebookFailed, parse_parameter, run_notebook
+from tools.run_notebook import RUNNER_ERRORS, add_runner_arguments, run_built
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN",
                         help="two or more run names under --runs-dir")
     parser.add_argument("--name", default="", help="output run name (default: ensemble-<run>-<run>…)")
-    parser.add_argument("--data", default="data/digit-recognizer", help="the competition (for groups without "
-                        "test_probs.npz)")
-    parser.add_argument("--build", default="build", help="folder holding the built notebooks")
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="an ensemble-notebook parameter, e.g. -p steps=500 or -p fuse=mean (repeatable)")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    add_runner_arguments(parser, kernel="ensemble", example="fuse=mean")  # --data: for groups without test_probs.npz
     args = parser.parse_args(argv)
 
     runs_dir = Path(args.runs_dir).resolve()
@@ -43,14 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"groups": ",".join(str(g) for g in groups), "data_dir": str(Path(args.data).resolve()),
               "output_dir": str(out_dir)}
-    params.update(dict(parse_parameter(p) for p in args.param))
+    params.update(dict(args.param))
 
     started = time.perf_counter()
-    notebook = Path(args.build) / "ensemble" / "ensemble.ipynb"
-    print(f"\n=== ensemble: {notebook} → {out_dir / 'ensemble.ipynb'}", flush=True)
     try:
-        run_notebook(notebook, out_dir / "ensemble.ipynb", cwd=out_dir, parameters=params, timeout=args.timeout)
-    except (NotebookFailed, ValueError, FileNotFoundError) as err:
+        run_built("ensemble", out_dir, params, build=args.build, timeout=args.timeout)
+    except RUNNER_ERRORS as err:
         print(f"\nmake ensemble failed: {err}", file=sys.stderr)
         return 1
     table = pd.read_csv(out_dir / "ensemble_table.csv")

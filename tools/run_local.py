@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools.run_notebook import NotebookFailed, parse_parameter, run_notebook
+from tools.run_notebook import RUNNER_ERRORS, add_runner_arguments, run_built
 
 
 def folds_file_for(data_dir: Path, runs_dir: Path) -> Path:
@@ -24,36 +24,41 @@ def folds_file_for(data_dir: Path, runs_dir: Path) -> Path:
     return runs_dir / "folds" / f"{slug}.csv"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="default", help="run name: outputs go to runs/<name>/")
-    parser.add_argument("--data", default="data/digit-recognizer", help="folder in Kaggle's layout")
-    parser.add_argument("--build", default="build", help="folder holding the built notebooks")
-    parser.add_argument("--runs", default="runs")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="a train-notebook parameter, e.g. -p batch_size=64 (repeatable)")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
-    args = parser.parse_args(argv)
+def add_run_arguments(parser: argparse.ArgumentParser, *, kernel: str, default_run: str, example: str) -> None:
+    """--run and --runs (outputs go to <runs>/<run>/) plus the options of every notebook runner."""
+    parser.add_argument("--run", default=default_run, help=f"run name: outputs go to runs/<name>/ "
+                                                           f"(default: {default_run})")
+    parser.add_argument("--runs", default="runs", help="folder of all runs (default: runs)")
+    add_runner_arguments(parser, kernel=kernel, example=example)
 
+
+def prepare_run(args: argparse.Namespace) -> tuple[Path, dict]:
+    """Make ``<runs>/<run>/``; return it and the parameters every run notebook takes: ``data_dir``, ``output_dir``
+    and ``folds_path`` (the data folder's shared folds.csv)."""
     data_dir, runs_dir = Path(args.data).resolve(), Path(args.runs).resolve()
     run_dir = runs_dir / args.run
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_params = {"data_dir": str(data_dir), "output_dir": str(run_dir),
-                    "folds_path": str(folds_file_for(data_dir, runs_dir))}
-    train_params.update(dict(parse_parameter(p) for p in args.param))
-    infer_params = {"data_dir": str(data_dir), "weights_dir": str(run_dir), "output_dir": str(run_dir)}
+    return run_dir, {"data_dir": str(data_dir), "output_dir": str(run_dir),
+                     "folds_path": str(folds_file_for(data_dir, runs_dir))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser, kernel="train", default_run="default", example="batch_size=64")
+    args = parser.parse_args(argv)
+    run_dir, train_params = prepare_run(args)
+    train_params.update(dict(args.param))
+    infer_params = {"data_dir": train_params["data_dir"], "weights_dir": str(run_dir), "output_dir": str(run_dir)}
 
     started = time.perf_counter()
     try:
         for kernel, params in (("train", train_params), ("infer", infer_params)):
-            print(f"\n=== {kernel}: build/{kernel}/{kernel}.ipynb → {run_dir / (kernel + '.ipynb')}", flush=True)
-            run_notebook(Path(args.build) / kernel / f"{kernel}.ipynb", run_dir / f"{kernel}.ipynb", cwd=run_dir,
-                         parameters=params, timeout=args.timeout)
+            run_built(kernel, run_dir, params, build=args.build, timeout=args.timeout)
             shared = Path(train_params["folds_path"])
             if kernel == "train" and not shared.is_file() and (run_dir / "folds.csv").is_file():
                 shared.parent.mkdir(parents=True, exist_ok=True)  # the first run's folds: every later run's folds
                 shutil.copy(run_dir / "folds.csv", shared)
-    except (NotebookFailed, ValueError, FileNotFoundError) as err:
+    except RUNNER_ERRORS as err:
         print(f"\nmake run failed: {err}", file=sys.stderr)
         return 1
     manifest = json.loads((run_dir / "manifest.json").read_text())

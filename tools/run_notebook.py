@@ -159,6 +159,27 @@ def run_notebook(notebook: Path, out: Path, *, cwd: Path, parameters: dict, time
     return client.nb
 
 
+# What the `make` runners (run_local, run_sweep, run_ensemble) report as one line instead of a traceback.
+RUNNER_ERRORS = (NotebookFailed, ValueError, FileNotFoundError)
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser, *, kernel: str, example: str) -> None:
+    """The options of every `make` runner of a built notebook: --data, --build, -p NAME=VALUE, --timeout."""
+    parser.add_argument("--data", default="data/digit-recognizer", help="the competition folder, in Kaggle's layout")
+    parser.add_argument("--build", default="build", help="folder holding the built notebooks")
+    parser.add_argument("-p", "--param", type=parse_parameter, action="append", default=[], metavar="NAME=VALUE",
+                        help=f"a {kernel}-notebook parameter, e.g. -p {example} (repeatable)")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+
+
+def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path, timeout: int | None) -> None:
+    """Execute ``build/<kernel>/<kernel>.ipynb`` in ``out_dir``, writing the executed copy there as
+    ``<kernel>.ipynb``; raises what :func:`run_notebook` raises."""
+    notebook, executed = Path(build) / kernel / f"{kernel}.ipynb", Path(out_dir) / f"{kernel}.ipynb"
+    print(f"\n=== {kernel}: {notebook} → {executed}", flush=True)
+    run_notebook(notebook, executed, cwd=out_dir, parameters=parameters, timeout=timeout)
+
+
 def parse_parameter(text: str) -> tuple[str, Any]:
     """``name=value`` with value read by ``ast.literal_eval``, else kept as the raw string."""
     name, sep, raw = text.partition("=")

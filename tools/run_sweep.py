@@ -15,10 +15,9 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
-from tools.run_local import folds_file_for
-from tools.run_notebook import NotebookFailed, parse_parameter, run_notebook
+from tools.run_local import add_run_arguments, prepare_run
+from tools.run_notebook import RUNNER_ERRORS, run_built
 
 LOCAL_DEFAULTS = {"batch_sizes": [8, 16, 32, 64], "learning_rates": [3e-2, 1e-2, 3e-3, 1e-3, 3e-4], "seeds": [42],
                   "budget": "steps=150"}
@@ -26,30 +25,17 @@ LOCAL_DEFAULTS = {"batch_sizes": [8, 16, 32, 64], "learning_rates": [3e-2, 1e-2,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="sweep", help="run name: outputs go to runs/<name>/ (default: sweep)")
-    parser.add_argument("--data", default="data/digit-recognizer", help="folder in Kaggle's layout")
-    parser.add_argument("--build", default="build", help="folder holding the built notebooks")
-    parser.add_argument("--runs", default="runs")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="a sweep-notebook parameter, e.g. -p learning_rates=[1e-3,1e-4] (repeatable)")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    add_run_arguments(parser, kernel="sweep", default_run="sweep", example="learning_rates=[1e-3,1e-4]")
     args = parser.parse_args(argv)
-
-    data_dir, runs_dir = Path(args.data).resolve(), Path(args.runs).resolve()
-    run_dir = runs_dir / args.run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    params = {"data_dir": str(data_dir), "output_dir": str(run_dir),
-              "folds_path": str(folds_file_for(data_dir, runs_dir)), **LOCAL_DEFAULTS}
-    params.update(dict(parse_parameter(p) for p in args.param))
-    notebook = Path(args.build) / "sweep" / "sweep.ipynb"
+    run_dir, params = prepare_run(args)
+    params.update({**LOCAL_DEFAULTS, **dict(args.param)})
     # On a shared CPU, OpenMP threads that spin while waiting stall each other (measured here: 10-50x slower steps).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits this process's environment
 
     started = time.perf_counter()
-    print(f"\n=== sweep: {notebook} → {run_dir / 'sweep.ipynb'}", flush=True)
     try:
-        run_notebook(notebook, run_dir / "sweep.ipynb", cwd=run_dir, parameters=params, timeout=args.timeout)
-    except (NotebookFailed, ValueError, FileNotFoundError) as err:
+        run_built("sweep", run_dir, params, build=args.build, timeout=args.timeout)
+    except RUNNER_ERRORS as err:
         print(f"\nmake sweep failed: {err}", file=sys.stderr)
         return 1
     fit = json.loads((run_dir / "fit.json").read_text())
