@@ -70,7 +70,7 @@ class Config:
         kwargs = {}
         for name in cls.field_names():
             if name in values and values[name] is not None:
-                kwargs[name] = _coerce(name, values[name], hints[name])
+                kwargs[name] = coerce(name, values[name], hints[name])
         config = cls(**kwargs)
         config.validate()
         return config
@@ -139,8 +139,9 @@ class Config:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Turn a parameter (possibly a string from the command line) into the field's declared type."""
+def coerce(name: str, value: Any, hint: Any, error: type[Exception] = ConfigError) -> Any:
+    """Turn parameter ``name`` (possibly a string from the command line) into ``hint`` (bool, int, float, str, or
+    Optional of one); raises ``error`` naming the parameter when it cannot."""
     target = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
     if isinstance(value, target) and not (target is int and isinstance(value, bool)):
         return value
@@ -164,5 +165,5 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return str(value)
     except (TypeError, ValueError):
         pass
-    raise ConfigError(f"parameter {name} = {value!r}: expected a {target.__name__}")
+    raise error(f"parameter {name} = {value!r}: expected a {target.__name__}")
 

@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from .atomic import write_text_atomic
-from .config import Config
+from .config import Config, coerce
 from .data import find_competition_file, read_train
 from .folds import load_or_make_folds
 from .paths import KAGGLE_INPUT, find_input_dir
@@ -147,11 +147,7 @@ class SweepGrid:
             if field in ("batch_sizes", "seeds", "learning_rates"):
                 kwargs[field] = _as_tuple(name, value, float if field == "learning_rates" else int)
                 continue
-            kind = {"min_lr_ratio": float, "fold": int, "budget": str}[field]
-            try:
-                kwargs[field] = kind(value)
-            except (TypeError, ValueError):
-                raise SweepError(f"{name} = {value!r}: expected a {kind.__name__}") from None
+            kwargs[field] = coerce(name, value, {"min_lr_ratio": float, "fold": int, "budget": str}[field], SweepError)
         grid = cls(**kwargs)
         grid.validate()
         return grid
@@ -383,9 +379,9 @@ def _empty_runs() -> pd.DataFrame:
 def _as_tuple(name: str, value: Any, kind: type) -> tuple:
     items = value.replace(";", ",").split(",") if isinstance(value, str) else value
     try:
-        return tuple(kind(item.strip() if isinstance(item, str) else item) for item in items
+        return tuple(coerce(name, item.strip() if isinstance(item, str) else item, kind, SweepError) for item in items
                      if not (isinstance(item, str) and not item.strip()))
-    except (TypeError, ValueError):
+    except (SweepError, TypeError):
         raise SweepError(f"{name} = {value!r}: give a list of numbers, e.g. [16, 64] or '16,64'") from None
 
 

@@ -17,15 +17,12 @@ from core.folds import make_folds
 from core.lr_scaling import analyze_sweep, best_lr, fit_exponent, refine_peak
 from core.sweep import (RUNS_COLUMNS, Budget, Cell, SweepError, SweepGrid, append_run, cell_config, is_diverged,
                         pending_cells, read_runs, run_cells)
+from tests import ddp_worker
 
 
 def tiny_data(n: int = 96):
     """uint8 (n, 28, 28) images with a learnable bar whose position is the label, labels and 4 stratified folds."""
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(n) % 10
-    images = (torch.rand(n, 28, 28, generator=generator) * 60).to(torch.uint8)
-    for i, label in enumerate(labels.tolist()):
-        images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
+    images, labels, _, _ = ddp_worker.tiny_data(n)
     return images, labels, make_folds(labels.numpy(), n_folds=4, seed=0)
 
 
