@@ -156,12 +156,44 @@ def _parse_cells(text: str, source_name: str) -> list[tuple[str, list[str], str,
     return cells
 
 
-def _core_cells(package_dir: Path, package_name: str, commit: str) -> list[_Cell]:
-    intro = (f"## The `{package_name}` library\nThe cells below write the `{package_name}` package (digitkit commit "
-             f"{commit}) to `{package_name}/`, one module per cell, in dependency order, then import it.")
+def needed_modules(modules: list[Module], roots: set[str]) -> list[Module]:
+    """``modules`` (in their order) that ``roots`` import, directly or through each other; ``__init__`` always."""
+    by_name = {module.name: module for module in modules}
+    needed: set[str] = set()
+    stack = ["__init__", *(root for root in roots if root in by_name)]
+    while stack:
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack += by_name[name].deps
+    return [module for module in modules if module.name in needed]
+
+
+def _template_imports(cells: list[tuple[str, list[str], str, int]], package_name: str, source_name: str) -> set[str]:
+    """Names of the package's modules that the template's code cells import (``__init__`` for ``import pkg``)."""
+    roots = set()
+    for n, (kind, _, body, _) in enumerate(cells, start=1):
+        if kind != "code":
+            continue
+        try:
+            tree = ast.parse(_python_text(body))
+        except SyntaxError:  # reported with its line by _check_cell
+            continue
+        for dotted, _, _ in _imported(tree, package_name, f"{source_name} cell {n}"):
+            parts = dotted.split(".")
+            if parts[0] == package_name:
+                roots.add(parts[1] if len(parts) > 1 else "__init__")
+    return roots
+
+
+def _core_cells(package_dir: Path, package_name: str, commit: str, roots: set[str]) -> list[_Cell]:
+    modules = needed_modules(collect_modules(package_dir, package_name), roots)
+    intro = (f"## The `{package_name}` library\nThe cells below write the {len(modules)} modules of the "
+             f"`{package_name}` package (digitkit commit {commit}) that this notebook uses to `{package_name}/`, one "
+             f"module per cell, in dependency order, then import it.")
     makedirs = f'import os\nos.makedirs("{package_name}", exist_ok=True)'
     cells = [_Cell("markdown", intro, "[core] expansion", intro), _Cell("code", makedirs, "[core] expansion", makedirs)]
-    for module in collect_modules(package_dir, package_name):  # %%writefile refuses an empty body
+    for module in modules:  # %%writefile refuses an empty body
         body = module.source if module.source.strip() else "# (an empty module)\n"
         cells.append(_Cell("code", f"%%writefile {module.relpath}\n{body}", module.relpath, module.source))
     reimport = (f"import importlib, sys\nimportlib.invalidate_caches()\nfor _name in [m for m in sys.modules if m == "
@@ -181,12 +213,14 @@ def build_notebook_from_template(template_text: str, *, package_dir: Path, packa
         raise BuildError(f"{source_name}{line}: jinja2: {exc}") from exc
     commit = str(context.get("commit", "unknown"))
     cells: list[_Cell] = []
-    for n, (kind, tags, body, line) in enumerate(_parse_cells(text, source_name), start=1):
+    parsed = _parse_cells(text, source_name)
+    roots = _template_imports(parsed, package_name, source_name)
+    for n, (kind, tags, body, line) in enumerate(parsed, start=1):
         where = f"{source_name} cell {n}"
         if kind == "core":
             if body.strip():
                 raise BuildError(f"{where} (rendered line {line}): '# %% [core]' takes no text; start a new cell")
-            cells += _core_cells(Path(package_dir), package_name, commit)
+            cells += _core_cells(Path(package_dir), package_name, commit, roots)
         elif kind == "markdown":
             md = "\n".join(re.sub(r"^# ?", "", ln) for ln in body.splitlines())
             cells.append(_Cell("markdown", md, where, body, tags))

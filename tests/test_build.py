@@ -19,6 +19,7 @@ from build import BuildError, build_kernel, build_notebook_from_template, collec
 from tools import run_notebook as rn
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bundle"
+REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = """# %% tags=["parameters"]
 x = 1
 # %% [core]
@@ -346,3 +347,30 @@ def test_cli_refuses_unknown_parameter_and_a_git_checkout(tmp_path, capsys):
     (tmp_path / "checkout" / ".git").mkdir(parents=True)
     with pytest.raises(ValueError, match="git checkout"):
         rn.run_notebook(path, tmp_path / "o.ipynb", cwd=tmp_path / "checkout", parameters={})
+
+
+def test_each_notebook_carries_only_the_core_modules_it_imports(tmp_path):
+    """The inference notebook has no sweep/ensemble code; every module the pipeline imports is there."""
+    modules = {m.name: m for m in collect_modules(REPO / "core", "core")}
+    written = {}
+    for kernel in ("train", "infer", "sweep", "ensemble"):
+        nb = nbformat.read(build_kernel(kernel, repo=REPO, out_dir=tmp_path, owner="tester"), as_version=4)
+        written[kernel] = {c.source.split("\n", 1)[0].split("/")[-1][:-3] for c in nb.cells
+                           if c.source.startswith("%%writefile core/")}
+        for name in written[kernel]:  # closed under imports: nothing the notebook runs is missing
+            assert set(modules[name].deps) <= written[kernel], (kernel, name)
+    assert {"pipeline", "launch", "trainer", "inference", "__init__"} <= written["infer"]
+    assert not {"sweep", "lr_scaling", "ensemble", "groups"} & written["infer"]
+    assert {"sweep", "lr_scaling"} <= written["sweep"] and {"ensemble", "groups"} <= written["ensemble"]
+    assert set(modules) == set().union(*written.values())  # every module serves some notebook
+
+
+def test_needed_modules_follows_imports_from_the_roots():
+    modules = collect_modules(FIXTURES / "order" / "pkg", "pkg")
+    everything = [m.name for m in modules]
+    assert [m.name for m in build.needed_modules(modules, set())] == ["__init__"]
+    assert [m.name for m in build.needed_modules(modules, {"m_mid"})] == ["__init__", "z_base", "m_mid"]
+    for module in modules:
+        names = [m.name for m in build.needed_modules(modules, {module.name})]
+        assert module.name in names and set(module.deps) <= set(names)
+        assert names == [n for n in everything if n in names]  # dependency order kept
