@@ -75,8 +75,15 @@ def test_known_gpu_peaks(monkeypatch, name, precision, peak):
     assert found == name and peaks[precision] == peak
 
 
-def test_cpu_peak_is_unknown():
-    assert bench.device_peak(torch.device("cpu"))[1] is None
+@pytest.mark.parametrize("flags, per_cycle", [("fpu sse avx avx2 fma", 32), ("avx avx2 fma avx512f", 64),
+                                              ("sse avx", 16), ("sse sse2", 8)])
+def test_cpu_peak_from_cpuinfo(flags, per_cycle):
+    cpuinfo = f"processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2500.000\nflags\t\t: {flags}\n"
+    assert bench.cpu_peak_tflops(cpuinfo, threads=2) == pytest.approx(2 * per_cycle * 2.5e9 / 1e12)
+    assert bench.cpu_peak_tflops("model name : no flags here", threads=2) is None
+
+
+def test_flops_line_with_and_without_a_peak():
     timing = bench.Timing(images_per_s=100.0, steps=10, precision="fp32")
     assert bench.flops_line("x", timing, 10**6, None).endswith("peak unknown for this device")
     assert "0.37 % of its 8.1 TFLOP/s fp32 peak" in bench.flops_line("x", timing, 10**8, {"fp32": 8.1})

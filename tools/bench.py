@@ -25,9 +25,11 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -232,10 +234,31 @@ def forward_flops(model_name: str) -> int:
     return int(counter.get_total_flops())
 
 
+def cpu_peak_tflops(cpuinfo: str, threads: int) -> float | None:
+    """Nominal fp32 peak of ``threads`` cores from /proc/cpuinfo's text: cores × FLOP per cycle (2 FMA units of the
+    widest vector the flags name: AVX-512 64, AVX2+FMA 32, AVX 16, else 8) × the clock. None when the text lacks
+    flags or clock. An upper bound: turbo, shared FMA units and the hypervisor all move the real figure."""
+    flags_line = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    clock = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+    if flags_line is None or clock is None:
+        return None
+    flags = set(flags_line.group(1).split())
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 16 if "avx" in flags else 8
+    return threads * per_cycle * float(clock.group(1)) * 1e6 / 1e12
+
+
 def device_peak(device: torch.device) -> tuple[str, dict[str, float] | None]:
-    """(device name, {"fp32": TFLOP/s, "fp16": …, "bf16": …}) or None when the peak is not in the table."""
+    """(device name, {"fp32": TFLOP/s, "fp16": …, "bf16": …}) or None when the peak is not known."""
     if device.type != "cuda":
-        return f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads", None
+        threads = min(torch.get_num_threads(), os.cpu_count() or 1)
+        name = f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        try:
+            peak = cpu_peak_tflops(Path("/proc/cpuinfo").read_text(), threads)
+        except OSError:  # not Linux
+            peak = None
+        if peak is None:
+            return name, None
+        return f"{name}, nominal fp32 peak {peak:.3f} TFLOP/s (cores × FLOP/cycle × clock)", {"fp32": peak}
     name = torch.cuda.get_device_name(device)
     for key, (half, single) in GPU_PEAK_TFLOPS.items():
         if key in name.replace(" ", "").upper().replace("TESLA", ""):
@@ -248,7 +271,7 @@ def flops_line(label: str, timing: Timing, flops_per_image: int, peaks: dict[str
     text = f"{label}: {achieved / 1e12:.3f} TFLOP/s achieved ({timing.precision})"
     if peaks is None:
         return text + ", peak unknown for this device"
-    return text + f", {100 * achieved / (peaks[timing.precision] * 1e12):.2f} % of its {peaks[timing.precision]:g} " \
+    return text + f", {100 * achieved / (peaks[timing.precision] * 1e12):.2f} % of its {peaks[timing.precision]:.3g} " \
                   f"TFLOP/s {timing.precision} peak"
 
 
