@@ -148,7 +148,8 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
             envs = [{**env, "CUDA_VISIBLE_DEVICES": visible[i % len(visible)]} if visible else env
                     for i in range(len(commands))]
             tags = [f"worker{i}" for i in range(len(commands))]
-        log.info("parallel = %s: %d worker process(es) for folds %s", plan.mode, plan.workers, list(fold_list))
+        log.info("parallel = %s: %d worker process(es) for folds %s, running the %s package in %s", plan.mode,
+                 plan.workers, list(fold_list), __package__, _package_root())
         seen: dict[int, tuple[FoldResult, np.ndarray]] = {}
 
         def collect() -> None:  # save_fold_result renames into place: a fold<k>.npz that exists is whole

@@ -140,3 +140,19 @@ def test_infer_refuses_altered_weights(trained, built, tmp_path):
                      stream=False, parameters={"data_dir": str(data), "weights_dir": str(weights),
                                                "output_dir": str(tmp_path / "out")})
     assert not (tmp_path / "out" / "submission.csv").exists()
+
+
+@pytest.mark.parametrize("mode", ["ddp", "folds"])
+def test_train_notebook_launches_workers_that_run_its_own_core(built, tmp_path, mode):
+    """parallel = ddp / folds from the built notebook: the workers import the core/ its %%writefile cells wrote."""
+    data = write_tiny_competition(tmp_path / "digit-recognizer", n_train=120, n_test=10)
+    run_dir = tmp_path / "run"
+    nb = run_notebook(built / "train" / "train.ipynb", run_dir / "train.ipynb", cwd=run_dir, stream=False,
+                      parameters={"data_dir": str(data), "output_dir": str(run_dir), "model": "smallcnn", "epochs": 1,
+                                  "n_folds": 2, "batch_size": 32, "parallel": mode, "workers": 2, "tta": "none"})
+    text = "".join("".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    assert f"parallel = {mode}: 2 worker process(es) for folds [0, 1], running the core package in {run_dir.resolve()}" in text
+    assert ("[ddp]" if mode == "ddp" else "[worker1]") in text  # the workers' own lines, forwarded
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["complete"] and [f["fold"] for f in manifest["folds"]] == [0, 1]
+    assert sorted(pd.read_csv(run_dir / "oof.csv")["row_id"]) == list(range(120))
