@@ -90,9 +90,11 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     labels = torch.from_numpy(train.labels)
     adopt_previous_output(Path(resume_from) if resume_from else None, output_dir, config.model)
     splits = {fold: (np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)) for fold in config.fold_indices()}
-    done = {fold: result for fold, (_, val_idx) in splits.items()  # checked before anything is rewritten
-            if (result := completed_fold(output_dir, config, fingerprint=train.fingerprint, fold=fold,
-                                         val_idx=val_idx)) is not None}
+    done: dict[int, FoldResult] = {}  # finished folds, checked before anything is rewritten
+    for fold, (_, val_idx) in splits.items():
+        result = completed_fold(output_dir, config, fingerprint=train.fingerprint, fold=fold, val_idx=val_idx)
+        if result is not None:
+            done[fold] = result
     todo = [fold for fold in splits if fold not in done]
 
     def record(result: FoldResult, val_idx: np.ndarray) -> None:

@@ -105,9 +105,7 @@ def time_seed_style(config: Config, frame: pd.DataFrame, *, steps: int, warmup: 
             stamps.append(time.perf_counter())
             if len(stamps) == warmup + steps:
                 break
-    seconds = stamps[-1] - stamps[warmup - 1] if warmup else stamps[-1] - stamps[0]
-    counted = steps if warmup else steps - 1
-    return Timing(counted * config.batch_size / seconds, counted, "fp32")
+    return _timing(stamps, warmup=warmup, batch_size=config.batch_size, precision="fp32")
 
 
 # ------------------------------------------------------------------------------------------------ (b) digitkit
@@ -150,9 +148,7 @@ def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, ste
     finally:
         core.trainer.progress = original
     intervals = [b - a for stamps in record for a, b in zip(stamps, stamps[1:])][warmup:]
-    use_amp = config.amp and device.type == "cuda"
-    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(device)] if use_amp else "fp32"
-    return Timing(len(intervals) * config.batch_size / sum(intervals), len(intervals), precision)
+    return Timing(len(intervals) * config.batch_size / sum(intervals), len(intervals), _precision(config, device))
 
 
 # ------------------------------------------------------------------------------------------------ (c) ceiling
@@ -181,10 +177,21 @@ def time_ceiling(config: Config, *, steps: int, warmup: int, device: torch.devic
         scaler.update()
         loss.item()  # as the trainer does: waits for the device
         stamps.append(time.perf_counter())
-    seconds = stamps[-1] - stamps[warmup - 1] if warmup else stamps[-1] - stamps[0]
-    counted = steps if warmup else steps - 1
-    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(device)] if use_amp else "fp32"
-    return Timing(counted * config.batch_size / seconds, counted, precision)
+    return _timing(stamps, warmup=warmup, batch_size=config.batch_size, precision=_precision(config, device))
+
+
+def _timing(stamps: list[float], *, warmup: int, batch_size: int, precision: str) -> Timing:
+    """Images/s over the steps after the first ``warmup`` (``stamps``: when each step ended, in seconds)."""
+    start = stamps[warmup - 1] if warmup else stamps[0]
+    counted = len(stamps) - max(warmup, 1)
+    return Timing(counted * batch_size / (stamps[-1] - start), counted, precision)
+
+
+def _precision(config: Config, device: torch.device) -> str:
+    """What the digitkit step computes in: fp16 / bf16 under AMP on CUDA, else fp32."""
+    if not (config.amp and device.type == "cuda"):
+        return "fp32"
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(device)]
 
 
 # ------------------------------------------------------------------------------------------------- inference, FLOPs
