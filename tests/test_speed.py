@@ -103,3 +103,14 @@ def test_bench_runs_both_loops_and_ends_with_the_speed_up(tmp_path, capsys):
                      "\n".join(lines), re.M)
     assert any(line.startswith("inference, 2 folds × 9 TTA views") for line in lines)
     assert re.fullmatch(r"train speed-up vs seed-style loop: \d+\.\d\dx", lines[-1])
+
+
+def test_bench_switches_reach_the_digitkit_loop(tmp_path, capsys):
+    from tests.test_parallel import write_train_csv
+
+    data = write_train_csv(tmp_path / "data", n=80)
+    assert bench.main(["--data", str(data), "--model", "fastcnn", "--steps", "2", "--warmup", "1", "--batch-size", "16",
+                       "--loader-workers", "0", "--folds", "1", "--infer-rows", "16", "--device", "cpu", "--rounds", "1",
+                       "--no-channels-last", "--no-amp"]) == 0
+    out = capsys.readouterr().out
+    assert "digitkit trainer (device-resident uint8, in-batch augmentation, NCHW, fp32)" in out

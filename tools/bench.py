@@ -303,11 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="fold models in the inference timing")
     parser.add_argument("--infer-rows", type=int, default=2000, help="images in the inference timing")
     parser.add_argument("--compile", action="store_true", help="torch.compile in the digitkit loop")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                        help="mixed precision in the digitkit loop on CUDA (fp16 or bf16; default: on)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="channels_last memory format for CNNs in the digitkit loop (default: on)")
     args = parser.parse_args(argv)
     assert args.steps >= 2 and args.warmup >= 0 and args.rounds >= 1
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    config = Config(model=args.model, batch_size=args.batch_size, device=args.device, compile=args.compile)
+    config = Config(model=args.model, batch_size=args.batch_size, device=args.device, compile=args.compile,
+                    amp=args.amp, channels_last=args.channels_last)
     device = core.trainer.resolve_device(config.device)
     path = find_competition_file(args.data, "train")
     train = read_train(path)
