@@ -10,7 +10,8 @@ manifest.json are assembled by the parent exactly as after sequential training::
     CUDA_VISIBLE_DEVICES=i python -m core.launch --work W --output O --folds 0,2,4      # one per device
 
 Under ddp only rank 0 writes into the output folder (other ranks write their copies into a scratch folder, deleted
-afterwards); every rank produces the same predictions, which the workers check.
+afterwards); every rank produces the same predictions, which the workers check. Every worker gets ``--parent-pid``
+and stops by itself when the launching process is gone (a killed kernel leaves no worker writing into its run).
 """
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
         np.savez(work / "data.npz", images=images, labels=labels, folds=folds)
         (work / "config.json").write_text(json.dumps(config.to_dict()), encoding="utf-8")
         env = _worker_env(plan.workers)
-        common = ["--work", str(work), "--output", str(output_dir)]
+        common = ["--work", str(work), "--output", str(output_dir), "--parent-pid", str(os.getpid())]
         module = f"{__package__}.launch"
         if plan.mode == "ddp":
             commands = [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
@@ -275,17 +276,47 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
             torch.distributed.destroy_process_group()
 
 
+def exit_when_gone(pid: int, scratch: Path | None = None, interval: float = 1.0) -> threading.Thread:
+    """Watch process ``pid`` (the notebook kernel that launched this worker) and end this process once it is gone.
+
+    A killed or restarted kernel must not leave workers that go on writing into the run folder while the user
+    reruns it. Polls with signal 0 every ``interval`` seconds; works through torchrun's agent too. ``scratch`` (the
+    launch's work folder, which the dead parent can no longer delete) is removed on the way out.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                try:  # our stdout was a pipe to the dead parent: this write may fail
+                    print(f"the launching process {pid} is gone; stopping this worker", file=sys.stderr, flush=True)
+                finally:
+                    os._exit(3)
+            except PermissionError:  # it exists, under another user
+                pass
+
+    thread = threading.Thread(target=watch, name="exit-when-parent-gone", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digitkit fold worker (started by core.launch)")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder with data.npz and config.json")
     parser.add_argument("--output", type=Path, required=True, help="the run's output folder")
     parser.add_argument("--folds", required=True, help="comma-separated folds to train, e.g. 0,2,4")
+    parser.add_argument("--parent-pid", type=int, default=0, help="stop when this process is gone (0: never)")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", 0))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stdout,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
     if os.environ.get("DIGITKIT_THREADS"):
         torch.set_num_threads(int(os.environ["DIGITKIT_THREADS"]))
+    if args.parent_pid:
+        exit_when_gone(args.parent_pid, scratch=args.work)
     run_worker(work=args.work, output_dir=args.output, fold_list=[int(f) for f in args.folds.split(",") if f])
     return 0
 

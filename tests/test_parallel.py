@@ -4,8 +4,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +185,54 @@ def test_gather_shards_gives_every_rank_all_rows_in_order(tmp_path):
     expected = np.arange(7, dtype=np.float32)[:, None].repeat(10, axis=1)
     for rank in (0, 1):
         np.testing.assert_array_equal(np.load(tmp_path / f"rank{rank}.npy"), expected)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_workers_stop_when_the_launching_process_is_killed(tmp_path):
+    data, out = write_train_csv(tmp_path / "data"), tmp_path / "run"
+    code = ("from core.config import Config\nfrom core.pipeline import run_training\n"
+            "run_training(Config(model='smallcnn', n_folds=2, epochs=1000, batch_size=16, device='cpu', tta='none', "
+            f"parallel='folds', workers=2), data_dir={str(data)!r}, output_dir={str(out)!r})\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and len(list(out.glob("smallcnn_fold*_last.pth"))) < 2:
+            assert parent.poll() is None, "training ended before the kill"
+            time.sleep(0.2)
+        for status in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                cmdline = status.read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "core.launch" in cmdline and str(out) in cmdline:
+                workers.append(int(status.parent.name))
+        assert len(workers) == 2, workers  # both fold workers are training
+        scratch = {Path(d) for d in Path(tempfile.gettempdir()).glob("digitkit-launch-*")
+                   if any(str(d) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                          for pid in workers)}
+        assert len(scratch) == 1
+
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers)
+        assert not any(d.exists() for d in scratch)  # the launch's scratch folder went with them
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
