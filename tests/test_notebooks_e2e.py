@@ -156,3 +156,11 @@ def test_train_notebook_launches_workers_that_run_its_own_core(built, tmp_path, 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["complete"] and [f["fold"] for f in manifest["folds"]] == [0, 1]
     assert sorted(pd.read_csv(run_dir / "oof.csv")["row_id"]) == list(range(120))
+
+
+def test_make_run_without_built_notebooks_fails_in_one_line(tmp_path, capsys):
+    code = run_local.main(["--run", "x", "--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "data"),
+                           "--build", str(tmp_path / "no-build")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("make run failed: ") and "no-build/train/train.ipynb" in err
+    assert len(err.splitlines()) == 1

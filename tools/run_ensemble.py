@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tools.run_notebook import RUNNER_ERRORS, add_runner_arguments, run_built
+from tools.run_notebook import add_runner_arguments, run_built
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     params.update(dict(args.param))
 
     started = time.perf_counter()
-    try:
-        run_built("ensemble", out_dir, params, build=args.build, timeout=args.timeout)
-    except RUNNER_ERRORS as err:
-        print(f"\nmake ensemble failed: {err}", file=sys.stderr)
+    if not run_built("ensemble", out_dir, params, build=args.build, timeout=args.timeout, target="make ensemble"):
         return 1
     table = pd.read_csv(out_dir / "ensemble_table.csv")
     print(f"\nensemble of {', '.join(args.runs)} finished in {time.perf_counter() - started:.0f} s: {out_dir}")

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools.run_notebook import RUNNER_ERRORS, add_runner_arguments, run_built
+from tools.run_notebook import add_runner_arguments, run_built
 
 
 def folds_file_for(data_dir: Path, runs_dir: Path) -> Path:
@@ -51,16 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     infer_params = {"data_dir": train_params["data_dir"], "weights_dir": str(run_dir), "output_dir": str(run_dir)}
 
     started = time.perf_counter()
-    try:
-        for kernel, params in (("train", train_params), ("infer", infer_params)):
-            run_built(kernel, run_dir, params, build=args.build, timeout=args.timeout)
-            shared = Path(train_params["folds_path"])
-            if kernel == "train" and not shared.is_file() and (run_dir / "folds.csv").is_file():
-                shared.parent.mkdir(parents=True, exist_ok=True)  # the first run's folds: every later run's folds
-                shutil.copy(run_dir / "folds.csv", shared)
-    except RUNNER_ERRORS as err:
-        print(f"\nmake run failed: {err}", file=sys.stderr)
-        return 1
+    for kernel, params in (("train", train_params), ("infer", infer_params)):
+        if not run_built(kernel, run_dir, params, build=args.build, timeout=args.timeout, target="make run"):
+            return 1
+        shared = Path(train_params["folds_path"])
+        if kernel == "train" and not shared.is_file() and (run_dir / "folds.csv").is_file():
+            shared.parent.mkdir(parents=True, exist_ok=True)  # the first run's folds: every later run's folds
+            shutil.copy(run_dir / "folds.csv", shared)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     print(f"\nrun {args.run} finished in {time.perf_counter() - started:.0f} s: {run_dir}")
     print(f"local CV (OOF accuracy): {manifest['local_cv']:.5f}")

@@ -172,12 +172,19 @@ def add_runner_arguments(parser: argparse.ArgumentParser, *, kernel: str, exampl
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
 
 
-def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path, timeout: int | None) -> None:
+def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path, timeout: int | None,
+              target: str) -> bool:
     """Execute ``build/<kernel>/<kernel>.ipynb`` in ``out_dir``, writing the executed copy there as
-    ``<kernel>.ipynb``; raises what :func:`run_notebook` raises."""
+    ``<kernel>.ipynb``. A failure (:data:`RUNNER_ERRORS`) is printed as one line, ``<target> failed: …``, and
+    returns False."""
     notebook, executed = Path(build) / kernel / f"{kernel}.ipynb", Path(out_dir) / f"{kernel}.ipynb"
     print(f"\n=== {kernel}: {notebook} → {executed}", flush=True)
-    run_notebook(notebook, executed, cwd=out_dir, parameters=parameters, timeout=timeout)
+    try:
+        run_notebook(notebook, executed, cwd=out_dir, parameters=parameters, timeout=timeout)
+    except RUNNER_ERRORS as err:
+        print(f"\n{target} failed: {err}", file=sys.stderr)
+        return False
+    return True
 
 
 def parse_parameter(text: str) -> tuple[str, Any]:

@@ -17,7 +17,7 @@ import sys
 import time
 
 from tools.run_local import add_run_arguments, prepare_run
-from tools.run_notebook import RUNNER_ERRORS, run_built
+from tools.run_notebook import run_built
 
 LOCAL_DEFAULTS = {"batch_sizes": [8, 16, 32, 64], "learning_rates": [3e-2, 1e-2, 3e-3, 1e-3, 3e-4], "seeds": [42],
                   "budget": "steps=150"}
@@ -33,10 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits this process's environment
 
     started = time.perf_counter()
-    try:
-        run_built("sweep", run_dir, params, build=args.build, timeout=args.timeout)
-    except RUNNER_ERRORS as err:
-        print(f"\nmake sweep failed: {err}", file=sys.stderr)
+    if not run_built("sweep", run_dir, params, build=args.build, timeout=args.timeout, target="make sweep"):
         return 1
     fit = json.loads((run_dir / "fit.json").read_text())
     lo, hi = fit["ci95"]
