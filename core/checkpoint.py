@@ -25,10 +25,14 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DataParallel / DistributedDataParallel (their state_dict keys carry ``module.``)."""
+    return model.module if isinstance(getattr(model, "module", None), nn.Module) else model
+
+
 def save_state_dict(model: nn.Module, path: str | Path) -> None:
     """Save a model's weights as a plain state_dict on the CPU, without DataParallel's ``module.`` prefix."""
-    inner = model.module if isinstance(getattr(model, "module", None), nn.Module) else model
-    save_atomic({k: v.detach().cpu() for k, v in inner.state_dict().items()}, path)
+    save_atomic({k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}, path)
 
 
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

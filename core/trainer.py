@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .atomic import write_text_atomic
 from .augment import make_batch
-from .checkpoint import read_state_dict, save_atomic, save_state_dict
+from .checkpoint import read_state_dict, save_atomic, save_state_dict, unwrap
 from .config import Config
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
 from .models import create_model, is_convolutional
@@ -60,11 +60,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside DataParallel / DistributedDataParallel (their state_dict keys carry ``module.``)."""
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
 
 def seed_everything(seed: int) -> None:
