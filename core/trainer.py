@@ -35,6 +35,10 @@ from .targets import one_hot, smooth_targets, soft_target_cross_entropy
 
 log = logging.getLogger(__name__)
 
+# The progress bar's loss is read from the device every this many steps (and at an epoch's last step): reading it
+# every step would make the host wait for the GPU each step instead of queueing the next one.
+SYNC_EVERY = 20
+
 
 @dataclasses.dataclass
 class FoldResult:
@@ -154,7 +158,7 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         started = time.perf_counter()
         model.train()
         order = train_rows[torch.randperm(len(train_rows), generator=generator).to(device)]
-        loss_sum, smoothed = 0.0, None
+        loss_sum, smoothed = torch.zeros((), device=device), None  # summed on the device: no sync per step
         n_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)  # the last one may stop early
         bar = progress(n_steps, desc=f"fold {fold} epoch {epoch + 1}/{epochs}")
         for step in range(n_steps):
@@ -176,10 +180,11 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
             scaler.update()
             if scheduler is not None:
                 scheduler.step()
-            value = loss.item()
-            loss_sum += value
-            smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            loss_sum += loss.detach()
+            if (step + 1) % SYNC_EVERY == 0 or step + 1 == n_steps:  # .item() waits for the device: not every step
+                value = loss.item()
+                smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+                bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             bar.update()
         bar.close()
 
@@ -188,7 +193,7 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
                                         channels_last=channels_last, amp=use_amp)
         val_loss = F.cross_entropy(val_logits, labels[val_rows]).item()  # hard labels: no smoothing here
         val_acc = (val_logits.argmax(1) == labels[val_rows]).float().mean().item()
-        history.append({"epoch": epoch + 1, "train_loss": mean_over_ranks(loss_sum / n_steps, device),
+        history.append({"epoch": epoch + 1, "train_loss": mean_over_ranks(loss_sum.item() / n_steps, device),
                         "val_loss": val_loss,
                         "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
                         "seconds": time.perf_counter() - started})
