@@ -26,7 +26,7 @@ class Config:
 
     # model
     model: str = "smallcnn"
-    pretrained: bool = False
+    pretrained: bool | str = "auto"  # auto: timm models on Kaggle (train kernel has internet) | True | False
     # folds
     n_folds: int = 5
     fold_method: str = "StratifiedKFold"
@@ -70,7 +70,8 @@ class Config:
         kwargs = {}
         for name in cls.field_names():
             if name in values and values[name] is not None:
-                kwargs[name] = coerce(name, values[name], hints[name])
+                kwargs[name] = coerce_pretrained(values[name]) if name == "pretrained" else \
+                    coerce(name, values[name], hints[name])
         config = cls(**kwargs)
         config.validate()
         return config
@@ -80,6 +81,8 @@ class Config:
             if not ok:
                 raise ConfigError(message)
 
+        need(isinstance(self.pretrained, bool) or self.pretrained == "auto",
+             f"pretrained = {self.pretrained!r}: use 'auto' (timm models on Kaggle), True or False")
         need(self.n_folds >= 2, f"n_folds = {self.n_folds}: use at least 2 folds (5 is the default)")
         need(self.fold_method in FOLD_METHODS, f"fold_method = {self.fold_method!r}: choose one of {FOLD_METHODS}")
         need(self.fold_method != "StratifiedGroupKFold" or bool(self.group_column),
@@ -137,6 +140,17 @@ class Config:
         from .atomic import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def coerce_pretrained(value: Any) -> bool | str:
+    """``pretrained`` from a notebook or the command line: "auto", True or False ("true"/"false"/"1"/"0" too)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return coerce("pretrained", value, bool)
+    raise ConfigError(f"pretrained = {value!r}: use 'auto' (timm models on Kaggle), True or False")
 
 
 def coerce(name: str, value: Any, hint: Any, error: type[Exception] = ConfigError) -> Any:

@@ -123,6 +123,10 @@ class FastCNN(nn.Module):
         return self.head(self.drop(x))
 
 
+class PretrainedWeightsError(RuntimeError):
+    """timm could not fetch a model's pretrained weights (no internet, or the hub refused)."""
+
+
 # digitkit's own architectures (no pretrained weights); every other name goes to timm.
 OWN_MODELS: dict[str, type[nn.Module]] = {"smallcnn": SmallCNN, "fastcnn": FastCNN}
 
@@ -231,14 +235,43 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
             raise ValueError(f"model = {spec['name']!r} has no pretrained weights: set pretrained = False")
         model: nn.Module = OWN_MODELS[spec["name"]](in_chans=spec["in_chans"], num_classes=spec["num_classes"],
                                                     **kwargs)
+    elif pretrained:
+        try:
+            model = timm.create_model(spec["name"], pretrained=pretrained, num_classes=spec["num_classes"],
+                                      in_chans=spec["in_chans"], **kwargs)
+        except Exception as err:  # hub, HTTP and file errors differ between timm / huggingface_hub versions
+            raise PretrainedWeightsError(
+                f"model = {spec['name']!r}: its pretrained weights could not be downloaded ({type(err).__name__}: "
+                f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no message'}). On Kaggle, turn "
+                "the train kernel's internet on (Settings > Internet; kernel-metadata enable_internet: true), or set "
+                "pretrained = False to train from scratch") from err
     else:
-        model = timm.create_model(spec["name"], pretrained=pretrained, num_classes=spec["num_classes"],
+        model = timm.create_model(spec["name"], pretrained=False, num_classes=spec["num_classes"],
                                   in_chans=spec["in_chans"], **kwargs)
     if spec["pad_to"]:
         pad = PadTo(spec["pad_to"], value=spec.get("pad_value", 0.0))
         model = nn.Sequential(OrderedDict(pad=pad, model=model))
     _logger.info("model %s: %.2f M parameters", spec["name"], count_parameters(model) / 1e6)
     return model
+
+
+def resolve_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> bool:
+    """Whether training starts ``name`` from pretrained weights: digitkit's own architectures never (they have
+    none), timm models when ``setting`` is True, or when it is "auto" and the run is on Kaggle (whose train kernel
+    has internet; nothing is downloaded elsewhere unless asked)."""
+    if name in OWN_MODELS:
+        return False
+    return setting is True or (setting == "auto" and on_kaggle)
+
+
+def describe_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> str:
+    """One line for the log: where ``name``'s starting weights come from, and how to change it."""
+    if name in OWN_MODELS:
+        return f"{name}: digitkit's own architecture, trained from scratch (it has no pretrained weights)"
+    if resolve_pretrained(setting, name, on_kaggle=on_kaggle):
+        return f"{name}: starting from timm's pretrained weights (downloaded: the kernel needs internet on)"
+    why = "pretrained = False" if setting is False else "pretrained = 'auto' off Kaggle"
+    return f"{name}: trained from scratch ({why}; pretrained = True downloads timm's weights)"
 
 
 def create_model(name: str, *, pretrained: bool = False, num_classes: int = 10, in_chans: int = 1,

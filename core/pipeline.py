@@ -19,9 +19,9 @@ from .folds import load_or_make_folds
 from .inference import inference_views, predict_folds
 from .launch import plan_parallel, train_folds_in_workers
 from .manifest import ManifestError, read_manifest, sha256_file, write_manifest
-from .models import is_convolutional, model_spec
+from .models import describe_pretrained, is_convolutional, model_spec, resolve_pretrained
 from .oof import fold_accuracies, local_cv, report, write_oof
-from .paths import KAGGLE_INPUT, find_input_dir
+from .paths import KAGGLE_INPUT, find_input_dir, on_kaggle
 from .plots import plot_training_curves
 from .resume import adopt_previous_output, completed_fold, fold_files, oof_name, save_fold_predictions
 from .submission import make_submission, write_submission
@@ -77,6 +77,10 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     device = resolve_device(config.device)
     log.info("device: %s; model: %s; %d folds × %d epochs", describe_device(device), config.model, config.n_folds,
              config.epochs)
+    log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle()))
+    # config.json and the manifest record what was used, so a resume compares like with like
+    config = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
+                                                                       on_kaggle=on_kaggle()))
 
     train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
     folds_file = output_dir / "folds.csv"

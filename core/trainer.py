@@ -26,7 +26,8 @@ from .augment import make_batch
 from .checkpoint import read_state_dict, save_atomic, save_state_dict, unwrap
 from .config import Config
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
-from .models import create_model, is_convolutional
+from .models import create_model, is_convolutional, resolve_pretrained
+from .paths import on_kaggle
 from .predict import autocast_context, amp_dtype, predict_logits
 from .progress import progress
 from .scheduler import build_optimizer, fetch_scheduler
@@ -105,7 +106,8 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     log_path = output_dir / weights_name(config.model, fold, "log").replace(".pth", ".csv")
 
     seed_everything(config.seed + fold)
-    model = create_model(config.model, pretrained=config.pretrained).to(device)
+    pretrained = resolve_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle())
+    model = create_model(config.model, pretrained=pretrained).to(device)
     channels_last = config.channels_last and is_convolutional(config.model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

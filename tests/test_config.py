@@ -10,7 +10,19 @@ def test_from_mapping_picks_known_fields_and_coerces_strings():
                                   "learning_rate": "1e-3", "unrelated": object(), "pretrained": None})
     assert config.model == "efficientnet_b0" and config.epochs == 3 and config.augment is False
     assert config.learning_rate == pytest.approx(1e-3)
-    assert config.pretrained is False  # None keeps the default
+    assert config.pretrained == "auto"  # None keeps the default
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), (" AUTO ", "auto"), (True, True), (False, False),
+                                             ("true", True), ("False", False), ("0", False)])
+def test_pretrained_is_auto_true_or_false(value, expected):
+    assert Config.from_mapping({"pretrained": value}).pretrained == expected
+
+
+@pytest.mark.parametrize("value", ["maybe", 1, 0.5, "yes please"])
+def test_pretrained_refuses_anything_else(value):
+    with pytest.raises(ConfigError, match=r"pretrained = .*: use 'auto' \(timm models on Kaggle\), True or False"):
+        Config.from_mapping({"pretrained": value})
 
 
 @pytest.mark.parametrize("values, field", [

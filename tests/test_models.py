@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from core.augment import normalize
-from core.models import PadTo, count_parameters, create_model, create_model_from_spec, is_convolutional, model_spec
+from core.models import (PadTo, PretrainedWeightsError, count_parameters, create_model, create_model_from_spec,
+                         describe_pretrained, is_convolutional, model_spec, resolve_pretrained)
 
 FAMILIES = [
     "smallcnn",
@@ -104,6 +105,34 @@ def test_unknown_name_suggests_how_to_search():
 def test_smallcnn_has_no_pretrained_weights():
     with pytest.raises(ValueError, match="pretrained"):
         create_model("smallcnn", pretrained=True)
+
+
+@pytest.mark.parametrize("setting, kaggle, expected", [
+    ("auto", True, True), ("auto", False, False), (True, False, True), (True, True, True), (False, True, False)])
+def test_pretrained_auto_means_timm_weights_on_kaggle_only(setting, kaggle, expected):
+    assert resolve_pretrained(setting, "efficientnet_b0", on_kaggle=kaggle) is expected
+    assert resolve_pretrained(setting, "smallcnn", on_kaggle=kaggle) is False  # our own models have none
+    line = describe_pretrained(setting, "smallcnn", on_kaggle=kaggle)
+    assert line == "smallcnn: digitkit's own architecture, trained from scratch (it has no pretrained weights)"
+    assert ("starting from timm's pretrained weights" in describe_pretrained(setting, "efficientnet_b0",
+                                                                              on_kaggle=kaggle)) is expected
+
+
+def test_a_failed_download_says_turn_internet_on_or_set_pretrained_false(monkeypatch):
+    import timm
+
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("[Errno -2] Name or service not known")
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(PretrainedWeightsError, match=r"model = 'resnet18': its pretrained weights could not be "
+                                                     r"downloaded \(OSError: \[Errno -2\].*turn the train kernel's "
+                                                     r"internet on.*or set pretrained = False"):
+        create_model("resnet18", pretrained=True)
 
 
 def test_non_json_kwargs_are_rejected():
