@@ -292,15 +292,17 @@ def test_metadata_with_a_wrong_id_is_refused():
 
 
 # ------------------------------------------------------------------------------------------ run_notebook
-def test_parameters_are_injected_after_the_parameters_cell():
-    nb = build_fixture("relative")
-    injected = rn.inject_parameters(nb, {"x": 3})
-    assert injected.cells[2].metadata.tags == ["injected-parameters"]
-    assert injected.cells[2].source.splitlines()[-1] == "x = 3"
-    assert len(injected.cells) == len(nb.cells) + 1
-    assert len(rn.inject_parameters(injected, {"x": 4}).cells) == len(injected.cells)  # replaces, never stacks
+def test_papermill_injects_parameters_after_the_parameters_cell(tmp_path):
+    nb_path = tmp_path / "relative.ipynb"
+    nbformat.write(build_fixture("relative"), nb_path)
+    executed = rn.run_notebook(nb_path, tmp_path / "out.ipynb", cwd=tmp_path / "run", parameters={"x": 3},
+                               stream=False)
+    tags = [c.metadata.get("tags", []) for c in executed.cells]
+    assert tags.index(["injected-parameters"]) == tags.index(["parameters"]) + 1
+    assert executed.cells[tags.index(["injected-parameters"])].source.splitlines()[-1] == "x = 3"
+    assert executed.metadata.papermill.parameters == {"x": 3}  # papermill ran it, as Kaggle does
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['epoch'\]; the parameters cell defines \['x'\]"):
-        rn.inject_parameters(nb, {"epoch": 3})
+        rn.check_parameters(build_fixture("relative"), {"epoch": 3})
 
 
 def test_parameter_names_and_cli_values():
@@ -331,8 +333,10 @@ def test_failure_carries_the_error_and_saves_the_notebook(tmp_path, capsys):
     failure = info.value
     assert (failure.cell_index, failure.ename, failure.evalue) == (1, "ValueError", "boom 42")
     assert "boom()" in failure.traceback and "\x1b[" not in failure.traceback
-    saved = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    assert saved.cells[0].outputs[0].text == "before\n" and saved.cells[1].outputs[-1].output_type == "error"
+    saved = [c for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells if c.cell_type == "code"]
+    assert saved[0].outputs[0].text == "before\n" and saved[1].outputs[-1].output_type == "error"
+    assert str(failure) == (f"cell 2 ('def boom():') failed: ValueError: boom 42 — executed notebook: "
+                            f"{tmp_path / 'out.ipynb'}")  # one line
 
     assert rn.main([str(path), "--out", str(tmp_path / "cli.ipynb"), "--cwd", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err

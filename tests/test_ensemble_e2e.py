@@ -35,7 +35,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         run_dir = root / "runs" / name
         run_notebook(built / "train" / "train.ipynb", run_dir / "train.ipynb", cwd=run_dir, stream=False,
                      parameters={"data_dir": str(data), "output_dir": str(run_dir), "model": "smallcnn", "epochs": 1,
-                                 "n_folds": 3, "batch_size": 32, "pretrained": False,
+                                 "n_folds": 3, "batch_size": 32,
                                  "folds_path": str(root / "folds.csv"), **params})
         if not (root / "folds.csv").is_file():  # the first run's folds are every later run's folds
             shutil.copy(run_dir / "folds.csv", root / "folds.csv")

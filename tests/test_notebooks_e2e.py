@@ -56,8 +56,7 @@ def trained(built, tmp_path_factory) -> tuple[Path, Path]:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = run_local.main(["--run", "run", "--runs", str(root), "--data", str(data), "--build", str(built),
-                               "-p", "model=smallcnn", "-p", "epochs=1", "-p", "n_folds=5", "-p", "batch_size=32",
-                               "-p", "pretrained=False"])
+                               "-p", "model=smallcnn", "-p", "epochs=1", "-p", "n_folds=5", "-p", "batch_size=32"])
     (root / "make_run.log").write_text(printed.getvalue())
     assert code == 0, printed.getvalue()[-3000:]
     return data, root / "run"

@@ -1,28 +1,29 @@
-"""Run a built notebook locally the way Kaggle does (papermill-style parameters), streaming its output live.
+"""Run a built notebook locally the way Kaggle does: through papermill, streaming its output live.
 
     python -m tools.run_notebook build/train/train.ipynb --out runs/x/train.ipynb --cwd runs/x -p epochs=3
 
-Each ``-p name=value`` becomes ``name = value`` in a cell tagged ``injected-parameters`` placed right after the cell
-tagged ``parameters``; a name that the parameters cell does not assign is refused, so a typo fails loudly. The kernel
-runs with this interpreter, in ``--cwd`` (where the notebook writes its library and outputs), with matplotlib's inline
-backend (figures are kept in the executed notebook, as on Kaggle).
-The executed notebook is written to ``--out`` even when a cell fails. Local-only code (uses nbclient).
+papermill executes the notebook (Kaggle runs pushed notebooks with it too) and injects each ``-p name=value`` in a
+cell tagged ``injected-parameters`` after the cell tagged ``parameters``. This module adds only what papermill lacks:
+a name that the parameters cell does not assign is refused before anything runs (papermill merely warns), the
+kernel runs with this interpreter, in ``--cwd``, with matplotlib's inline backend, its stdout/stderr are echoed live,
+and a failure becomes one :class:`NotebookFailed` line naming the cell, the error and the executed notebook, which
+papermill has written to ``--out`` (with its error banner). Local-only code.
 """
 from __future__ import annotations
 
 import argparse
 import ast
-import copy
+import contextlib
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+import papermill
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.exceptions import PapermillExecutionError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -30,23 +31,22 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class NotebookFailed(RuntimeError):
     """A cell raised (or timed out, or the kernel died); the executed notebook was still written to ``out``.
 
-    ``cell_index`` counts from 0, as nbclient does; the message counts from 1.
+    ``cell_index`` counts from 0 in the executed notebook, as papermill does; the message counts from 1.
     """
 
     def __init__(self, *, cell_index: int, ename: str, evalue: str, traceback: str, out: Path, cell_source: str = ""):
         self.cell_index, self.ename, self.evalue, self.traceback, self.out = cell_index, ename, evalue, traceback, out
         self.cell_source = cell_source
         first = next((line for line in cell_source.splitlines() if line.strip()), "")
-        super().__init__(f"cell {cell_index + 1} ({first[:60]!r}) failed: {ename}: {evalue}\n"
-                         f"{last_lines(traceback)}\nexecuted notebook: {out}")
-
-
-def last_lines(text: str, n: int = 12) -> str:
-    return "\n".join(text.rstrip().splitlines()[-n:])
+        super().__init__(f"cell {cell_index + 1} ({first[:60]!r}) failed: {ename}: {evalue} — executed notebook: {out}")
 
 
 def parameter_names(cell_source: str) -> list[str]:
-    """The names a parameters cell assigns (``x = 1``, ``x: int = 1``, ``x, y = 1, 2``)."""
+    """The names a parameters cell assigns (``x = 1``, ``x: int = 1``, ``x, y = 1, 2``).
+
+    Read with ``ast``: papermill's own inspection skips every line holding more than one ``=`` (a comment such as
+    ``# 0 = off``, a value such as ``"epochs=3"``), so it cannot tell a typo from a real parameter.
+    """
     names = []
     for node in ast.walk(ast.parse(cell_source)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
@@ -56,84 +56,61 @@ def parameter_names(cell_source: str) -> list[str]:
     return sorted(set(names))
 
 
-def inject_parameters(nb: nbformat.NotebookNode, parameters: dict[str, Any]) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with an ``injected-parameters`` cell right after the ``parameters`` cell (replaces an old one).
+def check_parameters(nb: nbformat.NotebookNode, parameters: dict[str, Any]) -> None:
+    """Refuse what papermill would inject but the notebook does not take.
 
     Raises:
-        ValueError: a name the parameters cell does not assign (the message lists those it does), or no such cell.
+        ValueError: a name the parameters cell does not assign (the message lists those it does), no such cell,
+            or a value that is not a Python literal.
     """
-    nb = copy.deepcopy(nb)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     if not parameters:
-        return nb
-    index = next((i for i, c in enumerate(nb.cells)
-                  if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
-    if index is None:
+        return
+    cell = next((c for c in nb.cells
+                 if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
         raise ValueError("the notebook has no code cell tagged 'parameters', so it takes no parameters")
-    known = parameter_names(nb.cells[index].source)
+    known = parameter_names(cell.source)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; the parameters cell defines {known}")
-    lines = ["# Parameters injected by tools.run_notebook"]
     for name, value in parameters.items():
         try:
             ast.literal_eval(repr(value))
         except (ValueError, SyntaxError):
             raise ValueError(f"parameter {name}={value!r}: use a literal (number, str, bool, list, dict)") from None
-        lines.append(f"{name} = {value!r}")
-    cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["injected-parameters"]})
-    nb.cells.insert(index + 1, cell)
-    return nb
 
 
-class StreamingClient(NotebookClient):
-    """A NotebookClient that echoes the kernel's stdout/stderr to ours as it arrives (tqdm bars, logs)."""
-
-    current_cell = -1
-    stream = True
-
-    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):  # noqa: ANN001 - nbclient's signature
-        self.current_cell = cell_index
-        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
-
-    def process_message(self, msg: dict, cell: nbformat.NotebookNode, cell_index: int):  # noqa: ANN201
-        if self.stream and msg["msg_type"] == "stream":
-            target = sys.stderr if msg["content"].get("name") == "stderr" else sys.stdout
-            target.write(msg["content"].get("text", ""))
-            target.flush()
-        return super().process_message(msg, cell, cell_index)
+@contextlib.contextmanager
+def kernel_environment() -> Iterator[None]:
+    """While the kernel starts: this interpreter first on PATH (the ``python3`` kernelspec runs ``python``) and no
+    MPLBACKEND (ipykernel's inline backend keeps figures in the notebook, as on Kaggle). The kernel inherits
+    ``os.environ``; papermill has no argument for its environment."""
+    saved = dict(os.environ)
+    os.environ.pop("MPLBACKEND", None)
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), saved.get("PATH", "")])
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
-def kernel_env() -> dict[str, str]:
-    """This process's environment, with this interpreter first on PATH and the inline matplotlib backend."""
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # ipykernel's inline backend keeps figures
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
-
-
-def _write(nb: nbformat.NotebookNode, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        nbformat.write(nb, f)
-    os.replace(tmp, out)
-
-
-def _failure(nb: nbformat.NotebookNode, index: int, exc: Exception, out: Path) -> NotebookFailed:
-    errors = [(i, o) for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.output_type == "error"]
-    if errors:
-        index, error = errors[0]
-        ename, evalue, tb = error.ename, error.evalue, "\n".join(error.traceback)
-    else:  # a timeout or a dead kernel leaves no error output
-        ename, evalue, tb = type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "", str(exc)
-    source = nb.cells[index].source if 0 <= index < len(nb.cells) else ""
-    return NotebookFailed(cell_index=index, ename=ename, evalue=_ANSI.sub("", evalue), traceback=_ANSI.sub("", tb),
-                          out=out, cell_source=source)
+def _failure(exc: Exception, out: Path) -> NotebookFailed:
+    if isinstance(exc, PapermillExecutionError):
+        return NotebookFailed(cell_index=exc.cell_index, ename=exc.ename, evalue=_ANSI.sub("", str(exc.evalue)),
+                              traceback=_ANSI.sub("", "\n".join(exc.traceback)), out=out, cell_source=exc.source)
+    # a timeout or a dead kernel leaves no error output: blame the last cell that started
+    nb = nbformat.read(str(out), as_version=4) if out.is_file() else nbformat.v4.new_notebook()
+    started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    index = started[-1] if started else 0
+    text = str(exc).strip()
+    return NotebookFailed(cell_index=index, ename=type(exc).__name__, evalue=text.splitlines()[0] if text else "",
+                          traceback=text, out=out, cell_source=nb.cells[index].source if nb.cells else "")
 
 
 def run_notebook(notebook: Path, out: Path, *, cwd: Path, parameters: dict, timeout: int | None = None,
                  stream: bool = True) -> nbformat.NotebookNode:
-    """Execute ``notebook`` in ``cwd`` with ``parameters`` injected; write the result to ``out`` and return it.
+    """Execute ``notebook`` with papermill in ``cwd`` with ``parameters``; write the result to ``out``, return it.
 
     Args:
         timeout: seconds allowed per cell (None: no limit).
@@ -143,20 +120,19 @@ def run_notebook(notebook: Path, out: Path, *, cwd: Path, parameters: dict, time
         ValueError: an unknown parameter, or ``cwd`` is a git checkout (the notebook would overwrite its core/).
         NotebookFailed: a cell failed; ``out`` still holds the executed notebook.
     """
-    cwd, out = Path(cwd).resolve(), Path(out)
+    notebook, cwd, out = Path(notebook).resolve(), Path(cwd).resolve(), Path(out).resolve()
     if (cwd / ".git").exists():
         raise ValueError(f"{cwd} is a git checkout: the notebook writes its library there; use a scratch folder")
+    check_parameters(nbformat.read(str(notebook), as_version=4), parameters)
     cwd.mkdir(parents=True, exist_ok=True)
-    nb = inject_parameters(nbformat.read(str(notebook), as_version=4), parameters)
-    client = StreamingClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
-    client.stream = stream
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        client.execute(env=kernel_env())
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        _write(client.nb, out)
-        raise _failure(client.nb, client.current_cell, exc, out) from None
-    _write(client.nb, out)
-    return client.nb
+        with kernel_environment():
+            return papermill.execute_notebook(
+                notebook, out, parameters=parameters, cwd=cwd, progress_bar=False, execution_timeout=timeout,
+                stdout_file=sys.stdout if stream else None, stderr_file=sys.stderr if stream else None)
+    except (PapermillExecutionError, CellTimeoutError, DeadKernelError) as exc:
+        raise _failure(exc, out) from None
 
 
 # What the `make` runners (run_local, run_sweep, run_ensemble) report as one line instead of a traceback.
