@@ -108,6 +108,8 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
         finished = [(done[fold], splits[fold][1]) for fold in splits if fold in done]
         write_manifest(output_dir, _manifest(config, train, finished, complete=False),
                        [name for r, _ in finished for name in fold_files(_fold_entry(config, r, None))])
+        # the fold now resumes from its verified files: its optimizer-state checkpoint would only bloat the output
+        (output_dir / weights_name(config.model, result.fold, "last")).unlink(missing_ok=True)
 
     plan = plan_parallel(config, device, n_folds=len(todo))
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold

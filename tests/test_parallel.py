@@ -151,7 +151,7 @@ def test_launched_modes_train_only_the_unfinished_folds(tmp_path, caplog, mode):
     run_training(config, data_dir=data, output_dir=out)
     first = json.loads((out / "manifest.json").read_text())
     for kind in ("best", "last"):
-        (out / f"smallcnn_fold1_{kind}.pth").unlink()  # fold 1 as if the session had died while training it
+        (out / f"smallcnn_fold1_{kind}.pth").unlink(missing_ok=True)  # fold 1 as if its session had died
     kept = {f"smallcnn_fold{k}_best.pth": (out / f"smallcnn_fold{k}_best.pth").read_bytes() for k in (0, 2)}
 
     caplog.set_level("INFO", logger="core")

@@ -224,6 +224,10 @@ def test_output_tampered_file_is_reported_and_weights_stay_untouched(run, kaggle
 # ------------------------------------------------------------------------------------------------------ weights
 def test_weights_creates_the_dataset_when_absent_and_waits_for_ready(run, kaggle_stub, work):
     weights = write_weights(work)
+    (weights / "smallcnn_fold0_last.pth").write_bytes(b"optimizer state" * 100)  # what a Kaggle output also holds
+    (weights / "core").mkdir()
+    (weights / "core" / "trainer.py").write_text("# the inlined library\n")
+    (weights / "train.ipynb").write_text("{}")
     tracked = (weights / "dataset-metadata.json").read_bytes()
     kaggle_stub.on("GetDatasetStatus", error(404, "Dataset not found"), error(404, "Dataset not found"),
                    Answer(body={"status": "NOT_YET_PERSISTED"}), Answer(body={"status": "READY"}))
@@ -241,6 +245,7 @@ def test_weights_creates_the_dataset_when_absent_and_waits_for_ready(run, kaggle
         assert kaggle_stub.uploads[name] == (weights / name).read_bytes()
     assert zipfile.ZipFile(io.BytesIO(kaggle_stub.uploads["logs.zip"])).namelist() == ["train.log"]
     assert "not_yet_persisted (check 1/30)" in out and "ready (check 2/30)" in out
+    assert "left out (not needed by inference): core/, smallcnn_fold0_last.pth, train.ipynb" in out
     assert (weights / "dataset-metadata.json").read_bytes() == tracked  # placeholder owner kept in git
     assert not list(work.glob(".weights-upload-*"))
     assert_no_key_in_files(work, kaggle_stub.root)

@@ -483,6 +483,13 @@ def _wait_ready(ref: str, polls: int, delay: float, timeout: float) -> None:
                     "make weights again (or check https://www.kaggle.com/datasets/" + ref + ") before pushing infer")
 
 
+def dataset_files(folder: Path) -> list[str]:
+    """What the weights dataset publishes: manifest.json and the files it hashes — fold weights (best, SWA), OOF
+    rows, logs, folds.csv, config.json: all that inference, the ensemble and a resume read. Resume checkpoints
+    (``*_last.pth``, optimizer state), executed notebooks and the inlined ``core/`` stay out."""
+    return [MANIFEST_NAME, *sorted(set(read_manifest(folder)["files"]) - {MANIFEST_NAME})]
+
+
 def weights(folder: Path, message: str | None = None, *, polls: int = 30, delay: float = 10, dry_run: bool = False,
             timeout: float = 3600) -> int:
     """Create or version the weights dataset from ``folder`` (a staged copy with the owner resolved); wait for ready."""
@@ -490,23 +497,26 @@ def weights(folder: Path, message: str | None = None, *, polls: int = 30, delay:
     ref = meta["id"]
     cv = read_manifest(folder).get("local_cv")
     note = f"{message + ' ' if message else ''}(local CV {cv}, git {git_commit(REPO)})".strip()
-    entries = [path for path in sorted(folder.iterdir())
-               if path.name not in KEEP_IN_WEIGHTS and not path.name.startswith(".")]
-    dir_mode = ["--dir-mode", "zip"] if any(path.is_dir() for path in entries) else []
+    names = dataset_files(folder)
+    left_out = sorted(f"{p.name}{'/' if p.is_dir() else ''}" for p in folder.iterdir()
+                      if p.name not in KEEP_IN_WEIGHTS and not p.name.startswith(".")
+                      and not any(n == p.name or n.startswith(p.name + "/") for n in names))
+    dir_mode = ["--dir-mode", "zip"] if any("/" in name for name in names) else []
     staged = _scratch(folder, "upload", dry_run=True)
+    listing = [f"files: {', '.join(names)}"] + ([f"left out (not needed by inference): {', '.join(left_out)}"]
+                                                 if left_out else [])
     if dry_run:
         return _dry_run([["datasets", "status", ref], ["datasets", "create", "-p", str(staged), *dir_mode],
                          ["datasets", "version", "-p", str(staged), "-m", note, *dir_mode]],
                         {"dataset-metadata.json": meta},
                         "create runs when the status says absent, version otherwise; then status until ready",
-                        "files: " + ", ".join(f"{p.name}{'/' if p.is_dir() else ''}" for p in entries))
+                        *listing)
+    print("\n".join(listing))
     staging = _scratch(folder, "upload")
     try:
-        for path in entries:  # hard links: no copy of large weights, and the tracked metadata stays as it is
-            if path.is_dir():
-                shutil.copytree(path, staging / path.name, copy_function=_link_or_copy)
-            else:
-                _link_or_copy(path, staging / path.name)
+        for name in names:  # hard links: no copy of large weights, and the tracked metadata stays as it is
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(folder / name, staging / name)
         (staging / "dataset-metadata.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if _dataset_exists(ref, timeout):
             run_kaggle(["datasets", "version", "-p", str(staging), "-m", note, *dir_mode], timeout=timeout)
