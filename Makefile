@@ -47,6 +47,30 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# ---- extra environments: core/ under other package versions (make venv-kaggle, make venv-oldest) ----
+# .venv-NAME is a venv of its own, over the main .venv: a .pth file in its site-packages appends .venv's site-packages,
+# so torch/torchvision (one 5 GB CUDA build, installed only in .venv) and every package that requirements-NAME.txt does
+# not pin come from .venv, while the pinned ones are installed into .venv-NAME, whose own site-packages comes first and
+# shadows .venv's copies (pip: "Not uninstalling ... outside environment"; .venv is left as it is). Python must be the
+# same minor version as .venv's. Remade from nothing when requirements-NAME.txt or .venv changes; the last step fails
+# unless every pin (and torch/torchvision at requirements.txt's pins) imports at its version from the right place.
+# bin/kaggle links to .venv's pinned Kaggle CLI (a console script that runs under .venv's own Python).
+# Use: .venv-kaggle/bin/python -m pytest -q -m "not slow" ...
+.PHONY: venv-kaggle venv-oldest
+SITE_PACKAGES = -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
+
+venv-kaggle: .venv-kaggle/.installed ## .venv-kaggle: Kaggle image's versions (requirements-kaggle.txt), .venv's torch
+venv-oldest: .venv-oldest/.installed ## .venv-oldest: oldest promised versions (requirements-oldest.txt), .venv's torch
+
+.venv-%/.installed: requirements-%.txt $(STAMP)
+	rm -rf .venv-$*
+	$(PYTHON) -m venv .venv-$*
+	$(PY) $(SITE_PACKAGES) > "$$(.venv-$*/bin/python $(SITE_PACKAGES))/digitkit-main-venv.pth"
+	ln -s $(abspath $(VENV))/bin/kaggle .venv-$*/bin/kaggle  # tools.ship runs the pinned CLI beside sys.executable
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-$*.txt
+	.venv-$*/bin/python -m tools.check_venv requirements-$*.txt
+	touch $@
+
 data: $(STAMP) ## write the embedded MNIST 5k in Kaggle's layout (SOURCE=kaggle downloads the real files)
 	$(if $(and $(DRY_RUN),$(filter kaggle,$(SOURCE))),$(SHIP) data --dest data/digit-recognizer --dry-run,$(PY) -m tools.default_data --out data/digit-recognizer --source $(SOURCE))
 
@@ -87,7 +111,7 @@ cpu-recipe: $(STAMP) build ## the <=30-min 2-core CPU recipe on the full 42k (DA
 	$(PY) -m tools.run_local --run cpu-recipe --data $(DATA) -p model=fastcnn -p epochs=20 -p batch_size=256 \
 		-p learning_rate=4e-3 -p parallel=folds -p workers=2
 
-test: $(STAMP) ## the whole test suite (unit, build, notebooks end to end, Kaggle CLI contract)
+test: $(STAMP) .venv-kaggle/.installed .venv-oldest/.installed ## the whole suite (unit, build, the notebooks in a Kaggle sandbox in 3 package sets, Kaggle CLI contract)
 	$(PY) -m pytest -q
 
 clean: ## remove build/ and runs/ (data/, weights/ and .venv stay)
