@@ -31,11 +31,11 @@ class Config:
     n_folds: int = 5
     fold_method: str = "StratifiedKFold"
     group_column: str = ""
-    folds_to_run: str = ""  # "" = all; else comma-separated fold indices, e.g. "0,1"
+    folds_to_run: str = ""  # "": all folds; else comma-separated fold indices, e.g. "0,1"
     seed: int = 42
     # optimisation
-    epochs: int = 40  # the Kaggle T4×2 recipe (README: Speed and multi-GPU); make run passes EPOCHS=4
-    max_steps: int = 0  # 0 = no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
+    epochs: int = 40  # the Kaggle T4×2 recipe (README: Speed and multi-GPU)
+    max_steps: int = 0  # 0: no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
     batch_size: int = 128
     learning_rate: float = 2e-3
     min_lr: float = 1e-5
@@ -50,14 +50,14 @@ class Config:
     # compute
     device: str = "auto"  # auto | cpu | cuda
     parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp | ddp | folds (README: Speed)
-    workers: int = 0  # processes for ddp | folds: 0 = one per GPU (2 on CPU)
+    workers: int = 0  # processes for ddp | folds: 0 means one per GPU (2 on CPU)
     amp: bool = True  # only takes effect on CUDA
     channels_last: bool = True  # only for convolutional models
     compile: bool = False
     eval_batch_size: int = 1024
     # inference-time choices recorded for the inference notebook
     tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
-    swa_epochs: int = 0  # 0 = off; else average the weights of the last N epochs
+    swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
 
     @classmethod
     def field_names(cls) -> list[str]:

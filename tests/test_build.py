@@ -378,3 +378,16 @@ def test_needed_modules_follows_imports_from_the_roots():
         names = [m.name for m in build.needed_modules(modules, {module.name})]
         assert module.name in names and set(module.deps) <= set(names)
         assert names == [n for n in everything if n in names]  # dependency order kept
+
+
+def test_papermill_sees_every_parameter_of_the_built_notebooks(tmp_path):
+    """papermill skips a parameters-cell line holding more than one '=' (e.g. a comment '# 0 = off'), so
+    `papermill --help-notebook` and its unknown-parameter warning would miss it: comments say ':' instead."""
+    import papermill
+
+    readable_only_by_us = {"sweep": {"budget"}}  # its value is "epochs=E" | "steps=S"
+    for kernel in ("train", "infer", "sweep", "ensemble"):
+        path = build_kernel(kernel, repo=REPO, out_dir=tmp_path, owner="tester")
+        cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        seen = set(papermill.inspect_notebook(str(path)))
+        assert set(rn.parameter_names(cell.source)) - seen == readable_only_by_us.get(kernel, set()), kernel
