@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
-from .oof import PROB_COLUMNS, read_oof
+from .oof import CHANCE_ACC, PROB_COLUMNS, local_cv, read_oof
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,12 @@ def check_compatible(groups: Sequence[Group]) -> None:
     if len(groups) < 2:
         raise EnsembleError(f"{len(groups)} model group found ({', '.join(g.name for g in groups)}): fusing needs "
                             "at least two training runs on the same folds")
+    for group in groups:
+        accuracy = local_cv(group.oof)
+        if not accuracy > CHANCE_ACC:
+            raise EnsembleError(f"group {group.name!r}: its OOF accuracy is {accuracy:.4f}, at chance level (at most "
+                                f"{CHANCE_ACC}): that run did not learn (diverged, or trained far too briefly); leave "
+                                "it out, or retrain it")
     first = groups[0]
     fix = ("train every group on the same train.csv with the same folds.csv (locally `make run` shares one per data "
            "folder; on Kaggle attach the first run's folds.csv to the next train notebook)")

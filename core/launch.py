@@ -35,9 +35,14 @@ import torch
 
 from .config import Config
 from .distributed import ranks_agree
-from .trainer import FoldResult, resolve_device, train_fold, weights_name
+from .trainer import DivergedError, FoldResult, resolve_device, train_fold, weights_name
 
 log = logging.getLogger(__name__)
+ERROR_MARK = "digitkit-error:"  # a worker's last word when it stops on one of digitkit's own errors
+
+
+class WorkerFailed(RuntimeError):
+    """A ddp rank or fold worker stopped; the message is its own error line, else the end of its output."""
 
 LAUNCHED_MODES = ("ddp", "folds")
 
@@ -227,7 +232,10 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
     if failed == -1:
         raise RuntimeError(f"workers stopped after the {timeout} s timeout")
     if failed is not None:
-        raise RuntimeError(f"{tags[failed]} failed (exit code {procs[failed].returncode}); its last lines:\n"
+        said = [line[len(ERROR_MARK):].strip() for line in tails[failed] if line.startswith(ERROR_MARK)]
+        if said:  # a digitkit error with its own clear message (a diverged fold, a bad setting): that line alone
+            raise WorkerFailed(f"[{tags[failed]}] {said[-1]}")
+        raise WorkerFailed(f"{tags[failed]} failed (exit code {procs[failed].returncode}); its last lines:\n"
                            + "".join(tails[failed]))
 
 
@@ -317,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(os.environ["DIGITKIT_THREADS"]))
     if args.parent_pid:
         exit_when_gone(args.parent_pid, scratch=args.work)
-    run_worker(work=args.work, output_dir=args.output, fold_list=[int(f) for f in args.folds.split(",") if f])
+    try:
+        run_worker(work=args.work, output_dir=args.output, fold_list=[int(f) for f in args.folds.split(",") if f])
+    except (DivergedError, ValueError) as err:  # digitkit's errors say what to do in one line: pass that line on
+        print(f"{ERROR_MARK} {type(err).__name__}: {err}", flush=True)
+        return 3
     return 0
 
 

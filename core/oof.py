@@ -12,6 +12,7 @@ from .atomic import write_text_atomic
 log = logging.getLogger(__name__)
 NUM_CLASSES = 10
 PROB_COLUMNS = [f"prob_{c}" for c in range(NUM_CLASSES)]
+CHANCE_ACC = 0.2  # an accuracy at or below this is a model that did not learn (10 classes: chance is 0.1)
 
 
 def oof_frame(row_ids: np.ndarray, folds: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:

@@ -42,15 +42,15 @@ from .atomic import write_text_atomic
 from .config import Config, coerce
 from .data import find_competition_file, read_train
 from .folds import load_or_make_folds
+from .oof import CHANCE_ACC
 from .paths import KAGGLE_INPUT, find_input_dir
-from .trainer import plan_steps, resolve_device, train_fold
+from .trainer import DivergedError, plan_steps, resolve_device, train_fold
 
 log = logging.getLogger(__name__)
 
 RUNS_FILE = "runs.csv"
 SETUP_FILE = "sweep.json"
 RUNS_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "steps", "val_acc", "val_loss", "diverged", "seconds"]
-CHANCE_ACC = 0.2  # a final validation accuracy at or below this counts as diverged (10 classes: chance is 0.1)
 BUDGET_KINDS = ("epochs", "steps")
 # Settings that change what a cell computes besides the swept ones: runs.csv made under others is not reused.
 _FIXED_SETTINGS = ("model", "pretrained", "weight_decay", "scheduler", "label_smoothing", "augment", "rotate_deg",
@@ -277,12 +277,15 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
         log.info("cell %d/%d: batch %d, lr %g (min_lr %g), seed %d, %s → %d steps", number, len(todo), cell.batch,
                  cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
         started = time.perf_counter()
-        result = train_fold(cfg, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=grid.fold,
-                            output_dir=output_dir / "cells" / cell.name, device=device)
-        last = result.history[-1]
+        try:
+            history = train_fold(cfg, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
+                                 fold=grid.fold, output_dir=output_dir / "cells" / cell.name, device=device).history
+        except DivergedError as err:  # a cell that blows up is a finding of the sweep, not a failure of it
+            history = err.history
+        last = history[-1]
         row = {"batch": cell.batch, "lr": cell.lr, "min_lr": cell.min_lr, "seed": cell.seed, "budget": cell.budget,
                "steps": steps, "val_acc": last["val_acc"], "val_loss": last["val_loss"],
-               "diverged": is_diverged(result.history), "seconds": time.perf_counter() - started}
+               "diverged": is_diverged(history), "seconds": time.perf_counter() - started}
         append_run(runs_path, row)
         for weights in (output_dir / "cells" / cell.name).glob("*.pth"):
             weights.unlink()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -54,6 +55,24 @@ class FoldResult:
     swa_weights_path: Path | None = None  # <model>_fold<k>_swa.pth when config.swa_epochs > 0
     swa_val_acc: float | None = None
     swa_val_probs: np.ndarray | None = None  # (n_val, 10) from the SWA weights after BatchNorm re-estimation
+
+
+class DivergedError(RuntimeError):
+    """A fold's loss stopped being a finite number: the fold is abandoned, none of it becomes inference weights."""
+
+    def __init__(self, message: str, *, fold: int, epoch: int, history: list[dict[str, float]]):
+        super().__init__(message)
+        self.fold, self.epoch, self.history = fold, epoch, history
+
+
+def divergence_message(config: Config, *, fold: int, epoch: int, epochs: int, train_loss: float,
+                       val_loss: float, batch_size: int) -> str:
+    """One line: which fold and epoch, which loss, the setting that most likely caused it and what to try."""
+    return (f"fold {fold} diverged in epoch {epoch}/{epochs}: train loss {train_loss:.4g}, validation loss "
+            f"{val_loss:.4g} (not finite). learning_rate = {config.learning_rate:g} is probably too high for "
+            f"batch_size = {batch_size} (AdamW on these models: 1e-3..4e-3 at batch 128; README: Which learning "
+            f"rate for which batch size); lower it, e.g. learning_rate = {config.learning_rate / 10:g}, and rerun. "
+            f"Nothing of this fold is kept as inference weights and no submission is written")
 
 
 def weights_name(model_name: str, fold: int, kind: str = "best") -> str:
@@ -199,6 +218,12 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
                         "val_loss": val_loss,
                         "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
                         "seconds": time.perf_counter() - started})
+        if not (math.isfinite(history[-1]["train_loss"]) and math.isfinite(val_loss)):
+            best_path.unlink(missing_ok=True)  # an earlier epoch's "best" of a fold that blew up is no result
+            raise DivergedError(divergence_message(config, fold=fold, epoch=epoch + 1, epochs=epochs,
+                                                   train_loss=history[-1]["train_loss"], val_loss=val_loss,
+                                                   batch_size=batch_size), fold=fold, epoch=epoch + 1,
+                                history=history)
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch = val_acc, epoch + 1

@@ -236,3 +236,19 @@ def test_workers_stop_when_the_launching_process_is_killed(tmp_path):
                 os.kill(pid, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()
+
+
+def test_a_worker_whose_fold_diverges_reports_that_one_line(tmp_path):
+    from core.launch import WorkerFailed
+
+    data, out = write_train_csv(tmp_path / "data"), tmp_path / "run"
+    config = Config(model="smallcnn", n_folds=2, epochs=2, batch_size=16, learning_rate=1e6, min_lr=0.0,
+                    device="cpu", tta="none", parallel="folds", workers=2)
+    with pytest.raises(WorkerFailed) as info:
+        run_training(config, data_dir=data, output_dir=out)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and "DivergedError: fold " in message and " diverged in epoch " in message
+    assert "learning_rate = 1e+06 is probably too high" in message
+    assert not list(out.glob("*_best.pth"))
+    manifest = out / "manifest.json"
+    assert not manifest.exists() or json.loads(manifest.read_text())["complete"] is False  # inference refuses it

@@ -62,3 +62,20 @@ def test_rerun_resumes_instead_of_retraining(tmp_path, config, caplog):
     fresh = train_fold(longer, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=1,
                        output_dir=tmp_path)
     assert len(fresh.history) == 3
+
+
+def test_a_fold_whose_loss_is_not_finite_stops_and_keeps_no_weights(tmp_path, config):
+    import dataclasses
+
+    from core.trainer import DivergedError
+
+    images, labels, val_idx, train_idx = tiny_fold()
+    blown = dataclasses.replace(config, learning_rate=1e6, min_lr=0.0, epochs=3)
+    with pytest.raises(DivergedError) as info:
+        train_fold(blown, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=2,
+                   output_dir=tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"fold 2 diverged in epoch {info.value.epoch}/3: train loss ")
+    assert "learning_rate = 1e+06 is probably too high for batch_size = 16" in message
+    assert "learning_rate = 100000" in message and len(message.splitlines()) == 1
+    assert not (tmp_path / "smallcnn_fold2_best.pth").exists()  # never "best", never inference weights
