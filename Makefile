@@ -85,30 +85,30 @@ build/%.ipynb: $(STAMP) build.py $(wildcard core/*.py) kernels/$$(notdir $$*).py
 	$(PY) build.py $(notdir $*)
 
 run: $(STAMP) data build ## train (k folds) then infer, locally, with the built notebooks → runs/$(RUN)/
-	$(PY) -m tools.run_local --run $(RUN) --data $(DATA) -p model=$(MODEL) -p epochs=$(EPOCHS) \
+	$(PY) -m tools.run_local --run '$(RUN)' --data '$(DATA)' -p model=$(MODEL) -p epochs=$(EPOCHS) \
 		$(foreach p,$(PARAMS),-p $(p))
 
 ensemble: $(STAMP) build ## fuse finished runs: make ensemble RUNS="a b" → runs/ensemble-a-b/ (table, chart, submission)
 	@test -n "$(RUNS)" || { echo 'make ensemble needs RUNS="a b" (two or more finished `make run` runs)'; exit 2; }
-	$(PY) -m tools.run_ensemble --runs $(RUNS) --data $(DATA) $(if $(ENSEMBLE),--name $(ENSEMBLE)) \
+	$(PY) -m tools.run_ensemble --runs $(RUNS) --data '$(DATA)' $(if $(ENSEMBLE),--name '$(ENSEMBLE)') \
 		$(foreach p,$(PARAMS),-p $(p))
 
 sweep: $(STAMP) data build ## learning rate × batch size sweep (the built sweep notebook) → runs/sweep/ (RUN, DATA, PARAMS)
-	$(PY) -m tools.run_sweep --run $(if $(filter file,$(origin RUN)),sweep,$(RUN)) --data $(DATA) \
+	$(PY) -m tools.run_sweep --run '$(if $(filter file,$(origin RUN)),sweep,$(RUN))' --data '$(DATA)' \
 		$(foreach p,$(PARAMS),-p $(p))
 
 bench: $(STAMP) data ## digitkit's trainer vs a seed-style loop: img/s, FLOP/s, speed-up (MODEL, DATA, STEPS, BATCH, ROUNDS, FLAGS)
-	$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps $(STEPS) --batch-size $(BATCH) --rounds $(ROUNDS) $(FLAGS)
+	$(PY) -m tools.bench --data '$(DATA)' --model $(MODEL) --steps $(STEPS) --batch-size $(BATCH) --rounds $(ROUNDS) $(FLAGS)
 
 gpu-bench: $(STAMP) data ## on a GPU machine: bench with AMP, channels_last and compile switched one at a time
 	@for flags in "" "--no-amp" "--no-channels-last" "--no-amp --no-channels-last" "--compile"; do \
 		echo "=== make bench FLAGS=\"$$flags\""; \
-		$(PY) -m tools.bench --data $(DATA) --model $(MODEL) --steps 200 --batch-size $(BATCH) --rounds 1 $$flags \
+		$(PY) -m tools.bench --data '$(DATA)' --model $(MODEL) --steps 200 --batch-size $(BATCH) --rounds 1 $$flags \
 			|| exit 1; \
 	done
 
 cpu-recipe: $(STAMP) build ## the <=30-min 2-core CPU recipe on the full 42k (DATA=<real competition folder>)
-	$(PY) -m tools.run_local --run cpu-recipe --data $(DATA) -p model=fastcnn -p epochs=20 -p batch_size=256 \
+	$(PY) -m tools.run_local --run cpu-recipe --data '$(DATA)' -p model=fastcnn -p epochs=20 -p batch_size=256 \
 		-p learning_rate=4e-3 -p parallel=folds -p workers=2
 
 test: $(STAMP) .venv-kaggle/.installed .venv-oldest/.installed ## the whole suite (unit, build, the notebooks in a Kaggle sandbox in 3 package sets, Kaggle CLI contract)
@@ -132,4 +132,4 @@ weights: $(STAMP) ## create/version the weights dataset from weights/ and wait u
 	$(SHIP) weights --dir weights $(NOTE) $(DRY)
 
 submit: $(STAMP) ## validate FILE (default runs/kaggle-infer/submission.csv), then submit it (MESSAGE='...')
-	$(SHIP) submit --file $(FILE) $(NOTE) $(DRY)
+	$(SHIP) submit --file '$(FILE)' $(NOTE) $(DRY)

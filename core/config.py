@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,6 +15,8 @@ from typing import Any, Mapping
 FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
 SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")
 PARALLEL_MODES = ("auto", "none", "dp", "ddp", "folds")
+# augmentation bounds: beyond them a digit stops being itself (core.augment never flips)
+MAX_ROTATE_DEG, MAX_ZOOM, MAX_SHIFT = 45.0, 0.5, 0.3
 
 
 class ConfigError(ValueError):
@@ -90,7 +93,20 @@ class Config:
         need(self.epochs >= 1, f"epochs = {self.epochs}: train for at least 1 epoch")
         need(self.max_steps >= 0, f"max_steps = {self.max_steps}: use 0 (no cap) or a positive number of steps")
         need(self.batch_size >= 1, f"batch_size = {self.batch_size}: must be a positive integer")
-        need(self.learning_rate > 0, f"learning_rate = {self.learning_rate}: must be positive")
+        need(math.isfinite(self.learning_rate) and self.learning_rate > 0,
+             f"learning_rate = {self.learning_rate:g}: must be a positive number (2e-3 is the default)")
+        need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             f"weight_decay = {self.weight_decay:g}: use 0 (none) or a positive number (1e-2 is the default)")
+        need(self.eval_batch_size >= 1, f"eval_batch_size = {self.eval_batch_size}: must be a positive integer "
+                                        "(images per validation forward pass; 1024 is the default)")
+        need(self.seed >= 0, f"seed = {self.seed}: use a non-negative integer")
+        need(0 <= self.rotate_deg <= MAX_ROTATE_DEG,
+             f"rotate_deg = {self.rotate_deg:g}: use 0..{MAX_ROTATE_DEG:g} degrees (10-15 is typical); digitkit never "
+             "flips or turns a digit far: turned a half-turn, a 6 is a 9")
+        need(0 <= self.zoom <= MAX_ZOOM, f"zoom = {self.zoom:g}: use 0..{MAX_ZOOM:g} (the scale is drawn in 1 ± zoom; "
+                                         "0.1 is typical); a scale at or below 0 would flip the digit")
+        need(0 <= self.shift <= MAX_SHIFT, f"shift = {self.shift:g}: use 0..{MAX_SHIFT:g} of the image side (0.1 is "
+                                           "typical); further moves the digit out of the picture")
         need(0 <= self.min_lr <= self.learning_rate,
              f"min_lr = {self.min_lr}: must lie between 0 and learning_rate ({self.learning_rate})")
         need(self.scheduler in SCHEDULERS, f"scheduler = {self.scheduler!r}: choose one of {SCHEDULERS}")

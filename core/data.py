@@ -10,6 +10,7 @@ import csv
 import gzip
 import hashlib
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -71,9 +72,20 @@ def find_competition_file(data_dir: str | Path, stem: str) -> Path:
         DataError: Neither file exists; the message lists what the folder holds.
     """
     data_dir = Path(data_dir)
-    for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        if (data_dir / name).is_file():
-            return data_dir / name
+    if data_dir.is_file():
+        raise DataError(f"data folder {data_dir} is a file, not a folder: point DATA (data_dir) at the folder that "
+                        f"holds train.csv and test.csv, e.g. {data_dir.parent}")
+    candidates = [data_dir / f"{stem}.csv", data_dir / f"{stem}.csv.gz"]
+    for path in candidates:
+        if path.is_symlink() and not path.exists():
+            raise DataError(f"{path} is a broken symbolic link (to {os.readlink(path)}): restore what it points to, "
+                            f"or replace the link with the file")
+    found = [path for path in candidates if path.is_file()]
+    if len(found) == 2:
+        _logger.warning("both %s and %s are in %s: using %s (remove the other to silence this)", found[0].name,
+                    found[1].name, data_dir, found[0].name)
+    if found:
+        return found[0]
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist (looking for {stem}.csv): {_FIX_DATA}")
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in data_dir.iterdir())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import write_text_atomic
+from .config import ConfigError
 from .data import find_competition_file, read_test
 from .groups import Group, check_compatible, load_groups
 from .inference import predict_folds
@@ -210,6 +212,23 @@ class EnsembleRun:
         return self.comparison.table
 
 
+def _check_settings(*, steps: int, lr: float, batch_size: int, seed: int, fuse: str) -> None:
+    """The ensemble notebook's parameters, before any work (ConfigError naming the parameter)."""
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checks = [(whole(steps) and steps >= 1, f"steps = {steps!r}: must be a positive integer (Adam steps; 300 is "
+                                            "the default)"),
+              (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+               f"learning_rate = {lr!r}: must be a positive number (0.05 is the default)"),
+              (whole(batch_size) and batch_size >= 1, f"batch_size = {batch_size!r}: must be a positive integer"),
+              (whole(seed) and seed >= 0, f"seed = {seed!r}: use a non-negative integer"),
+              (fuse in FUSE_CHOICES, f"fuse = {fuse!r}: use one of {FUSE_CHOICES}")]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
 def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, data_dir: str | Path | None = None,
                  device: str = "auto", batch_size: int = 1024, steps: int = 300, lr: float = 0.05, seed: int = 42,
                  fuse: str = "auto") -> EnsembleRun:
@@ -224,6 +243,8 @@ def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, da
     which needs ``data_dir`` (the competition). Writes ``ensemble_table.csv``, ``ensemble_comparison.png``,
     ``ensemble.json`` (groups, weights, scores), ``test_probs.npz`` and ``submission.csv`` to ``output_dir``.
     """
+    _check_settings(steps=steps, lr=lr, batch_size=batch_size, seed=seed, fuse=fuse)
+    resolve_device(device)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     groups = load_groups(group_dirs)
@@ -242,7 +263,6 @@ def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, da
     write_text_atomic(output_dir / "ensemble_table.csv", table.to_csv(index=False, float_format="%.6g"))
     figure = plot_comparison(table, output_dir / "ensemble_comparison.png",
                              title=f"{len(groups)} groups, {len(labels)} OOF rows")
-    assert fuse in FUSE_CHOICES, f"fuse = {fuse!r}: use one of {FUSE_CHOICES}"
     if fuse == "auto":
         scores = table.set_index("option")["accuracy"]
         fuse = "learned" if scores["learned, nested CV"] > scores["plain mean"] else "mean"

@@ -52,6 +52,43 @@ class FoldsFile:
     labels: np.ndarray
 
 
+def check_fold_count(labels: np.ndarray, *, n_folds: int, method: str, groups: np.ndarray | None = None) -> None:
+    """Refuse a k that these rows cannot give, before sklearn does (or, for a small class, silently makes folds
+    without it), and say which k fits: every fold needs validation rows, every training part 2 rows (BatchNorm),
+    stratified folds every digit in every fold, group folds a group per fold.
+
+    Raises:
+        DataError: naming n_folds, what limits it, and the values that fit.
+    """
+    n = len(labels)
+    if n < 3:
+        raise DataError(f"train.csv has {n} row(s): k-fold training needs at least 3 (each fold validates on some rows "
+                        "and trains on at least 2); use the full train.csv (42,000 rows on Kaggle)")
+    if n_folds < 2:
+        raise DataError(f"n_folds = {n_folds}: use at least 2 folds (5 is the default)")
+    if n_folds > n:  # with n >= 3 rows even n folds leave every training part n - 1 >= 2 rows
+        raise DataError(f"n_folds = {n_folds}: {n} rows give at most {n} folds (each fold validates on at least one "
+                        f"row); use n_folds = 2..{n}")
+    if method in ("StratifiedKFold", "StratifiedGroupKFold"):
+        digits, counts = np.unique(labels, return_counts=True)
+        smallest = int(counts.min())
+        if smallest < 2:
+            raise DataError(f"digit {int(digits[counts.argmin()])} has {smallest} row in train.csv: {method} puts "
+                            f"every digit in every fold, which needs at least 2 rows of each; use fold_method = "
+                            f"'KFold', or more data")
+        if n_folds > smallest:
+            raise DataError(f"n_folds = {n_folds}: the smallest class, digit {int(digits[counts.argmin()])}, has "
+                            f"{smallest} rows, so {method} cannot put it in every fold; use n_folds = 2..{smallest}")
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
+            raise DataError(f"group_column holds {n_groups} distinct group: StratifiedGroupKFold keeps a group in one "
+                            "fold, so it needs at least 2 groups; use fold_method = 'StratifiedKFold' instead")
+        if n_folds > n_groups:
+            raise DataError(f"n_folds = {n_folds}: group_column holds {n_groups} distinct groups and a group never "
+                            f"spans two folds; use n_folds = 2..{n_groups}")
+
+
 def make_folds(labels: np.ndarray, n_folds: int = 5, method: str = "StratifiedKFold", seed: int = 42,
                groups: np.ndarray | None = None) -> np.ndarray:
     """Assign every row to a validation fold with sklearn's shuffled splitter ``method``.
@@ -69,8 +106,6 @@ def make_folds(labels: np.ndarray, n_folds: int = 5, method: str = "StratifiedKF
     labels = np.asarray(labels)
     if method not in FOLD_METHODS:
         raise ValueError(f"fold method {method!r} is unknown: choose one of {FOLD_METHODS}")
-    if not 2 <= n_folds <= len(labels):
-        raise ValueError(f"n_folds = {n_folds}: use 2..{len(labels)} folds for {len(labels)} rows (5 is the default)")
     if method == "StratifiedGroupKFold":
         if groups is None:
             raise ValueError("StratifiedGroupKFold needs groups: set group_column to the train.csv column holding them")
@@ -79,6 +114,7 @@ def make_folds(labels: np.ndarray, n_folds: int = 5, method: str = "StratifiedKF
             raise ValueError(f"groups has shape {groups.shape}, labels {labels.shape}: give one group per row")
     else:
         groups = None  # the other splitters ignore groups (and warn about them)
+    check_fold_count(labels, n_folds=n_folds, method=method, groups=groups)
     splitters = {"KFold": KFold, "StratifiedKFold": StratifiedKFold, "StratifiedGroupKFold": StratifiedGroupKFold}
     splitter = splitters[method](n_splits=n_folds, shuffle=True, random_state=seed)
     folds = np.full(len(labels), -1, dtype=np.int64)

@@ -62,12 +62,52 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"(it holds manifest.json next to the fold weights), or attach the weights dataset on Kaggle.")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not valid JSON ({err}); re-download the training output") from None
-    for key in ("model", "n_folds", "folds", "files"):
-        if key not in manifest:
-            raise ManifestError(f"{path}: field {key!r} is missing; this file was not written by digitkit training")
+    problem = shape_problem(manifest)
+    if problem:
+        raise ManifestError(f"{path}: {problem}; this file was not written by digitkit training, or was edited: "
+                            "re-download the training output")
     return manifest
+
+
+def _is(kind: type | tuple[type, ...]):
+    return lambda value: isinstance(value, kind) and not isinstance(value, bool)
+
+
+# (field, test, what it must be): every field inference, the ensemble or a resume reads, in reading order
+_SHAPE = (
+    ("model", _is(dict), "an object"), ("model.name", _is(str), "a model name"),
+    ("n_folds", lambda v: _is(int)(v) and v >= 1, "a positive integer"),
+    ("folds", lambda v: _is(list)(v) and all(_is(dict)(f) for f in v), "a list of objects"),
+    ("files", lambda v: _is(dict)(v) and all(_is(str)(k) and _is(str)(h) for k, h in v.items()),
+     "an object of file name -> sha256"),
+)
+_FOLD_SHAPE = (("fold", lambda v: _is(int)(v) and v >= 0, "a fold index"), ("weights", _is(str), "a file name"))
+
+
+def shape_problem(manifest: Any) -> str | None:
+    """What is wrong with the structure of a parsed manifest.json (its first problem, naming the field), or None."""
+    if not isinstance(manifest, dict):
+        return f"holds {type(manifest).__name__ if manifest is not None else 'null'}, not an object"
+    for field, ok, expected in _SHAPE:
+        value: Any = manifest
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            return f"field {field!r} is missing (or null)"
+        if not ok(value):
+            return f"field {field!r} is {json.dumps(value)[:60]}, expected {expected}"
+    for i, entry in enumerate(manifest["folds"]):
+        for field, ok, expected in _FOLD_SHAPE:
+            if not ok(entry.get(field)):
+                return f"field 'folds[{i}].{field}' is {json.dumps(entry.get(field))[:60]}, expected {expected}"
+    for field in ("inference", "config"):
+        if field in manifest and not isinstance(manifest[field], dict):
+            return f"field {field!r} is {json.dumps(manifest[field])[:60]}, expected an object"
+    if "spec" in manifest["model"] and not isinstance(manifest["model"]["spec"], dict):
+        return f"field 'model.spec' is {json.dumps(manifest['model']['spec'])[:60]}, expected an object"
+    return None
 
 
 def verify_manifest(directory: str | Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import json
 import logging
 from collections import OrderedDict
@@ -240,11 +241,14 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
             model = timm.create_model(spec["name"], pretrained=pretrained, num_classes=spec["num_classes"],
                                       in_chans=spec["in_chans"], **kwargs)
         except Exception as err:  # hub, HTTP and file errors differ between timm / huggingface_hub versions
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
             raise PretrainedWeightsError(
                 f"model = {spec['name']!r}: its pretrained weights could not be downloaded ({type(err).__name__}: "
-                f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no message'}). On Kaggle, turn "
-                "the train kernel's internet on (Settings > Internet; kernel-metadata enable_internet: true), or set "
-                "pretrained = False to train from scratch") from err
+                f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no message'}). Pretrained "
+                "weights need internet: on Kaggle, turn the train kernel's internet on (Settings > Internet; "
+                "kernel-metadata enable_internet: true)"
+                + ("; here HF_HUB_OFFLINE is set (make sets it), which forbids any download" if offline else "")
+                + "; or set pretrained = False to train from scratch") from err
     else:
         model = timm.create_model(spec["name"], pretrained=False, num_classes=spec["num_classes"],
                                   in_chans=spec["in_chans"], **kwargs)

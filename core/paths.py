@@ -12,6 +12,31 @@ def on_kaggle() -> bool:
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
 
 
+def given_path(value: str | Path | None, name: str, *, folder: bool) -> Path | None:
+    """The path a parameter names (None when it is empty), refused unless it exists as a folder / a file: a typo
+    must not silently fall back to a default (on Kaggle it would throw an attached resume or split away).
+
+    Raises:
+        FileNotFoundError: naming the parameter, what is there instead, and (on Kaggle) what is attached.
+    """
+    if value is None or not str(value).strip():
+        return None
+    path = Path(value)
+    kind = "folder" if folder else "file"
+    if path.is_dir() if folder else path.is_file():
+        return path
+    if path.is_symlink() and not path.exists():
+        found = f"is a broken symbolic link (to {os.readlink(path)})"
+    elif path.exists():
+        found = f"is a {'file' if path.is_file() else 'folder'}, not a {kind}"
+    else:
+        found = "does not exist"
+    attached = sorted(p.name for p in KAGGLE_INPUT.iterdir()) if KAGGLE_INPUT.is_dir() else []
+    hint = f"; attached under {KAGGLE_INPUT}: {', '.join(attached) or 'nothing'}" if attached or on_kaggle() else ""
+    raise FileNotFoundError(f"{name} = {str(value)!r} {found}: give an existing {kind}, or leave {name} empty "
+                            f"(\"\") for the default{hint}")
+
+
 def find_input_dir(explicit: str | Path | None, marker: str | tuple[str, ...], what: str,
                    root: Path = KAGGLE_INPUT, max_depth: int = 5) -> Path:
     """The folder holding ``marker`` (a file name, or any of several): ``explicit`` if given, else the first match
@@ -22,7 +47,7 @@ def find_input_dir(explicit: str | Path | None, marker: str | tuple[str, ...], w
     """
     markers = (marker,) if isinstance(marker, str) else marker
     if explicit:
-        return Path(explicit)
+        return given_path(explicit, what.replace(" ", "_"), folder=True)
     if root.is_dir():
         level = [root]
         for _ in range(max_depth):

@@ -13,7 +13,7 @@ import torch
 
 from .atomic import write_text_atomic
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
-from .config import Config
+from .config import Config, ConfigError
 from .data import find_competition_file, read_test, read_train
 from .folds import load_or_make_folds
 from .inference import inference_views, predict_folds
@@ -21,7 +21,7 @@ from .launch import plan_parallel, train_folds_in_workers
 from .manifest import ManifestError, read_manifest, sha256_file, write_manifest
 from .models import describe_pretrained, is_convolutional, model_spec, resolve_pretrained
 from .oof import fold_accuracies, local_cv, report, write_oof
-from .paths import KAGGLE_INPUT, find_input_dir, on_kaggle
+from .paths import KAGGLE_INPUT, find_input_dir, given_path, on_kaggle
 from .plots import plot_training_curves
 from .resume import adopt_previous_output, completed_fold, fold_files, oof_name, save_fold_predictions
 from .submission import make_submission, write_submission
@@ -84,7 +84,7 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
 
     train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
     folds_file = output_dir / "folds.csv"
-    reuse_from = Path(folds_path) if folds_path else _kaggle_input_file("folds.csv")
+    reuse_from = given_path(folds_path, "folds_path", folder=False) or _kaggle_input_file("folds.csv")
     folds = load_or_make_folds(folds_file, train.labels, fingerprint=train.fingerprint, n_folds=config.n_folds,
                                method=config.fold_method, seed=config.seed, groups=train.groups,
                                reuse_from=reuse_from)
@@ -195,6 +195,10 @@ def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: 
     comma-separated view list (core.tta). Writes ``submission.csv``, ``test_probs.npz`` (per-fold probabilities,
     (n_test, 10) each, and their ``mean``) and ``test_probs.json`` (what made them, for the ensemble notebook).
     """
+    if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
+        raise ConfigError(f"batch_size = {batch_size!r}: must be a positive integer (test images per forward pass; "
+                          "1024 is the default)")
+    torch_device = resolve_device(device)
     weights_dir, output_dir = Path(weights_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(weights_dir)
@@ -206,7 +210,6 @@ def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: 
     if views != list(chosen.get("tta", [])):
         log.warning("TTA %s differs from training's choice %s: oof.csv does not describe these test predictions",
                     views or "none", chosen.get("tta") or "none")
-    torch_device = resolve_device(device)
     spec = manifest["model"]["spec"]
     log.info("device: %s; %s × %d folds (local CV %.5f), %s weights, TTA: %s", describe_device(torch_device),
              spec["name"], len(manifest["folds"]), manifest.get("local_cv", float("nan")), weights,

@@ -18,7 +18,7 @@ import numpy as np
 from .atomic import atomic_path
 from .config import Config
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_files
-from .paths import KAGGLE_INPUT
+from .paths import KAGGLE_INPUT, given_path
 from .trainer import FoldResult, weights_name
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def find_previous_output(explicit: str | Path | None, model: str, root: Path = K
     """An earlier run's output to continue: ``explicit`` if given, else (on Kaggle) the first input folder holding
     this model's fold files — attach the previous version's output to resume after a session ended."""
     if explicit:
-        return Path(explicit)
+        return given_path(explicit, "resume_dir", folder=True)
     if not root.is_dir():
         return None
     stem = weights_name(model, 0, "x").split("_fold0_")[0]

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .atomic import write_text_atomic
 from .augment import make_batch
 from .checkpoint import read_state_dict, save_atomic, save_state_dict, unwrap
-from .config import Config
+from .config import Config, ConfigError
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
 from .models import create_model, is_convolutional, resolve_pretrained
 from .paths import on_kaggle
@@ -81,8 +81,22 @@ def weights_name(model_name: str, fold: int, kind: str = "best") -> str:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` (a GPU when torch sees one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, checked against this machine.
+
+    Raises:
+        ConfigError: an unknown name, or a GPU this machine does not have (saying what torch found).
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ConfigError(f"device = {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            found = f"{count} GPU(s)" if count else f"no GPU (torch {torch.__version__}: cuda.is_available() is False)"
+            raise ConfigError(f"device = {device!r}, but torch finds {found} on this machine: use device = 'auto' "
+                              "(the GPU when there is one) or 'cpu'")
     return torch.device(device)
 
 

@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import re
 
 import pytest
 
@@ -34,6 +36,28 @@ def test_pretrained_refuses_anything_else(value):
 ])
 def test_bad_values_name_the_setting(values, field):
     with pytest.raises(ConfigError, match=field):
+        Config.from_mapping(values)
+
+
+NUMERIC_FIELDS = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float", int, float)]
+
+
+@pytest.mark.parametrize("field", NUMERIC_FIELDS)
+@pytest.mark.parametrize("value", [-1, float("nan")])
+def test_every_numeric_setting_has_its_range_checked(field, value):
+    """The class, not a list: no numeric setting takes a negative number or NaN (ints refuse NaN when coerced)."""
+    with pytest.raises(ConfigError, match=rf"^(parameter )?{field} = "):
+        Config.from_mapping({field: value})
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"rotate_deg": 180}, "rotate_deg = 180: use 0..45 degrees"), ({"zoom": 1.5}, "zoom = 1.5: use 0..0.5"),
+    ({"shift": 0.8}, "shift = 0.8: use 0..0.3"), ({"weight_decay": -1}, "weight_decay = -1: use 0"),
+    ({"eval_batch_size": 0}, "eval_batch_size = 0: must be a positive integer"),
+    ({"learning_rate": float("inf")}, "learning_rate = inf: must be a positive number"),
+])
+def test_settings_that_would_run_but_must_not(values, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
         Config.from_mapping(values)
 
 

@@ -131,7 +131,7 @@ def test_a_failed_download_says_turn_internet_on_or_set_pretrained_false(monkeyp
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(PretrainedWeightsError, match=r"model = 'resnet18': its pretrained weights could not be "
                                                      r"downloaded \(OSError: \[Errno -2\].*turn the train kernel's "
-                                                     r"internet on.*or set pretrained = False"):
+                                                     r"internet on.*; or set pretrained = False"):
         create_model("resnet18", pretrained=True)
 
 

@@ -30,9 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = Path(args.runs_dir).resolve()
     groups = [runs_dir / run for run in args.runs]
     missing = [str(g) for g in groups if not (g / "manifest.json").is_file()]
-    if len(groups) < 2 or missing:
-        print(f"make ensemble needs two or more finished runs (RUNS=\"a b\"); missing: {missing or args.runs}",
+    if len(groups) < 2:
+        print(f"make ensemble needs two or more finished runs, RUNS=\"a b\"; got {len(groups)}: {' '.join(args.runs)}",
               file=sys.stderr)
+        return 2
+    if missing:
+        print(f"make ensemble: no finished run (manifest.json) at {', '.join(missing)}; finish it with make run "
+              f"RUN=<name>, or leave it out of RUNS", file=sys.stderr)
         return 1
     out_dir = runs_dir / (args.name or "ensemble-" + "-".join(args.runs))
     out_dir.mkdir(parents=True, exist_ok=True)

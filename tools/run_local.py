@@ -8,6 +8,7 @@ Ends by printing the local CV and the path of submission.csv.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -20,8 +21,9 @@ from tools.run_notebook import add_runner_arguments, run_built
 
 def folds_file_for(data_dir: Path, runs_dir: Path) -> Path:
     """One folds.csv per data folder, shared by every run on it (so runs are compared on the same split)."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", str(data_dir.resolve())).strip("-")
-    return runs_dir / "folds" / f"{slug}.csv"
+    resolved = str(data_dir.resolve())
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", resolved).strip("-")[-60:]  # readable; the hash keeps it unique
+    return runs_dir / "folds" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}.csv"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, kernel: str, default_run: str, example: str) -> None:
@@ -32,21 +34,39 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, kernel: str, default_r
     add_runner_arguments(parser, kernel=kernel, example=example)
 
 
+# Where a run's inputs and outputs are is the runner's to say (DATA, RUN), so that training and inference agree.
+RUNNER_PARAMETERS = {"data_dir": "DATA=<folder> (--data)", "output_dir": "RUN=<name> (--run): outputs go to "
+                     "runs/<name>/", "weights_dir": "RUN=<name> (--run): inference reads the run it trained"}
+
+
 def prepare_run(args: argparse.Namespace) -> tuple[Path, dict]:
     """Make ``<runs>/<run>/``; return it and the parameters every run notebook takes: ``data_dir``, ``output_dir``
-    and ``folds_path`` (the data folder's shared folds.csv)."""
+    and, once the first run on this data has made it, ``folds_path`` (the data folder's shared folds.csv).
+
+    Raises:
+        ValueError: ``-p`` sets one of ``RUNNER_PARAMETERS`` (the message says which make variable to use).
+    """
+    for name, _ in args.param:
+        if name in RUNNER_PARAMETERS:
+            raise ValueError(f"-p {name}=… is set by the runner; use {RUNNER_PARAMETERS[name]}")
     data_dir, runs_dir = Path(args.data).resolve(), Path(args.runs).resolve()
     run_dir = runs_dir / args.run
     run_dir.mkdir(parents=True, exist_ok=True)
+    shared = folds_file_for(data_dir, runs_dir)
     return run_dir, {"data_dir": str(data_dir), "output_dir": str(run_dir),
-                     "folds_path": str(folds_file_for(data_dir, runs_dir))}
+                     **({"folds_path": str(shared)} if shared.is_file() else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, kernel="train", default_run="default", example="batch_size=64")
     args = parser.parse_args(argv)
-    run_dir, train_params = prepare_run(args)
+    try:
+        run_dir, train_params = prepare_run(args)
+    except ValueError as err:
+        print(f"make run failed: {err}", file=sys.stderr)
+        return 2
+    shared = folds_file_for(Path(train_params["data_dir"]), Path(args.runs).resolve())
     train_params.update(dict(args.param))
     infer_params = {"data_dir": train_params["data_dir"], "weights_dir": str(run_dir), "output_dir": str(run_dir)}
 
@@ -54,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     for kernel, params in (("train", train_params), ("infer", infer_params)):
         if not run_built(kernel, run_dir, params, build=args.build, timeout=args.timeout, target="make run"):
             return 1
-        shared = Path(train_params["folds_path"])
         if kernel == "train" and not shared.is_file() and (run_dir / "folds.csv").is_file():
             shared.parent.mkdir(parents=True, exist_ok=True)  # the first run's folds: every later run's folds
             shutil.copy(run_dir / "folds.csv", shared)

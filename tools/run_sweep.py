@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, kernel="sweep", default_run="sweep", example="learning_rates=[1e-3,1e-4]")
     args = parser.parse_args(argv)
-    run_dir, params = prepare_run(args)
+    try:
+        run_dir, params = prepare_run(args)
+    except ValueError as err:
+        print(f"make sweep failed: {err}", file=sys.stderr)
+        return 2
     params.update({**LOCAL_DEFAULTS, **dict(args.param)})
     # On a shared CPU, OpenMP threads that spin while waiting stall each other (measured here: 10-50x slower steps).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits this process's environment
