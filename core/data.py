@@ -104,9 +104,10 @@ def read_train(path: str | Path, group_column: str = "") -> TrainData:
         DataError: On the first problem found (see the module docstring).
     """
     name = str(path)
-    frame = _read_frame(path)
-    _check_train_header(name, [str(c) for c in frame.columns], group_column)
+    frame, header = _read_frame(path)
+    _check_train_header(name, header, group_column)
     _check_not_empty(name, frame)
+    _check_row_lengths(name, Path(path), frame)
     labels = _integer_cells(name, frame[["label"]], 0, NUM_CLASSES - 1)[:, 0]
     images = _integer_cells(name, frame[PIXEL_COLUMNS], 0, 255)
     groups = None
@@ -127,9 +128,10 @@ def read_test(path: str | Path) -> TestData:
         DataError: On the first problem found (see the module docstring).
     """
     name = str(path)
-    frame = _read_frame(path)
-    _check_test_header(name, [str(c) for c in frame.columns])
+    frame, header = _read_frame(path)
+    _check_test_header(name, header)
     _check_not_empty(name, frame)
+    _check_row_lengths(name, Path(path), frame)
     images = _integer_cells(name, frame[PIXEL_COLUMNS], 0, 255).astype(np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     data = TestData(images=images, fingerprint=fingerprint_arrays(images))
     _logger.info("read %s: %d rows, sha256 %s", name, len(images), data.fingerprint[:12])
@@ -153,14 +155,25 @@ def fingerprint_arrays(images: np.ndarray, labels: np.ndarray | None = None) -> 
 
 
 def _open_text(path: Path) -> IO[str]:
+    """The file as text; a byte that is not UTF-8 becomes U+FFFD, so that the cell holding it can be named."""
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")
 
 
-def _read_frame(path: str | Path) -> pd.DataFrame:
-    """Parse the whole file with pandas after cheap checks that it exists and is CSV text."""
+_NOT_UTF8 = "\ufffd"
+
+
+def _read_frame(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Parse the whole file with pandas after cheap checks that it exists and is CSV text; return the frame (blank
+    lines dropped, so that row i is the file's data row i + 1 as a user counts them) and the header as the file
+    spells it (pandas renames an empty name to 'Unnamed: k' and a repeated one to 'pixel8.1')."""
     name, path = str(path), Path(path)
+    if path.is_symlink() and not path.exists():
+        raise DataError(f"{name} is a broken symbolic link (to {os.readlink(path)}): restore its target, or replace "
+                        f"the link with the file ({_FIX_DATA})")
+    if path.is_dir():
+        raise DataError(f"{name} is a folder, not a CSV file: {_FIX_DATA}")
     if not path.is_file():
         raise DataError(f"{name} does not exist: {_FIX_DATA}")
     if path.stat().st_size == 0:
@@ -176,10 +189,12 @@ def _read_frame(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{name} is not a CSV text file ({type(error).__name__}: {error}); "
                         f"pass the competition's .csv or .csv.gz ({_FIX_DATA})") from None
     try:
+        with _open_text(path) as f:
+            header = next(csv.reader(f), [])
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, compression="gzip" if path.name.endswith(".gz") else None,
-                               index_col=False, low_memory=False)
+            frame = pd.read_csv(path, compression="gzip" if path.name.endswith(".gz") else None, index_col=False,
+                                low_memory=False, skip_blank_lines=False, encoding_errors="replace")
     except pd.errors.EmptyDataError:
         raise DataError(f"{name} is empty (no header, no rows): re-download it: {_FIX_DATA}") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as error:
@@ -187,21 +202,56 @@ def _read_frame(path: str | Path) -> pd.DataFrame:
     except (OSError, EOFError, UnicodeDecodeError) as error:
         raise DataError(f"{name} could not be read ({type(error).__name__}: {error}); "
                         f"is it truncated? re-download it: {_FIX_DATA}") from None
+    blank = frame.isna().all(axis=1).to_numpy()
+    if blank.any():  # blank lines: dropped, but the rows after them keep the numbers a user sees in the file
+        _logger.warning("%s: skipped %d blank line(s) (row %s%s)", name, int(blank.sum()),
+                        ", ".join(str(i + 1) for i in np.flatnonzero(blank)[:5]), ", …" if blank.sum() > 5 else "")
+        frame = frame[~blank]
+    return frame, header
+
+
+def _check_row_lengths(name: str, path: Path, frame: pd.DataFrame) -> None:
+    """A row with fewer fields than the header parses as empty cells: say what it really is (error path only)."""
+    if frame.isna().to_numpy().any():
+        message = _ragged_message(name, path)
+        if message:
+            raise DataError(message)
 
 
 def _ragged_message(name: str, path: Path) -> str | None:
-    """Find the first data row whose field count differs from the header's (error path only, so a plain loop)."""
+    """Find the first data row whose field count differs from the header's (error path only, so a plain loop); a
+    short last row in a file without a final newline is a file cut off in the middle of a row."""
     try:
         with _open_text(path) as f:
             reader = csv.reader(f)
             header = next(reader)
             for row, fields in enumerate(reader, start=1):
                 if fields and len(fields) != len(header):
+                    last = not f.read().strip()
+                    if last and len(fields) < len(header) and not _ends_with_newline(path):
+                        return (f"{name} is truncated: its last row (row {row}) stops after {len(fields)} of "
+                                f"{len(header)} fields and the file does not end with a newline; re-download it: "
+                                f"{_FIX_DATA}")
                     return (f"{name} row {row}: has {len(fields)} fields but the header has {len(header)} columns; "
                             "every row needs one value per header column (fix or drop that row)")
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, StopIteration):
         return None
     return None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    if path.name.endswith(".gz"):
+        last = b""
+        with gzip.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                last = chunk[-1:]
+        return last in (b"\n", b"\r")
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, 2)
+        return f.read(1) in (b"\n", b"\r")
 
 
 def _check_not_empty(name: str, frame: pd.DataFrame) -> None:
@@ -254,6 +304,9 @@ def _check_train_header(name: str, columns: list[str], group_column: str) -> Non
         if extra != [group_column]:
             raise DataError(f"{name} has no trailing group column {group_column!r} (extra columns: "
                             f"{', '.join(map(_short, extra)) or 'none'}): add it after pixel783, or fix group_column")
+    elif extra and not extra[0].strip():
+        raise DataError(f"{name} column {len(TRAIN_COLUMNS) + 1} has no name (a comma at the end of the header line?): "
+                        "the header should end at 'pixel783'; remove the trailing comma(s) from every line")
     elif extra:
         raise DataError(f"{name} column {len(TRAIN_COLUMNS) + 1} is {_short(extra[0])}, but the header should end at "
                         f"'pixel783': drop the extra column(s), or set group_column = {extra[0]!r} if it holds groups "
@@ -268,6 +321,9 @@ def _check_test_header(name: str, columns: list[str]) -> None:
     problem = problem or _header_problem(name, columns, PIXEL_COLUMNS, "pixel0..pixel783")
     if problem:
         raise DataError(problem)
+    if len(columns) > len(PIXEL_COLUMNS) and not columns[len(PIXEL_COLUMNS)].strip():
+        raise DataError(f"{name} column {len(PIXEL_COLUMNS) + 1} has no name (a comma at the end of the header line?): "
+                        "the header should end at 'pixel783'; remove the trailing comma(s) from every line")
     if len(columns) > len(PIXEL_COLUMNS):
         raise DataError(f"{name} column {len(PIXEL_COLUMNS) + 1} is {_short(columns[len(PIXEL_COLUMNS)])}, but the "
                         "header should end at 'pixel783': a test file holds exactly pixel0..pixel783")
@@ -310,9 +366,13 @@ def _first_bad_cell(name: str, frame: pd.DataFrame, bad: np.ndarray, kind: tuple
     """Raise a DataError at the first True cell of ``bad`` (N, C) in reading order, counting the others."""
     if not bad.any():
         return
-    row, col = divmod(int(np.argmax(bad)), bad.shape[1])
+    position, col = divmod(int(np.argmax(bad)), bad.shape[1])
+    row = int(frame.index[position])  # the file's data row, blank lines counted (see _read_frame)
     others = int(bad.sum()) - 1
-    value = frame.iat[row, col]
+    value = frame.iat[position, col]
+    if isinstance(value, str) and _NOT_UTF8 in value:
+        raise DataError(f"{name} row {row + 1}: {frame.columns[col]} holds a byte that is not UTF-8 text "
+                        f"({value!r}): the file is not plain CSV text; re-download or re-export it as UTF-8")
     if pd.isna(value):
         shown = "is empty"
     elif isinstance(value, str):
