@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -137,3 +138,38 @@ def test_make_run_without_built_notebooks_fails_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("make run failed: ") and "no-build/train/train.ipynb" in err
     assert len(err.splitlines()) == 1
+
+
+def test_ctrl_c_during_make_run_says_where_in_one_line_keeps_the_notebook_and_exits_130(built, tmp_path):
+    """As a terminal's Ctrl-C: SIGINT to the runner's whole process group while fold 0 trains."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    data = write_tiny_competition(tmp_path / "digit-recognizer", n_train=300, n_test=10)
+    command = [sys.executable, "-m", "tools.run_local", "--run", "x", "--runs", str(tmp_path / "runs"), "--data",
+               str(data), "--build", str(built), "-p", "epochs=200"]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    readers = [threading.Thread(target=lambda s=s: lines.extend(s), daemon=True) for s in (proc.stdout, proc.stderr)]
+    for reader in readers:
+        reader.start()
+    deadline = time.monotonic() + 300
+    while not any("epoch 3/200" in line for line in list(lines)) and time.monotonic() < deadline:
+        assert proc.poll() is None, "".join(lines[-20:])
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    for reader in readers:
+        reader.join(timeout=10)
+    text = "".join(lines)
+    assert "Traceback" not in text, text[-3000:]
+    last = text.strip().splitlines()[-1]
+    assert re.fullmatch(r"make run interrupted during fold 0 epoch \d+/200; rerun the same command to resume .* — "
+                        r"executed notebook so far: .*/runs/x/train\.ipynb", last), last
+    assert (tmp_path / "runs" / "x" / "train.ipynb").is_file() and (tmp_path / "runs" / "x" / "folds.csv").is_file()
+    assert not list((tmp_path / "runs" / "x").glob(".*.kernel.log"))

@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     params.update(dict(args.param))
 
     started = time.perf_counter()
-    if not run_built("ensemble", out_dir, params, build=args.build, timeout=args.timeout, target="make ensemble"):
-        return 1
+    code = run_built("ensemble", out_dir, params, build=args.build, timeout=args.timeout, target="make ensemble")
+    if code:
+        return code
     table = pd.read_csv(out_dir / "ensemble_table.csv")
     print(f"\nensemble of {', '.join(args.runs)} finished in {time.perf_counter() - started:.0f} s: {out_dir}")
     with pd.option_context("display.width", 160, "display.max_colwidth", 70):

@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     for kernel, params in (("train", train_params), ("infer", infer_params)):
-        if not run_built(kernel, run_dir, params, build=args.build, timeout=args.timeout, target="make run"):
-            return 1
+        code = run_built(kernel, run_dir, params, build=args.build, timeout=args.timeout, target="make run")
+        if code:
+            return code
         if kernel == "train" and not shared.is_file() and (run_dir / "folds.csv").is_file():
             shared.parent.mkdir(parents=True, exist_ok=True)  # the first run's folds: every later run's folds
             shutil.copy(run_dir / "folds.csv", shared)

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import nbformat
 import papermill
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
@@ -39,6 +40,45 @@ class NotebookFailed(RuntimeError):
         self.cell_source = cell_source
         first = next((line for line in cell_source.splitlines() if line.strip()), "")
         super().__init__(f"cell {cell_index + 1} ({first[:60]!r}) failed: {ename}: {evalue} — executed notebook: {out}")
+
+
+class NotebookInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the notebook ran; ``where`` is the last training position it printed ("fold 0 epoch 8/40")."""
+
+    def __init__(self, *, where: str, out: Path):
+        self.where, self.out = where, out
+        super().__init__(f"interrupted{' during ' + where if where else ''}; rerun the same command to resume "
+                         f"(finished folds and epochs are kept) — executed notebook so far: {out}")
+
+
+class _Echo:
+    """stdout/stderr for papermill's stream copies: echoes (when asked) and remembers the last training position."""
+
+    _POSITION = re.compile(r"\b(fold \d+ epoch \d+/\d+|cell \d+/\d+)")
+
+    def __init__(self, target, echo: bool):
+        self.target, self.echo, self.where = target, echo, ""
+
+    def write(self, text: str) -> int:
+        found = self._POSITION.findall(text)
+        self.where = found[-1] if found else self.where
+        return self.target.write(text) if self.echo else len(text)
+
+    def flush(self) -> None:
+        if self.echo:
+            self.target.flush()
+
+
+class _KernelManager(AsyncKernelManager):
+    """The kernel's own stderr (ipykernel's log, not the notebook's streams, which arrive as messages) goes to
+    ``stderr_path``: after Ctrl-C the kernel logs a traceback about the channels closed under it, which is noise."""
+
+    stderr_path: Path | None = None
+
+    async def start_kernel(self, **kw: Any) -> None:
+        if self.stderr_path is not None:
+            kw["stderr"] = open(self.stderr_path, "ab")  # noqa: SIM115 - owned by the kernel process until it exits
+        return await super().start_kernel(**kw)
 
 
 def parameter_names(cell_source: str) -> list[str]:
@@ -95,7 +135,7 @@ def kernel_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _failure(exc: Exception, out: Path) -> NotebookFailed:
+def _failure(exc: Exception, out: Path, kernel_log: Path | None = None) -> NotebookFailed:
     if isinstance(exc, PapermillExecutionError):
         return NotebookFailed(cell_index=exc.cell_index, ename=exc.ename, evalue=_ANSI.sub("", str(exc.evalue)),
                               traceback=_ANSI.sub("", "\n".join(exc.traceback)), out=out, cell_source=exc.source)
@@ -104,6 +144,8 @@ def _failure(exc: Exception, out: Path) -> NotebookFailed:
     started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
     index = started[-1] if started else 0
     text = str(exc).strip()
+    said = kernel_log.read_text(errors="replace").strip().splitlines()[-1:] if kernel_log and kernel_log.is_file() else []
+    text = f"{text} (the kernel's last words: {said[0][:200]})" if said else text
     return NotebookFailed(cell_index=index, ename=type(exc).__name__, evalue=text.splitlines()[0] if text else "",
                           traceback=text, out=out, cell_source=nb.cells[index].source if nb.cells else "")
 
@@ -119,6 +161,7 @@ def run_notebook(notebook: Path, out: Path, *, cwd: Path, parameters: dict, time
     Raises:
         ValueError: an unknown parameter, or ``cwd`` is a git checkout (the notebook would overwrite its core/).
         NotebookFailed: a cell failed; ``out`` still holds the executed notebook.
+        NotebookInterrupted: Ctrl-C (a KeyboardInterrupt); ``out`` holds the notebook as far as it got.
     """
     notebook, cwd, out = Path(notebook).resolve(), Path(cwd).resolve(), Path(out).resolve()
     if (cwd / ".git").exists():
@@ -126,13 +169,25 @@ def run_notebook(notebook: Path, out: Path, *, cwd: Path, parameters: dict, time
     check_parameters(nbformat.read(str(notebook), as_version=4), parameters)
     cwd.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
+    stdout, stderr = _Echo(sys.stdout, stream), _Echo(sys.stderr, stream)
+    kernel_log = out.with_name(f".{out.name}.kernel.log")
+    manager = type("KernelManager", (_KernelManager,), {"stderr_path": kernel_log})
     try:
         with kernel_environment():
-            return papermill.execute_notebook(
-                notebook, out, parameters=parameters, cwd=cwd, progress_bar=False, execution_timeout=timeout,
-                stdout_file=sys.stdout if stream else None, stderr_file=sys.stderr if stream else None)
-    except (PapermillExecutionError, CellTimeoutError, DeadKernelError) as exc:
+            return papermill.execute_notebook(notebook, out, parameters=parameters, cwd=cwd, progress_bar=False,
+                                              execution_timeout=timeout, stdout_file=stdout, stderr_file=stderr,
+                                              kernel_manager_class=manager)
+    except KeyboardInterrupt:  # Ctrl-C hits this process (the kernel has a session of its own): papermill has saved
+        # the notebook as of its last autosave, then shut the kernel down; the trainer's checkpoints are atomic
+        raise NotebookInterrupted(where=stdout.where or stderr.where, out=out) from None
+    except PapermillExecutionError as exc:
+        if exc.ename == "KeyboardInterrupt":
+            raise NotebookInterrupted(where=stdout.where or stderr.where, out=out) from None
         raise _failure(exc, out) from None
+    except (CellTimeoutError, DeadKernelError) as exc:
+        raise _failure(exc, out, kernel_log) from None
+    finally:  # its last line, when the kernel died, is in the failure's message
+        kernel_log.unlink(missing_ok=True)
 
 
 # What the `make` runners (run_local, run_sweep, run_ensemble) report as one line instead of a traceback.
@@ -148,19 +203,25 @@ def add_runner_arguments(parser: argparse.ArgumentParser, *, kernel: str, exampl
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
 
 
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path, timeout: int | None,
-              target: str) -> bool:
+              target: str) -> int:
     """Execute ``build/<kernel>/<kernel>.ipynb`` in ``out_dir``, writing the executed copy there as
-    ``<kernel>.ipynb``. A failure (:data:`RUNNER_ERRORS`) is printed as one line, ``<target> failed: …``, and
-    returns False."""
+    ``<kernel>.ipynb``; return the exit status for the runner: 0, 1 after a failure (:data:`RUNNER_ERRORS`, printed
+    as one line, ``<target> failed: …``), :data:`INTERRUPTED` after Ctrl-C (one line, ``<target> interrupted …``)."""
     notebook, executed = Path(build) / kernel / f"{kernel}.ipynb", Path(out_dir) / f"{kernel}.ipynb"
     print(f"\n=== {kernel}: {notebook} → {executed}", flush=True)
     try:
         run_notebook(notebook, executed, cwd=out_dir, parameters=parameters, timeout=timeout)
     except RUNNER_ERRORS as err:
         print(f"\n{target} failed: {err}", file=sys.stderr)
-        return False
-    return True
+        return 1
+    except KeyboardInterrupt as err:  # NotebookInterrupted, or a second Ctrl-C while papermill cleaned up
+        print(f"\n{target} {err if isinstance(err, NotebookInterrupted) else 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
+    return 0
 
 
 def parse_parameter(text: str) -> tuple[str, Any]:

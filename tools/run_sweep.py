@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits this process's environment
 
     started = time.perf_counter()
-    if not run_built("sweep", run_dir, params, build=args.build, timeout=args.timeout, target="make sweep"):
-        return 1
+    code = run_built("sweep", run_dir, params, build=args.build, timeout=args.timeout, target="make sweep")
+    if code:
+        return code
     fit = json.loads((run_dir / "fit.json").read_text())
     lo, hi = fit["ci95"]
     print(f"\nsweep {args.run} finished in {time.perf_counter() - started:.0f} s: {run_dir}")
