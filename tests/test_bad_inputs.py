@@ -4,6 +4,7 @@ The README's "When something goes wrong" table shows the same cases; a test keep
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -15,11 +16,19 @@ import pytest
 import torch
 
 from core.checkpoint import CheckpointError, load_weights, read_state_dict
-from core.data import PIXEL_COLUMNS, DataError, read_test, read_train
-from core.folds import load_or_make_folds, save_folds
-from core.manifest import ManifestError, verify_manifest, write_manifest
-from core.models import create_model
+from core.config import Config, ConfigError
+from core.data import PIXEL_COLUMNS, DataError, find_competition_file, read_test, read_train
+from core.ensemble import run_ensemble
+from core.folds import load_or_make_folds, make_folds, save_folds
+from core.groups import EnsembleError, Group, check_compatible
+from core.manifest import ManifestError, read_manifest, verify_manifest, write_manifest
+from core.models import PretrainedWeightsError, create_model
+from core.oof import oof_frame
+from core.paths import given_path
+from core.pipeline import run_inference
+from core.resume import find_previous_output
 from core.submission import SubmissionError, read_submission
+from core.trainer import DivergedError, resolve_device, train_fold
 from test_data import with_cell
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +131,135 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
     "submission with a bad label": (
         lambda d: read_submission(written(d / "submission.csv", "ImageId,Label\n1,3\n2,11\n"), n_test=2),
         SubmissionError, ["submission.csv row 2: Label = '11', expected an integer 0..9"]),
+    # ---- a run that learned nothing is never kept, never fused
+    "a fold whose loss is not finite": (
+        lambda d: _diverging_fold(d),
+        DivergedError, ["diverged in epoch", "learning_rate = 1e+06 is probably too high for batch_size = 16"]),
+    "an ensemble group at chance": (
+        lambda d: check_compatible([_group("good", 0.9), _group("blown", 0.1)]),
+        EnsembleError, ["group 'blown': its OOF accuracy is", "at chance level"]),
+    # ---- settings checked before any work: the class is every numeric setting (tests/test_config.py)
+    "rotation that turns a 6 into a 9": (
+        lambda d: Config.from_mapping({"rotate_deg": 180}), ConfigError, ["rotate_deg = 180: use 0..45 degrees"]),
+    "zoom that flips the digit": (
+        lambda d: Config.from_mapping({"zoom": 1.5}), ConfigError, ["zoom = 1.5: use 0..0.5"]),
+    "negative weight decay": (
+        lambda d: Config.from_mapping({"weight_decay": -1}), ConfigError, ["weight_decay = -1: use 0 (none)"]),
+    "eval_batch_size = 0": (
+        lambda d: Config.from_mapping({"eval_batch_size": 0}), ConfigError, ["eval_batch_size = 0: must be a positive"]),
+    "infer batch_size = 0": (
+        lambda d: run_inference(weights_dir=d, data_dir=d, output_dir=d / "out", batch_size=0),
+        ConfigError, ["batch_size = 0: must be a positive integer"]),
+    "ensemble steps = 0": (
+        lambda d: run_ensemble([d], output_dir=d / "out", steps=0), ConfigError, ["steps = 0: must be a positive"]),
+    "device = cuda without a GPU": (
+        lambda d: resolve_device("cuda"), ConfigError, ["device = 'cuda', but torch finds no GPU", "use device = 'auto'"]),
+    "an unknown device": (
+        lambda d: resolve_device("gpu"), ConfigError, ["device = 'gpu': use 'auto', 'cpu', 'cuda' or 'cuda:N'"]),
+    # ---- paths given explicitly must exist: a typo never falls back to a default
+    "resume_dir that does not exist": (
+        lambda d: find_previous_output(str(d / "previous-run"), "smallcnn"),
+        FileNotFoundError, ["resume_dir = ", "previous-run' does not exist: give an existing folder"]),
+    "folds_path that does not exist": (
+        lambda d: given_path(str(d / "folds.csv"), "folds_path", folder=False),
+        FileNotFoundError, ["folds_path = ", "folds.csv' does not exist"]),
+    "data folder that is a file": (
+        lambda d: find_competition_file(written(d / "train.csv", "label\n"), "train"),
+        DataError, ["is a file, not a folder: point DATA (data_dir) at the folder"]),
+    "train.csv a broken symlink": (
+        lambda d: read_train(_broken_link(d / "train.csv")), DataError, ["train.csv is a broken symbolic link (to "]),
+    # ---- k checked against the rows, the smallest class and the groups, with what fits
+    "2 rows": (
+        lambda d: make_folds(np.array([0, 1]), n_folds=2, method="KFold"),
+        DataError, ["train.csv has 2 row(s): k-fold training needs at least 3"]),
+    "more folds than rows": (
+        lambda d: make_folds(np.arange(10) % 2, n_folds=20, method="KFold"),
+        DataError, ["n_folds = 20: 10 rows give at most 10 folds", "use n_folds = 2..10"]),
+    "more folds than the smallest class": (
+        lambda d: make_folds(np.r_[np.arange(277) % 9, np.full(23, 9)], n_folds=40),
+        DataError, ["n_folds = 40: the smallest class, digit 9, has 23 rows", "use n_folds = 2..23"]),
+    "a digit with a single row": (
+        lambda d: make_folds(np.r_[np.arange(20) % 9, [9]], n_folds=2),
+        DataError, ["digit 9 has 1 row in train.csv", "use fold_method = 'KFold'"]),
+    "StratifiedGroupKFold with one group": (
+        lambda d: make_folds(np.arange(40) % 10, n_folds=2, method="StratifiedGroupKFold", groups=np.zeros(40)),
+        DataError, ["group_column holds 1 distinct group", "use fold_method = 'StratifiedKFold'"]),
+    "more folds than groups": (
+        lambda d: make_folds(np.arange(100) % 10, n_folds=5, method="StratifiedGroupKFold", groups=np.arange(100) % 3),
+        DataError, ["n_folds = 5: group_column holds 3 distinct groups", "use n_folds = 2..3"]),
+    # ---- CSV in the file's own terms
+    "a trailing comma in the header": (
+        lambda d: read_train(written(d / "train.csv", _csv(lambda lines: [line + "," for line in lines]))),
+        DataError, ["train.csv column 786 has no name (a comma at the end of the header line?)"]),
+    "a repeated column name": (
+        lambda d: read_train(written(d / "train.csv", _csv(lambda lines: [lines[0].replace("pixel9,", "pixel8,"),
+                                                                          *lines[1:]]))),
+        DataError, ["train.csv column 11 is 'pixel8', expected 'pixel9'"]),
+    "a row with too few fields": (
+        lambda d: read_train(written(d / "train.csv", _csv(lambda lines: [*lines[:2], lines[2][:200], *lines[3:]]))),
+        DataError, ["train.csv row 2: has 101 fields but the header has 785 columns"]),
+    "a file cut off mid-row": (
+        lambda d: read_train(written(d / "train.csv", _csv(lambda lines: lines)[:-700])),
+        DataError, ["train.csv is truncated: its last row (row 3) stops after", "does not end with a newline"]),
+    "a byte that is not UTF-8": (
+        lambda d: read_train(_latin1(d / "train.csv")),
+        DataError, ["train.csv row 2: pixel9 holds a byte that is not UTF-8 text"]),
+    "a bad cell after a blank line": (
+        lambda d: read_train(written(d / "train.csv", _csv(lambda lines: [*lines[:2], "", lines[2].replace(
+            ",0,", ",300,", 1), *lines[3:]]))),
+        DataError, ["train.csv row 3: pixel0 = 300, expected an integer 0..255"]),
+    # ---- manifest.json of any wrong shape
+    "manifest.json holding null": (
+        lambda d: read_manifest(written(d / "manifest.json", "null").parent),
+        ManifestError, ["manifest.json: holds null, not an object"]),
+    "a manifest field of the wrong type": (
+        lambda d: read_manifest(written(d / "manifest.json", json.dumps(
+            {"model": "smallcnn", "n_folds": 5, "folds": [], "files": {}})).parent),
+        ManifestError, ["manifest.json: field 'model' is \"smallcnn\", expected an object"]),
+    "a manifest fold without weights": (
+        lambda d: read_manifest(written(d / "manifest.json", json.dumps(
+            {"model": {"name": "smallcnn"}, "n_folds": 5, "folds": [{"fold": 0}], "files": {}})).parent),
+        ManifestError, ["field 'folds[0].weights' is null, expected a file name"]),
+    # ---- pretrained weights without internet
+    "pretrained weights offline": (
+        lambda d: create_model("resnet18", pretrained=True),
+        PretrainedWeightsError, ["its pretrained weights could not be downloaded", "HF_HUB_OFFLINE is set",
+                                 "or set pretrained = False"]),
 }
+
+
+def _diverging_fold(folder: Path) -> None:
+    labels = torch.arange(96) % 10
+    images = (torch.rand(96, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    config = Config(model="smallcnn", epochs=3, batch_size=16, learning_rate=1e6, min_lr=0.0, device="cpu")
+    train_fold(config, images=images, labels=labels, train_idx=np.arange(24, 96), val_idx=np.arange(24),
+               fold=0, output_dir=folder / "run")
+
+
+def _group(name: str, accuracy: float) -> Group:
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 10
+    right = rng.random(200) < accuracy
+    probs = np.full((200, 10), 0.01)
+    probs[np.arange(200), np.where(right, labels, (labels + 1) % 10)] = 0.91
+    oof = oof_frame(np.arange(200), np.arange(200) % 5, labels, probs)
+    return Group(name=name, path=Path(name), manifest={"train_sha256": "a" * 64}, oof=oof)
+
+
+def _csv(edit: Callable[[list[str]], list[str]], rows: int = 3) -> str:
+    return "\n".join(edit(train_frame(rows).to_csv(index=False).splitlines())) + "\n"
+
+
+def _latin1(path: Path) -> Path:
+    lines = train_frame().to_csv(index=False).splitlines()
+    lines[2] = lines[2][:20] + "\xe9" + lines[2][21:]  # pixel9's cell of data row 2 holds a Latin-1 byte
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return path
+
+
+def _broken_link(path: Path) -> Path:
+    path.symlink_to(path.with_name("moved-away.csv"))
+    return path
 
 
 def _pickled_payload(path: Path) -> Path:
@@ -171,3 +308,68 @@ def test_readme_lists_every_case():
     for case, (_, _, fragments) in CASES.items():
         row = next(line for line in section.splitlines() if line.startswith(f"| {case} |"))
         assert re.sub(r"`", "", fragments[0]) in row.replace("`", ""), (case, fragments[0])
+
+
+# ------------------------------------------------------------------------------------ the make runners, end to end
+def _one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_make_run_refuses_the_parameters_it_owns(tmp_path, capsys):
+    from tools import run_local
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "keep.txt").write_text("written earlier")
+    for name, fix in (("output_dir", "use RUN=<name> (--run)"), ("data_dir", "use DATA=<folder> (--data)")):
+        code = run_local.main(["--run", "x", "--runs", str(tmp_path / "runs"), "-p", f"{name}=/elsewhere"])
+        assert code == 2
+        assert _one_line(capsys.readouterr().err) == f"make run failed: -p {name}=… is set by the runner; {fix}" + (
+            ": outputs go to runs/<name>/" if name == "output_dir" else "")
+    assert (tmp_path / "runs" / "keep.txt").read_text() == "written earlier"
+
+
+def test_make_ensemble_with_one_run_says_two_are_needed(tmp_path, capsys):
+    from tools import run_ensemble
+
+    (tmp_path / "one").mkdir()
+    assert run_ensemble.main(["--runs", "one", "--runs-dir", str(tmp_path)]) == 2
+    assert _one_line(capsys.readouterr().err) == 'make ensemble needs two or more finished runs, RUNS="a b"; got 1: one'
+
+
+def test_the_folds_cache_keeps_folders_apart_that_slugs_would_merge(tmp_path):
+    from tools.run_local import folds_file_for
+
+    first, second = folds_file_for(tmp_path / "x_y", tmp_path / "runs"), folds_file_for(tmp_path / "x-y", tmp_path)
+    assert first.name != second.name and first.parent == tmp_path / "runs" / "folds"
+    assert folds_file_for(tmp_path / "x_y", tmp_path / "runs") == first  # stable: the same folder, the same file
+
+
+def test_the_makefile_quotes_data_and_run(tmp_path):
+    import subprocess
+
+    printed = subprocess.run(["make", "-n", "-W", "requirements.txt", "run", "DATA=my data/digit-recognizer",
+                              "RUN=my run"], cwd=REPO, capture_output=True, text=True).stdout
+    assert "--run 'my run' --data 'my data/digit-recognizer'" in printed, printed
+
+
+@pytest.mark.slow
+def test_a_diverged_make_run_stops_in_one_line_and_writes_no_submission(tmp_path, capsys):
+    from build import build_kernel
+    from tests.test_notebooks_e2e import write_tiny_competition
+    from tools import run_local
+
+    for kernel in ("train", "infer"):
+        build_kernel(kernel, repo=REPO, out_dir=tmp_path / "build", owner="tester")
+    data = write_tiny_competition(tmp_path / "digit-recognizer", n_train=300, n_test=20)
+    code = run_local.main(["--run", "blown", "--runs", str(tmp_path / "runs"), "--data", str(data), "--build",
+                           str(tmp_path / "build"), "-p", "epochs=2", "-p", "n_folds=2", "-p", "learning_rate=1e6",
+                           "-p", "min_lr=0"])
+    err = capsys.readouterr().err  # the notebook's log streams live, then the one line that ends it
+    line = err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    assert code == 1 and line.startswith("make run failed: cell ") and "DivergedError: fold 0 diverged in epoch" in line
+    assert "learning_rate = 1e+06 is probably too high" in line and line.endswith("runs/blown/train.ipynb")
+    run = tmp_path / "runs" / "blown"
+    assert not (run / "submission.csv").exists() and not list(run.glob("*_best.pth"))
