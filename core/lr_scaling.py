@@ -167,6 +167,15 @@ def fit_exponent(batches: np.ndarray, lrs: np.ndarray) -> tuple[float, float]:
     return float(alpha), float(log10_c)
 
 
+def check_analysis_settings(*, metric: str, n_boot: int) -> None:
+    """The sweep notebook's analysis parameters, checked before the grid trains (ValueError naming the parameter)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric = {metric!r}: choose one of {METRICS}")
+    if not (isinstance(n_boot, int) and not isinstance(n_boot, bool) and n_boot >= 10):
+        raise ValueError(f"n_boot = {n_boot!r}: use an integer of at least 10 bootstrap replicates (2000 is the "
+                         "default)")
+
+
 def analyze_sweep(runs: pd.DataFrame, *, metric: str = "val_acc", refine: bool = True, n_boot: int = 2000,
                   seed: int = 0, plot: bool = True) -> SweepAnalysis:
     """Summarise ``runs`` (the rows of one grid and budget), find the best rate per batch size, fit and plot the law.
@@ -177,8 +186,7 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = "val_acc", refine: bool =
         n_boot: Bootstrap replicates for α's interval; ``seed`` seeds them.
         plot: Also draw the heatmap (``SweepAnalysis.figure``).
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric = {metric!r}: choose one of {METRICS}")
+    check_analysis_settings(metric=metric, n_boot=n_boot)
     if runs.empty:
         raise ValueError("no finished cells to analyse yet")
     summary = summarize(runs)
