@@ -158,6 +158,11 @@ class Config:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+def is_whole(value: Any, minimum: int = 1) -> bool:
+    """An int (not a bool) of at least ``minimum``: the check of every count-like parameter outside ``Config``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def coerce_pretrained(value: Any) -> bool | str:
     """``pretrained`` from a notebook or the command line: "auto", True or False ("true"/"false"/"1"/"0" too)."""
     if isinstance(value, bool):

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import write_text_atomic
-from .config import ConfigError
+from .config import ConfigError, is_whole
 from .data import find_competition_file, read_test
 from .groups import Group, check_compatible, load_groups
 from .inference import predict_folds
@@ -214,15 +214,12 @@ class EnsembleRun:
 
 def _check_settings(*, steps: int, lr: float, batch_size: int, seed: int, fuse: str) -> None:
     """The ensemble notebook's parameters, before any work (ConfigError naming the parameter)."""
-    def whole(value: object) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    checks = [(whole(steps) and steps >= 1, f"steps = {steps!r}: must be a positive integer (Adam steps; 300 is "
+    checks = [(is_whole(steps), f"steps = {steps!r}: must be a positive integer (Adam steps; 300 is "
                                             "the default)"),
               (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
                f"learning_rate = {lr!r}: must be a positive number (0.05 is the default)"),
-              (whole(batch_size) and batch_size >= 1, f"batch_size = {batch_size!r}: must be a positive integer"),
-              (whole(seed) and seed >= 0, f"seed = {seed!r}: use a non-negative integer"),
+              (is_whole(batch_size), f"batch_size = {batch_size!r}: must be a positive integer"),
+              (is_whole(seed, minimum=0), f"seed = {seed!r}: use a non-negative integer"),
               (fuse in FUSE_CHOICES, f"fuse = {fuse!r}: use one of {FUSE_CHOICES}")]
     for ok, message in checks:
         if not ok:

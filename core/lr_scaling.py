@@ -29,6 +29,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import NullLocator
 
 from .atomic import write_text_atomic
+from .config import is_whole
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def check_analysis_settings(*, metric: str, n_boot: int) -> None:
     """The sweep notebook's analysis parameters, checked before the grid trains (ValueError naming the parameter)."""
     if metric not in METRICS:
         raise ValueError(f"metric = {metric!r}: choose one of {METRICS}")
-    if not (isinstance(n_boot, int) and not isinstance(n_boot, bool) and n_boot >= 10):
+    if not is_whole(n_boot, minimum=10):
         raise ValueError(f"n_boot = {n_boot!r}: use an integer of at least 10 bootstrap replicates (2000 is the "
                          "default)")
 

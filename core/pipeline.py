@@ -13,7 +13,7 @@ import torch
 
 from .atomic import write_text_atomic
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
-from .config import Config, ConfigError
+from .config import Config, ConfigError, is_whole
 from .data import find_competition_file, read_test, read_train
 from .folds import load_or_make_folds
 from .inference import inference_views, predict_folds
@@ -195,7 +195,7 @@ def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: 
     comma-separated view list (core.tta). Writes ``submission.csv``, ``test_probs.npz`` (per-fold probabilities,
     (n_test, 10) each, and their ``mean``) and ``test_probs.json`` (what made them, for the ensemble notebook).
     """
-    if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
+    if not is_whole(batch_size):
         raise ConfigError(f"batch_size = {batch_size!r}: must be a positive integer (test images per forward pass; "
                           "1024 is the default)")
     torch_device = resolve_device(device)
