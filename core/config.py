@@ -99,7 +99,7 @@ class Config:
              f"weight_decay = {self.weight_decay:g}: use 0 (none) or a positive number (1e-2 is the default)")
         need(self.eval_batch_size >= 1, f"eval_batch_size = {self.eval_batch_size}: must be a positive integer "
                                         "(images per validation forward pass; 1024 is the default)")
-        need(self.seed >= 0, f"seed = {self.seed}: use a non-negative integer")
+        need(0 <= self.seed < 2**32, f"seed = {self.seed}: use an integer 0..2**32-1 (42 is the default)")
         need(0 <= self.rotate_deg <= MAX_ROTATE_DEG,
              f"rotate_deg = {self.rotate_deg:g}: use 0..{MAX_ROTATE_DEG:g} degrees (10-15 is typical); digitkit never "
              "flips or turns a digit far: turned a half-turn, a 6 is a 9")

@@ -27,7 +27,7 @@ PIXEL_COLUMNS = [f"pixel{i}" for i in range(IMAGE_SIDE * IMAGE_SIDE)]
 TRAIN_COLUMNS = ["label"] + PIXEL_COLUMNS
 NUM_CLASSES = 10
 _HEADER_HINT = "label,pixel0..pixel783"
-_FIX_DATA = "run `make data` (writes data/digit-recognizer), or set DATA=<a folder in Kaggle's layout>"
+FIX_DATA = "run `make data` (writes data/digit-recognizer), or set DATA=<a folder in Kaggle's layout>"
 
 
 class DataError(ValueError):
@@ -76,21 +76,20 @@ def find_competition_file(data_dir: str | Path, stem: str) -> Path:
         raise DataError(f"data folder {data_dir} is a file, not a folder: point DATA (data_dir) at the folder that "
                         f"holds train.csv and test.csv, e.g. {data_dir.parent}")
     candidates = [data_dir / f"{stem}.csv", data_dir / f"{stem}.csv.gz"]
-    for path in candidates:
-        if path.is_symlink() and not path.exists():
-            raise DataError(f"{path} is a broken symbolic link (to {os.readlink(path)}): restore what it points to, "
-                            f"or replace the link with the file")
     found = [path for path in candidates if path.is_file()]
     if len(found) == 2:
         _logger.warning("both %s and %s are in %s: using %s (remove the other to silence this)", found[0].name,
-                    found[1].name, data_dir, found[0].name)
+                        found[1].name, data_dir, found[0].name)
     if found:
         return found[0]
+    broken = [path for path in candidates if path.is_symlink()]
+    if broken:
+        raise _broken_link(str(broken[0]), broken[0])
     if not data_dir.is_dir():
-        raise DataError(f"data folder {data_dir} does not exist (looking for {stem}.csv): {_FIX_DATA}")
+        raise DataError(f"data folder {data_dir} does not exist (looking for {stem}.csv): {FIX_DATA}")
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in data_dir.iterdir())
     shown = ", ".join(names[:20]) + (f", … ({len(names) - 20} more)" if len(names) > 20 else "")
-    raise DataError(f"{data_dir} has no {stem}.csv or {stem}.csv.gz (it holds: {shown or 'nothing'}): {_FIX_DATA}")
+    raise DataError(f"{data_dir} has no {stem}.csv or {stem}.csv.gz (it holds: {shown or 'nothing'}): {FIX_DATA}")
 
 
 def read_train(path: str | Path, group_column: str = "") -> TrainData:
@@ -155,29 +154,34 @@ def fingerprint_arrays(images: np.ndarray, labels: np.ndarray | None = None) -> 
 
 
 def _open_text(path: Path) -> IO[str]:
-    """The file as text; a byte that is not UTF-8 becomes U+FFFD, so that the cell holding it can be named."""
+    """The file as text (a UTF-8 byte-order mark dropped, as pandas does); a byte that is not UTF-8 becomes U+FFFD,
+    so that the cell holding it can be named."""
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="")
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
 
 
 _NOT_UTF8 = "\ufffd"
 
 
+def _broken_link(name: str, path: Path) -> DataError:
+    return DataError(f"{name} is a broken symbolic link (to {os.readlink(path)}): restore its target, or replace "
+                     f"the link with the file; {FIX_DATA}")
+
+
 def _read_frame(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Parse the whole file with pandas after cheap checks that it exists and is CSV text; return the frame (blank
-    lines dropped, so that row i is the file's data row i + 1 as a user counts them) and the header as the file
-    spells it (pandas renames an empty name to 'Unnamed: k' and a repeated one to 'pixel8.1')."""
+    lines skipped; ``frame.attrs["path"]`` lets an error name a row as the file numbers it) and the header as the
+    file spells it (pandas renames an empty name to 'Unnamed: k' and a repeated one to 'pixel8.1')."""
     name, path = str(path), Path(path)
     if path.is_symlink() and not path.exists():
-        raise DataError(f"{name} is a broken symbolic link (to {os.readlink(path)}): restore its target, or replace "
-                        f"the link with the file ({_FIX_DATA})")
+        raise _broken_link(name, path)
     if path.is_dir():
-        raise DataError(f"{name} is a folder, not a CSV file: {_FIX_DATA}")
+        raise DataError(f"{name} is a folder, not a CSV file: {FIX_DATA}")
     if not path.is_file():
-        raise DataError(f"{name} does not exist: {_FIX_DATA}")
+        raise DataError(f"{name} does not exist: {FIX_DATA}")
     if path.stat().st_size == 0:
-        raise DataError(f"{name} is empty (0 bytes): re-download it: {_FIX_DATA}")
+        raise DataError(f"{name} is empty (0 bytes): re-download it: {FIX_DATA}")
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
@@ -187,27 +191,43 @@ def _read_frame(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         head.split(b"\n", 1)[0].decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError) as error:
         raise DataError(f"{name} is not a CSV text file ({type(error).__name__}: {error}); "
-                        f"pass the competition's .csv or .csv.gz ({_FIX_DATA})") from None
+                        f"pass the competition's .csv or .csv.gz ({FIX_DATA})") from None
     try:
         with _open_text(path) as f:
-            header = next(csv.reader(f), [])
+            header = next((fields for fields in csv.reader(f) if any(field.strip() for field in fields)), [])
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(path, compression="gzip" if path.name.endswith(".gz") else None, index_col=False,
-                                low_memory=False, skip_blank_lines=False, encoding_errors="replace")
+                                low_memory=False, encoding_errors="replace")
     except pd.errors.EmptyDataError:
-        raise DataError(f"{name} is empty (no header, no rows): re-download it: {_FIX_DATA}") from None
+        raise DataError(f"{name} is empty (no header, no rows): re-download it: {FIX_DATA}") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as error:
         raise DataError(_ragged_message(name, path) or f"{name} could not be parsed as CSV ({error})") from None
     except (OSError, EOFError, UnicodeDecodeError) as error:
         raise DataError(f"{name} could not be read ({type(error).__name__}: {error}); "
-                        f"is it truncated? re-download it: {_FIX_DATA}") from None
-    blank = frame.isna().all(axis=1).to_numpy()
-    if blank.any():  # blank lines: dropped, but the rows after them keep the numbers a user sees in the file
-        _logger.warning("%s: skipped %d blank line(s) (row %s%s)", name, int(blank.sum()),
-                        ", ".join(str(i + 1) for i in np.flatnonzero(blank)[:5]), ", …" if blank.sum() > 5 else "")
-        frame = frame[~blank]
+                        f"is it truncated? re-download it: {FIX_DATA}") from None
+    frame.attrs["path"] = str(path)
     return frame, header
+
+
+def _file_row(frame: pd.DataFrame, position: int) -> int:
+    """The data row (1-based) of the frame's row ``position`` as the file numbers it: pandas skips blank lines,
+    a user counting lines does not (error path only: reads the file again)."""
+    path = frame.attrs.get("path")
+    if not path:
+        return position + 1
+    try:
+        with _open_text(Path(path)) as f:
+            lines = iter(f)
+            next((line for line in lines if line.strip()), None)  # the header (blank lines before it skipped)
+            seen = -1
+            for number, line in enumerate(lines, start=1):
+                seen += bool(line.strip())
+                if seen == position:
+                    return number
+    except (OSError, EOFError):
+        pass
+    return position + 1
 
 
 def _check_row_lengths(name: str, path: Path, frame: pd.DataFrame) -> None:
@@ -231,7 +251,7 @@ def _ragged_message(name: str, path: Path) -> str | None:
                     if last and len(fields) < len(header) and not _ends_with_newline(path):
                         return (f"{name} is truncated: its last row (row {row}) stops after {len(fields)} of "
                                 f"{len(header)} fields and the file does not end with a newline; re-download it: "
-                                f"{_FIX_DATA}")
+                                f"{FIX_DATA}")
                     return (f"{name} row {row}: has {len(fields)} fields but the header has {len(header)} columns; "
                             "every row needs one value per header column (fix or drop that row)")
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, StopIteration):
@@ -256,7 +276,7 @@ def _ends_with_newline(path: Path) -> bool:
 
 def _check_not_empty(name: str, frame: pd.DataFrame) -> None:
     if len(frame) == 0:
-        raise DataError(f"{name} has a header but no data rows: re-download it: {_FIX_DATA}")
+        raise DataError(f"{name} has a header but no data rows: re-download it: {FIX_DATA}")
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -367,7 +387,7 @@ def _first_bad_cell(name: str, frame: pd.DataFrame, bad: np.ndarray, kind: tuple
     if not bad.any():
         return
     position, col = divmod(int(np.argmax(bad)), bad.shape[1])
-    row = int(frame.index[position])  # the file's data row, blank lines counted (see _read_frame)
+    row = _file_row(frame, position) - 1  # as the file numbers it, blank lines counted
     others = int(bad.sum()) - 1
     value = frame.iat[position, col]
     if isinstance(value, str) and _NOT_UTF8 in value:

@@ -35,6 +35,7 @@ import torch
 
 from .config import Config
 from .distributed import ranks_agree
+from .models import PretrainedWeightsError
 from .trainer import DivergedError, FoldResult, resolve_device, train_fold, weights_name
 
 log = logging.getLogger(__name__)
@@ -197,16 +198,18 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
              timeout: float | None, poll: Callable[[], None] = lambda: None) -> None:
     """Start every command, forward its lines (prefixed with its tag) to stdout, wait; stop all when one fails.
     ``poll`` is called every 0.2 s while they run."""
-    procs, tails, threads = [], [], []
+    procs, tails, said, threads = [], [], [], []
     for command, env, tag in zip(commands, envs, tags):
         log.info("[%s] %s", tag, " ".join(command))
         proc = subprocess.Popen(command, env=env, cwd=_package_root(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         tail: deque[str] = deque(maxlen=40)
-        thread = threading.Thread(target=_forward, args=(proc, tag, tail), daemon=True)
+        marked: list[str] = []  # its ERROR_MARK lines, kept apart: torchrun's traceback can push them out of the tail
+        thread = threading.Thread(target=_forward, args=(proc, tag, tail, marked), daemon=True)
         thread.start()
         procs.append(proc)
         tails.append(tail)
+        said.append(marked)
         threads.append(thread)
     deadline = None if timeout is None else time.monotonic() + timeout
     failed = None
@@ -232,16 +235,17 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
     if failed == -1:
         raise RuntimeError(f"workers stopped after the {timeout} s timeout")
     if failed is not None:
-        said = [line[len(ERROR_MARK):].strip() for line in tails[failed] if line.startswith(ERROR_MARK)]
-        if said:  # a digitkit error with its own clear message (a diverged fold, a bad setting): that line alone
-            raise WorkerFailed(f"[{tags[failed]}] {said[-1]}")
+        if said[failed]:  # a digitkit error with its own clear message (a diverged fold, a bad setting): that alone
+            raise WorkerFailed(f"[{tags[failed]}] {said[failed][-1]}")
         raise WorkerFailed(f"{tags[failed]} failed (exit code {procs[failed].returncode}); its last lines:\n"
                            + "".join(tails[failed]))
 
 
-def _forward(proc: subprocess.Popen, tag: str, tail: deque) -> None:
+def _forward(proc: subprocess.Popen, tag: str, tail: deque, said: list[str]) -> None:
     for line in proc.stdout:
         tail.append(line)
+        if ERROR_MARK in line:  # torchrun prefixes each rank's lines ("[default0]:"): find the mark anywhere
+            said.append(line.split(ERROR_MARK, 1)[1].strip())
         sys.stdout.write(f"[{tag}] {line}")
         sys.stdout.flush()
 
@@ -252,7 +256,8 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     config = Config.from_mapping(json.loads((work / "config.json").read_text(encoding="utf-8")))
-    device = resolve_device(config.device)
+    # the launcher chose this worker's GPU (CUDA_VISIBLE_DEVICES / LOCAL_RANK): only the device type applies here
+    device = resolve_device("cuda" if config.device.startswith("cuda") else config.device)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank if world > 1 else 0)
         torch.cuda.set_device(device)
@@ -327,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_when_gone(args.parent_pid, scratch=args.work)
     try:
         run_worker(work=args.work, output_dir=args.output, fold_list=[int(f) for f in args.folds.split(",") if f])
-    except (DivergedError, ValueError) as err:  # digitkit's errors say what to do in one line: pass that line on
+    except (DivergedError, PretrainedWeightsError, ValueError) as err:  # digitkit's errors say what to do in one
+        # line: pass that line on
         print(f"{ERROR_MARK} {type(err).__name__}: {err}", flush=True)
         return 3
     return 0

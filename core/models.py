@@ -241,6 +241,8 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
             model = timm.create_model(spec["name"], pretrained=pretrained, num_classes=spec["num_classes"],
                                       in_chans=spec["in_chans"], **kwargs)
         except Exception as err:  # hub, HTTP and file errors differ between timm / huggingface_hub versions
+            if not _is_download_error(err):
+                raise
             offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
             raise PretrainedWeightsError(
                 f"model = {spec['name']!r}: its pretrained weights could not be downloaded ({type(err).__name__}: "
@@ -257,6 +259,20 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
         model = nn.Sequential(OrderedDict(pad=pad, model=model))
     _logger.info("model %s: %.2f M parameters", spec["name"], count_parameters(model) / 1e6)
     return model
+
+
+_NETWORK_MODULES = ("huggingface_hub", "requests", "httpx", "httpcore", "urllib", "urllib3", "socket", "ssl")
+
+
+def _is_download_error(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) comes from fetching weights: an OS / network error or the hub's own
+    (their classes differ between huggingface_hub and timm versions), not a model that cannot be built."""
+    while err is not None:
+        if isinstance(err, (OSError, ConnectionError, TimeoutError)) or \
+                type(err).__module__.split(".")[0] in _NETWORK_MODULES:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def resolve_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> bool:

@@ -12,9 +12,15 @@ def on_kaggle() -> bool:
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_WORKING.is_dir()
 
 
-def given_path(value: str | Path | None, name: str, *, folder: bool) -> Path | None:
+def given_path(value: str | Path | None, name: str, *, folder: bool, default_here: bool = True,
+               fix: str = "") -> Path | None:
     """The path a parameter names (None when it is empty), refused unless it exists as a folder / a file: a typo
     must not silently fall back to a default (on Kaggle it would throw an attached resume or split away).
+
+    Args:
+        default_here: whether an empty value has a default off Kaggle too (resume_dir, folds_path do; data_dir and
+            weights_dir are only found by themselves among Kaggle's inputs).
+        fix: what else to do, e.g. how to make the data.
 
     Raises:
         FileNotFoundError: naming the parameter, what is there instead, and (on Kaggle) what is attached.
@@ -33,12 +39,13 @@ def given_path(value: str | Path | None, name: str, *, folder: bool) -> Path | N
         found = "does not exist"
     attached = sorted(p.name for p in KAGGLE_INPUT.iterdir()) if KAGGLE_INPUT.is_dir() else []
     hint = f"; attached under {KAGGLE_INPUT}: {', '.join(attached) or 'nothing'}" if attached or on_kaggle() else ""
-    raise FileNotFoundError(f"{name} = {str(value)!r} {found}: give an existing {kind}, or leave {name} empty "
-                            f"(\"\") for the default{hint}")
+    empty = f", or leave {name} empty (\"\") for the default" if default_here or on_kaggle() else ""
+    raise FileNotFoundError(f"{name} = {str(value)!r} {found}: give an existing {kind}{empty}"
+                            f"{'; ' + fix if fix else ''}{hint}")
 
 
 def find_input_dir(explicit: str | Path | None, marker: str | tuple[str, ...], what: str,
-                   root: Path = KAGGLE_INPUT, max_depth: int = 5) -> Path:
+                   root: Path = KAGGLE_INPUT, max_depth: int = 5, fix: str = "") -> Path:
     """The folder holding ``marker`` (a file name, or any of several): ``explicit`` if given, else the first match
     under Kaggle's input root (attached competitions, datasets and kernel outputs), searched breadth-first.
 
@@ -47,7 +54,7 @@ def find_input_dir(explicit: str | Path | None, marker: str | tuple[str, ...], w
     """
     markers = (marker,) if isinstance(marker, str) else marker
     if explicit:
-        return given_path(explicit, what.replace(" ", "_"), folder=True)
+        return given_path(explicit, what.replace(" ", "_"), folder=True, default_here=False, fix=fix)
     if root.is_dir():
         level = [root]
         for _ in range(max_depth):

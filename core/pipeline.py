@@ -14,12 +14,12 @@ import torch
 from .atomic import write_text_atomic
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
 from .config import Config, ConfigError, is_whole
-from .data import find_competition_file, read_test, read_train
+from .data import FIX_DATA, find_competition_file, read_test, read_train
 from .folds import load_or_make_folds
 from .inference import inference_views, predict_folds
 from .launch import plan_parallel, train_folds_in_workers
 from .manifest import ManifestError, read_manifest, sha256_file, write_manifest
-from .models import describe_pretrained, is_convolutional, model_spec, resolve_pretrained
+from .models import create_model, describe_pretrained, is_convolutional, model_spec, resolve_pretrained
 from .oof import fold_accuracies, local_cv, report, write_oof
 from .paths import KAGGLE_INPUT, find_input_dir, given_path, on_kaggle
 from .plots import plot_training_curves
@@ -112,6 +112,8 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
         (output_dir / weights_name(config.model, result.fold, "last")).unlink(missing_ok=True)
 
     plan = plan_parallel(config, device, n_folds=len(todo))
+    if todo and plan.launches and config.pretrained:  # download once, here: one clear error if it fails, and the
+        create_model(config.model, pretrained=config.pretrained)  # workers then find the weights in the hub's cache
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
         train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=folds, fold_list=todo,
                                output_dir=output_dir, on_fold=record)
@@ -235,7 +237,8 @@ def find_weights_dir(explicit: str | Path | None) -> Path:
 
 def find_data_dir(explicit: str | Path | None) -> Path:
     """The competition folder: the parameter, else the attached digit-recognizer competition."""
-    return find_input_dir(explicit, ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz"), "data dir")
+    return find_input_dir(explicit, ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz"), "data dir",
+                          fix=FIX_DATA)
 
 
 def _kaggle_input_file(name: str) -> Path | None:

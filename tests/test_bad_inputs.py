@@ -17,7 +17,7 @@ import torch
 
 from core.checkpoint import CheckpointError, load_weights, read_state_dict
 from core.config import Config, ConfigError
-from core.data import PIXEL_COLUMNS, DataError, find_competition_file, read_test, read_train
+from core.data import PIXEL_COLUMNS, DataError, read_test, read_train
 from core.ensemble import run_ensemble
 from core.folds import load_or_make_folds, make_folds, save_folds
 from core.groups import EnsembleError, Group, check_compatible
@@ -26,7 +26,7 @@ from core.manifest import ManifestError, read_manifest, verify_manifest, write_m
 from core.models import PretrainedWeightsError, create_model
 from core.oof import oof_frame
 from core.paths import given_path
-from core.pipeline import run_inference
+from core.pipeline import find_data_dir, run_inference
 from core.resume import find_previous_output
 from core.submission import SubmissionError, read_submission
 from core.trainer import DivergedError, resolve_device, train_fold
@@ -167,8 +167,8 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
         lambda d: given_path(str(d / "folds.csv"), "folds_path", folder=False),
         FileNotFoundError, ["folds_path = ", "folds.csv' does not exist"]),
     "data folder that is a file": (
-        lambda d: find_competition_file(written(d / "train.csv", "label\n"), "train"),
-        DataError, ["is a file, not a folder: point DATA (data_dir) at the folder"]),
+        lambda d: find_data_dir(str(written(d / "train.csv", "label\n"))),
+        FileNotFoundError, ["data_dir = ", "train.csv' is a file, not a folder: give an existing folder; run `make data`"]),
     "train.csv a broken symlink": (
         lambda d: read_train(_broken_link(d / "train.csv")), DataError, ["train.csv is a broken symbolic link (to "]),
     # ---- k checked against the rows, the smallest class and the groups, with what fits

@@ -335,12 +335,12 @@ def test_failure_carries_the_error_and_saves_the_notebook(tmp_path, capsys):
     assert "boom()" in failure.traceback and "\x1b[" not in failure.traceback
     saved = [c for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells if c.cell_type == "code"]
     assert saved[0].outputs[0].text == "before\n" and saved[1].outputs[-1].output_type == "error"
-    assert str(failure) == (f"cell 2 ('def boom():') failed: ValueError: boom 42 — executed notebook: "
+    assert str(failure) == (f"cell In [2] ('def boom():') failed: ValueError: boom 42 — executed notebook: "
                             f"{tmp_path / 'out.ipynb'}")  # one line
 
     assert rn.main([str(path), "--out", str(tmp_path / "cli.ipynb"), "--cwd", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    assert "cell 2" in err and "ValueError: boom 42" in err and str(tmp_path / "cli.ipynb") in err
+    assert "cell In [2]" in err and "ValueError: boom 42" in err and str(tmp_path / "cli.ipynb") in err
 
 
 def test_cli_refuses_unknown_parameter_and_a_git_checkout(tmp_path, capsys):

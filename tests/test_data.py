@@ -270,3 +270,14 @@ def test_find_competition_file_missing_lists_the_folder(tmp_path):
     raises(lambda: find_competition_file(tmp_path, "train"), f"{tmp_path} has no train.csv or train.csv.gz",
            "digit-recognizer.zip", "make data", "DATA=")
     raises(lambda: find_competition_file(tmp_path / "nope", "train"), "does not exist", "make data")
+
+
+def test_a_byte_order_mark_and_blank_lines_around_the_data_are_accepted(tmp_path):
+    from core.data import PIXEL_COLUMNS
+
+    frame = pd.DataFrame(np.zeros((4, 784), dtype=np.int64), columns=PIXEL_COLUMNS)
+    frame.insert(0, "label", np.arange(4))
+    frame.to_csv(tmp_path / "bom.csv", index=False, encoding="utf-8-sig")  # what Excel writes
+    (tmp_path / "blank.csv").write_text("\n" + frame.to_csv(index=False) + "\n\n")
+    for name in ("bom.csv", "blank.csv"):
+        assert read_train(tmp_path / name).labels.tolist() == [0, 1, 2, 3], name

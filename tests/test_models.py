@@ -135,6 +135,17 @@ def test_a_failed_download_says_turn_internet_on_or_set_pretrained_false(monkeyp
         create_model("resnet18", pretrained=True)
 
 
+def test_a_model_that_cannot_be_built_is_not_blamed_on_the_network(monkeypatch):
+    import timm
+
+    def broken(name, pretrained=False, **kwargs):
+        raise ValueError("in_chans adaptation failed")
+
+    monkeypatch.setattr(timm, "create_model", broken)
+    with pytest.raises(ValueError, match="in_chans adaptation failed"):
+        create_model("resnet18", pretrained=True)
+
+
 def test_non_json_kwargs_are_rejected():
     with pytest.raises(ValueError, match="JSON"):
         model_spec("convnext_atto", timm_kwargs={"act_layer": torch.nn.GELU})

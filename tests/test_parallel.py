@@ -238,12 +238,13 @@ def test_workers_stop_when_the_launching_process_is_killed(tmp_path):
             parent.kill()
 
 
-def test_a_worker_whose_fold_diverges_reports_that_one_line(tmp_path):
+@pytest.mark.parametrize("mode", ["folds", "ddp"])  # under torchrun the line must survive its traceback too
+def test_a_worker_whose_fold_diverges_reports_that_one_line(tmp_path, mode):
     from core.launch import WorkerFailed
 
     data, out = write_train_csv(tmp_path / "data"), tmp_path / "run"
     config = Config(model="smallcnn", n_folds=2, epochs=2, batch_size=16, learning_rate=1e6, min_lr=0.0,
-                    device="cpu", tta="none", parallel="folds", workers=2)
+                    device="cpu", tta="none", parallel=mode, workers=2)
     with pytest.raises(WorkerFailed) as info:
         run_training(config, data_dir=data, output_dir=out)
     message = str(info.value)

@@ -35,11 +35,14 @@ class NotebookFailed(RuntimeError):
     ``cell_index`` counts from 0 in the executed notebook, as papermill does; the message counts from 1.
     """
 
-    def __init__(self, *, cell_index: int, ename: str, evalue: str, traceback: str, out: Path, cell_source: str = ""):
+    def __init__(self, *, cell_index: int, ename: str, evalue: str, traceback: str, out: Path, cell_source: str = "",
+                 exec_count: int | None = None):
         self.cell_index, self.ename, self.evalue, self.traceback, self.out = cell_index, ename, evalue, traceback, out
-        self.cell_source = cell_source
+        self.cell_source, self.exec_count = cell_source, exec_count
         first = next((line for line in cell_source.splitlines() if line.strip()), "")
-        super().__init__(f"cell {cell_index + 1} ({first[:60]!r}) failed: {ename}: {evalue} — executed notebook: {out}")
+        # In [k] is what the saved notebook shows (papermill adds banner cells, so positions shift there)
+        label = f"In [{exec_count}]" if exec_count else f"{cell_index + 1}"
+        super().__init__(f"cell {label} ({first[:60]!r}) failed: {ename}: {evalue} — executed notebook: {out}")
 
 
 class NotebookInterrupted(KeyboardInterrupt):
@@ -47,8 +50,7 @@ class NotebookInterrupted(KeyboardInterrupt):
 
     def __init__(self, *, where: str, out: Path):
         self.where, self.out = where, out
-        super().__init__(f"interrupted{' during ' + where if where else ''}; rerun the same command to resume "
-                         f"(finished folds and epochs are kept) — executed notebook so far: {out}")
+        super().__init__(f"interrupted{' during ' + where if where else ''} — executed notebook so far: {out}")
 
 
 class _Echo:
@@ -138,7 +140,8 @@ def kernel_environment() -> Iterator[None]:
 def _failure(exc: Exception, out: Path, kernel_log: Path | None = None) -> NotebookFailed:
     if isinstance(exc, PapermillExecutionError):
         return NotebookFailed(cell_index=exc.cell_index, ename=exc.ename, evalue=_ANSI.sub("", str(exc.evalue)),
-                              traceback=_ANSI.sub("", "\n".join(exc.traceback)), out=out, cell_source=exc.source)
+                              traceback=_ANSI.sub("", "\n".join(exc.traceback)), out=out, cell_source=exc.source,
+                              exec_count=exc.exec_count)
     # a timeout or a dead kernel leaves no error output: blame the last cell that started
     nb = nbformat.read(str(out), as_version=4) if out.is_file() else nbformat.v4.new_notebook()
     started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
@@ -219,7 +222,11 @@ def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path
         print(f"\n{target} failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:  # NotebookInterrupted, or a second Ctrl-C while papermill cleaned up
-        print(f"\n{target} {err if isinstance(err, NotebookInterrupted) else 'interrupted'}", file=sys.stderr)
+        where = f" during {err.where}" if isinstance(err, NotebookInterrupted) and err.where else ""
+        again = ("rerun the same command to resume (finished folds and epochs are kept)" if kernel == "train" else
+                 "rerun the same command to resume (finished cells are kept in runs.csv)" if kernel == "sweep" else
+                 "rerun the same command")
+        print(f"\n{target} interrupted{where}; {again} — executed notebook so far: {executed}", file=sys.stderr)
         return INTERRUPTED
     return 0
 
@@ -246,12 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run_notebook(args.notebook, args.out, cwd=args.cwd, parameters=dict(args.parameter), timeout=args.timeout)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"run_notebook: error: {exc}", file=sys.stderr)
         return 2
     except NotebookFailed as exc:
         print(f"\nrun_notebook: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        print(f"\nrun_notebook: {exc if isinstance(exc, NotebookInterrupted) else 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
     print(f"run_notebook: executed notebook written to {args.out}")
     return 0
 
