@@ -281,3 +281,12 @@ def test_a_byte_order_mark_and_blank_lines_around_the_data_are_accepted(tmp_path
     (tmp_path / "blank.csv").write_text("\n" + frame.to_csv(index=False) + "\n\n")
     for name in ("bom.csv", "blank.csv"):
         assert read_train(tmp_path / name).labels.tolist() == [0, 1, 2, 3], name
+
+
+def test_train_csv_beside_a_train_csv_gz_says_which_one_is_used(tmp_path, caplog):
+    (tmp_path / "train.csv").write_text("label\n")
+    with gzip.open(tmp_path / "train.csv.gz", "wt") as handle:
+        handle.write("label\n")
+    caplog.set_level("WARNING", logger="core.data")
+    assert find_competition_file(tmp_path, "train") == tmp_path / "train.csv"
+    assert "both train.csv and train.csv.gz are in" in caplog.text and "using train.csv" in caplog.text
