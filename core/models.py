@@ -271,6 +271,12 @@ def _is_download_error(err: BaseException) -> bool:
         if isinstance(err, (OSError, ConnectionError, TimeoutError)) or \
                 type(err).__module__.split(".")[0] in _NETWORK_MODULES:
             return True
+        frame = err.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        raised_in = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
+        if raised_in.startswith("timm.models._hub") or raised_in.split(".")[0] in _NETWORK_MODULES:
+            return True  # e.g. timm 0.9: "Hugging Face hub model specified but package not installed"
         err = err.__cause__ or err.__context__
     return False
 
