@@ -257,7 +257,7 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
     if spec["pad_to"]:
         pad = PadTo(spec["pad_to"], value=spec.get("pad_value", 0.0))
         model = nn.Sequential(OrderedDict(pad=pad, model=model))
-    _logger.info("model %s: %.2f M parameters", spec["name"], count_parameters(model) / 1e6)
+    _logger.debug("model %s: %.2f M parameters", spec["name"], count_parameters(model) / 1e6)  # once per run: pipeline
     return model
 
 

@@ -19,7 +19,7 @@ from .folds import load_or_make_folds
 from .inference import inference_views, predict_folds
 from .launch import plan_parallel, train_folds_in_workers
 from .manifest import ManifestError, read_manifest, sha256_file, write_manifest
-from .models import create_model, describe_pretrained, is_convolutional, model_spec, resolve_pretrained
+from .models import count_parameters, create_model, describe_pretrained, is_convolutional, model_spec, resolve_pretrained
 from .oof import fold_accuracies, local_cv, report, write_oof
 from .paths import KAGGLE_INPUT, find_input_dir, given_path, on_kaggle
 from .plots import plot_training_curves
@@ -78,6 +78,7 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     log.info("device: %s; model: %s; %d folds × %d epochs", describe_device(device), config.model, config.n_folds,
              config.epochs)
     log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle()))
+    log.info("model %s: %.2f M parameters", config.model, count_parameters(create_model(config.model)) / 1e6)
     # config.json and the manifest record what was used, so a resume compares like with like
     config = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
                                                                        on_kaggle=on_kaggle()))
@@ -131,8 +132,7 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
     for name in choice.frames if variant_files else []:
         write_oof(output_dir / variant_file(name), choice.frames[name])
-    summary = report(oof, n_rows=len(train.labels)) + "\n" + choice.report()
-    log.info("\n%s", summary)
+    summary = report(oof, n_rows=len(train.labels)) + "\n" + choice.report()  # the notebook prints it, once
     figure = plot_training_curves({r.fold: r.history for r, _ in results}, output_dir / "training_curves.png",
                                   title=f"{config.model}: local CV {local_cv(oof):.5f}")
 

@@ -1,6 +1,13 @@
-"""One progress-bar factory: a widget inside Jupyter/Kaggle when ipywidgets exists, a text bar otherwise."""
+"""One progress-bar factory: a bar only where a person watches it live — a terminal, or a notebook with widgets.
+
+Elsewhere (papermill on Kaggle or ``make run`` without ipywidgets, a fold worker writing into a pipe, a test) a text
+bar would save hundreds of redrawn frames into the notebook or the log; the trainer's one line per epoch says the
+same, so the bar is off there.
+"""
 from __future__ import annotations
 
+import importlib.util
+import sys
 import warnings
 
 with warnings.catch_warnings():
@@ -8,6 +15,15 @@ with warnings.catch_warnings():
     from tqdm.auto import tqdm
 
 
+def watched() -> bool:
+    """Whether a bar would be seen live: stderr is a terminal, or an IPython kernel can draw a widget."""
+    if "ipykernel" in sys.modules:
+        return importlib.util.find_spec("ipywidgets") is not None
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
 def progress(total: int, desc: str, leave: bool = False, **kwargs) -> tqdm:
-    """A bar for ``total`` steps, e.g. the batches of one epoch."""
+    """A bar for ``total`` steps, e.g. the batches of one epoch (disabled where nobody watches it: ``watched``)."""
+    kwargs.setdefault("disable", not watched())
     return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, **kwargs)
