@@ -77,11 +77,11 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     device = resolve_device(config.device)
     log.info("device: %s; model: %s; %d folds × %d epochs", describe_device(device), config.model, config.n_folds,
              config.epochs)
-    log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle()))
-    log.info("model %s: %.2f M parameters", config.model, count_parameters(create_model(config.model)) / 1e6)
+    kaggle = on_kaggle()
+    log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=kaggle))
     # config.json and the manifest record what was used, so a resume compares like with like
     config = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
-                                                                       on_kaggle=on_kaggle()))
+                                                                       on_kaggle=kaggle))
 
     train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
     folds_file = output_dir / "folds.csv"
@@ -113,8 +113,10 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
         (output_dir / weights_name(config.model, result.fold, "last")).unlink(missing_ok=True)
 
     plan = plan_parallel(config, device, n_folds=len(todo))
-    if todo and plan.launches and config.pretrained:  # download once, here: one clear error if it fails, and the
-        create_model(config.model, pretrained=config.pretrained)  # workers then find the weights in the hub's cache
+    # One model built here: its size for the log and, when workers will train from pretrained weights, their download
+    # done once (one clear error if it fails; the workers then find the weights in the hub's cache).
+    log.info("model %s: %.2f M parameters", config.model, count_parameters(
+        create_model(config.model, pretrained=bool(todo and plan.launches and config.pretrained))) / 1e6)
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
         train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=folds, fold_list=todo,
                                output_dir=output_dir, on_fold=record)
