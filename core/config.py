@@ -167,10 +167,13 @@ def coerce_pretrained(value: Any) -> bool | str:
     """``pretrained`` from a notebook or the command line: "auto", True or False ("true"/"false"/"1"/"0" too)."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return coerce("pretrained", value, bool)
+    if isinstance(value, str) and value.strip():  # "" is no choice here, although coerce reads it as False
+        if value.strip().lower() == "auto":
+            return "auto"
+        try:
+            return coerce("pretrained", value, bool)  # its words for True and False
+        except ConfigError:
+            pass
     raise ConfigError(f"pretrained = {value!r}: use 'auto' (timm models on Kaggle), True or False")
 
 
