@@ -13,6 +13,7 @@ What it cannot prove: a GPU (the machine has none) and a real download (no inter
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -66,11 +67,11 @@ class SandboxRun:
     log: str  # papermill's stdout + stderr (the kernel's streams, with --log-output)
     executed: Path  # the executed notebook
 
-    @property
+    @functools.cached_property
     def notebook(self) -> nbformat.NotebookNode:
         return nbformat.read(str(self.executed), as_version=4)
 
-    @property
+    @functools.cached_property
     def text(self) -> str:
         """Every stream and plain-text output of the executed notebook, in order."""
         parts = []
@@ -151,10 +152,6 @@ class KaggleSandbox:
             code, log = 124, f"timed out after {timeout} s\n{exc.stdout or ''}{exc.stderr or ''}"
         (executed.with_suffix(".log")).write_text(log)
         return SandboxRun(returncode=code, log=log, executed=executed)
-
-    def working_files(self) -> set[str]:
-        """Top-level names in /kaggle/working (folders with a trailing /)."""
-        return {p.name + ("/" if p.is_dir() else "") for p in self.working.iterdir()}
 
 
 def make_mount_point() -> bool:

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -102,8 +103,6 @@ class Chain:
     def resume(self):
         """Version 2 with version 1's output attached, fold 4's weights lost (as if its session had ended)."""
         previous = self.sandbox.base / "outputs" / "train-v1-cut"
-        import shutil
-
         shutil.copytree(self.train[1], previous)
         (previous / "smallcnn_fold4_best.pth").unlink()
         self._session(**{"digitkit-train": previous})
