@@ -31,6 +31,8 @@ from core.resume import find_previous_output
 from core.submission import SubmissionError, read_submission
 from core.trainer import DivergedError, resolve_device, train_fold
 from test_data import with_cell
+from test_ensemble import noisy_probs
+from test_trainer import tiny_fold
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -232,21 +234,17 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
 
 
 def _diverging_fold(folder: Path) -> None:
-    labels = torch.arange(96) % 10
-    images = (torch.rand(96, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    images, labels, val_idx, train_idx = tiny_fold()
     config = Config(model="smallcnn", epochs=3, batch_size=16, learning_rate=1e6, min_lr=0.0, device="cpu")
-    train_fold(config, images=images, labels=labels, train_idx=np.arange(24, 96), val_idx=np.arange(24),
-               fold=0, output_dir=folder / "run")
+    train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=0,
+               output_dir=folder / "run")
 
 
 def _group(name: str, accuracy: float) -> Group:
-    rng = np.random.default_rng(0)
     labels = np.arange(200) % 10
-    right = rng.random(200) < accuracy
-    probs = np.full((200, 10), 0.01)
-    probs[np.arange(200), np.where(right, labels, (labels + 1) % 10)] = 0.91
-    oof = oof_frame(np.arange(200), np.arange(200) % 5, labels, probs)
-    return Group(name=name, path=Path(name), manifest={"train_sha256": "a" * 64}, oof=oof)
+    probs = noisy_probs(labels, accuracy, np.random.default_rng(0))
+    return Group(name=name, path=Path(name), manifest={"train_sha256": "a" * 64},
+                 oof=oof_frame(np.arange(200), np.arange(200) % 5, labels, probs))
 
 
 def _csv(edit: Callable[[list[str]], list[str]], rows: int = 3) -> str:
