@@ -20,6 +20,8 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from .paths import find_input_dir
+
 _logger = logging.getLogger(__name__)
 
 IMAGE_SIDE = 28
@@ -59,6 +61,12 @@ class TestData:
 
     images: np.ndarray
     fingerprint: str
+
+
+def find_data_dir(explicit: str | Path | None) -> Path:
+    """The competition folder: the parameter, else the attached digit-recognizer competition."""
+    return find_input_dir(explicit, ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz"), "data dir",
+                          fix=FIX_DATA)
 
 
 def find_competition_file(data_dir: str | Path, stem: str) -> Path:

@@ -33,7 +33,7 @@ from .groups import Group, check_compatible, load_groups
 from .inference import predict_folds
 from .stats import mcnemar_exact
 from .submission import make_submission, write_submission
-from .trainer import resolve_device
+from .device import resolve_device
 
 log = logging.getLogger(__name__)
 FUSE_CHOICES = ("auto", "learned", "mean")

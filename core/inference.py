@@ -1,22 +1,34 @@
 """Predict with a trained run as its manifest.json says: which weights (best epoch or SWA) and which TTA views.
 
-Shared by the inference notebook (test.csv), the ensemble notebook (a group given as weights, not probabilities) and
-training itself (scoring the TTA views on each fold's validation rows).
+The inference notebook's steps, in order: ``read_trained_manifest`` (the run, refused while unfinished) →
+``inference_views`` → ``predict_folds`` (each fold's model built with ``pretrained=False``, its weights hash-checked
+and loaded, the test images predicted through every view) → ``write_predictions`` (the folds averaged,
+submission.csv). ``run_inference`` is all of them in one call. ``predict_folds`` also serves the ensemble notebook (a
+group given as weights) and training itself (scoring the TTA views on each fold's validation rows).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn as nn
 
+from .atomic import write_text_atomic
 from .checkpoint import load_weights
-from .manifest import verify_files
+from .config import ConfigError, is_whole
+from .data import TestData, find_competition_file, read_test
+from .device import describe_device, resolve_device
+from .manifest import MANIFEST_NAME, ManifestError, describe_manifest, read_manifest, sha256_file, verify_files
 from .models import create_model_from_spec, is_convolutional
+from .paths import find_input_dir
 from .predict import predict_probs
+from .submission import make_submission, write_submission
 from .tta import make_views, parse_views
 
 log = logging.getLogger(__name__)
@@ -79,3 +91,94 @@ def predict_folds(weights_dir: str | Path, manifest: dict[str, Any], images: tor
         log.info("fold %d predicted (%s weights, %d view%s)", entry["fold"], weights, len(view_fns),
                  "" if len(view_fns) == 1 else "s")
     return per_fold
+
+
+@dataclasses.dataclass
+class InferenceRun:
+    submission_path: Path
+    test_probs: np.ndarray  # (n_test, 10), the average over folds
+    n_models: int
+    weights: str = "best"  # which weights of each fold: best epoch or SWA
+    views: list[str] = dataclasses.field(default_factory=list)  # TTA views averaged ([] = none)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """int (n_test,): the submitted digit of each test row."""
+        return self.test_probs.argmax(1)
+
+    @property
+    def submission(self) -> pd.DataFrame:
+        """submission.csv as written: ``ImageId`` (1..n_test), ``Label``."""
+        return make_submission(self.test_probs)
+
+
+def find_weights_dir(explicit: str | Path | None) -> Path:
+    """The folder holding manifest.json: the parameter, else the attached weights dataset / kernel output."""
+    return find_input_dir(explicit, MANIFEST_NAME, "weights dir")
+
+
+def read_trained_manifest(weights_dir: str | Path) -> dict[str, Any]:
+    """manifest.json of a finished training run (refused, saying how to finish it, while folds are missing)."""
+    manifest = read_manifest(weights_dir)
+    if manifest.get("complete") is False:
+        raise ManifestError(f"{Path(weights_dir) / MANIFEST_NAME}: training stopped after {len(manifest['folds'])} of "
+                            f"{manifest['n_folds']} folds; rerun the train notebook on the same output to finish it")
+    return manifest
+
+
+def chosen_views(tta: str, manifest: dict[str, Any]) -> list[str]:
+    """``inference_views``, with a warning when they are not the views training chose (then oof.csv does not
+    describe the test predictions)."""
+    views = inference_views(tta, manifest)
+    chosen = list(manifest.get("inference", {}).get("tta", []))
+    if views != chosen:
+        log.warning("TTA %s differs from training's choice %s: oof.csv does not describe these test predictions",
+                    views or "none", chosen or "none")
+    return views
+
+
+def write_predictions(output_dir: str | Path, per_fold: dict[str, np.ndarray], *, test: TestData,
+                      manifest: dict[str, Any], weights_dir: str | Path, weights: str,
+                      views: Sequence[str]) -> InferenceRun:
+    """Average the folds' (n_test, 10) probabilities and write ``submission.csv``, ``test_probs.npz`` (each fold's
+    and their ``mean``) and ``test_probs.json`` (what made them, for the ensemble notebook)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    mean_probs = np.mean(list(per_fold.values()), axis=0)
+    np.savez(output_dir / "test_probs.npz", mean=mean_probs, **per_fold)
+    provenance = {"weights": weights, "tta": list(views), "test_sha256": test.fingerprint, "n_test": int(len(mean_probs)),
+                  "manifest_sha256": sha256_file(Path(weights_dir) / MANIFEST_NAME),
+                  "model": manifest["model"]["spec"]["name"]}
+    write_text_atomic(output_dir / "test_probs.json", json.dumps(provenance, indent=2) + "\n")
+    path = write_submission(output_dir / "submission.csv", make_submission(mean_probs), n_test=len(mean_probs))
+    return InferenceRun(submission_path=path, test_probs=mean_probs, n_models=len(per_fold), weights=weights,
+                        views=list(views))
+
+
+def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: str | Path, device: str = "auto",
+                  batch_size: int = 1024, tta: str = "auto") -> InferenceRun:
+    """Predict test.csv with every fold model listed in ``weights_dir``/manifest.json: views, then folds averaged.
+
+    Each model is built from the manifest's spec with ``pretrained=False`` (no download: the kernel runs offline)
+    and loaded with ``weights_only=True`` after its sha256 is checked; the manifest says which weights (best epoch or
+    SWA). ``tta``: "auto" = the views training found helpful on OOF (manifest ``inference.tta``), "none", or a
+    comma-separated view list (core.tta). Writes what ``write_predictions`` writes.
+    """
+    check_batch_size(batch_size)
+    torch_device = resolve_device(device)
+    manifest = read_trained_manifest(weights_dir)
+    views = chosen_views(tta, manifest)
+    weights = manifest.get("inference", {}).get("weights", "best")
+    log.info("device: %s; %s", describe_device(torch_device), describe_manifest(manifest, views=views))
+    test = read_test(find_competition_file(data_dir, "test"))
+    images = torch.from_numpy(test.images).to(torch_device)
+    per_fold = predict_folds(weights_dir, manifest, images, weights=weights, views=views, batch_size=batch_size)
+    return write_predictions(output_dir, per_fold, test=test, manifest=manifest, weights_dir=weights_dir,
+                             weights=weights, views=views)
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """The inference notebook's ``batch_size``: a positive integer (test images per forward pass)."""
+    if not is_whole(batch_size):
+        raise ConfigError(f"batch_size = {batch_size!r}: must be a positive integer (test images per forward pass; "
+                          "1024 is the default)")

@@ -138,3 +138,15 @@ def verify_files(directory: str | Path, manifest: dict[str, Any], names: list[st
         raise ManifestError(
             f"{directory}: " + "; ".join(problems)
             + ". Re-download the training output (make output KERNEL=train) or retrain; never mix files of two runs.")
+
+
+def describe_manifest(manifest: dict[str, Any], folder: str | Path | None = None,
+                      views: list[str] | None = None) -> str:
+    """One line: the architecture × k folds, the local CV, which weights and TTA views inference uses (``views``
+    when inference was told other views than training chose), and the files hashed in ``folder``."""
+    chosen = manifest.get("inference", {})
+    views = chosen.get("tta", []) if views is None else views
+    where = f"; {len(manifest.get('files', {}))} files hashed in {Path(folder).resolve()}" if folder else ""
+    return (f"{manifest['model']['spec']['name']} × {len(manifest['folds'])} folds, local CV "
+            f"{manifest.get('local_cv', float('nan')):.5f}; inference: {chosen.get('weights', 'best')} weights, TTA "
+            f"{', '.join(views) or 'none'}{where}")

@@ -318,3 +318,18 @@ def is_convolutional(name: str) -> bool:
 def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters, trainable or not."""
     return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: nn.Module, in_chans: int = 1) -> int:
+    """FLOP of one forward pass on one 28×28 image (2 × the multiply-adds of its convolutions and matrix products,
+    counted by ``torch.utils.flop_counter``; training costs about 3 × this per image)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            model.eval()(torch.zeros(1, in_chans, 28, 28, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,34 +1,148 @@
-"""The two recipes the notebooks call: ``run_training`` (folds → train each fold → OOF → CV → plots → manifest) and
-``run_inference`` (manifest → k models → TTA views → average → submission.csv)."""
+"""The train notebook's recipe, one function per step, each returning what the notebook shows below it:
+
+1. ``prepare_run``: the config resolved (pretrained auto → yes/no), the device and how the folds use it, the recipe
+   in words (core.recipe);
+2. data: ``core.data.read_train`` (validated) — the notebook plots its class counts;
+3. ``prepare_folds``: folds.csv made once or reused (and from where) → a fold × class table;
+4. ``describe_model`` and ``planned_schedule``: parameters, MFLOP per image, the learning rate of every optimizer step;
+5. ``train_folds``: every fold not finished yet (in this process or in workers, core.launch), each recorded in
+   manifest.json as soon as it ends, so that a killed run resumes at the next fold;
+6. ``score_out_of_fold``: best/SWA weights × TTA chosen on the OOF rows with paired tests (core.choice), oof.csv,
+   the per-fold table and the local CV;
+7. error analysis: core.plots on the OOF rows;
+8. ``training_curves`` (training_curves.png), then ``finish_run``: the complete manifest.json — what inference loads.
+
+``run_training`` is all of them in one call (tests, scripts).
+"""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .atomic import write_text_atomic
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
-from .config import Config, ConfigError, is_whole
-from .data import FIX_DATA, find_competition_file, read_test, read_train
+from .config import Config
+from .data import TrainData, find_competition_file, read_train
+from .device import describe_device, resolve_device
 from .folds import load_or_make_folds
-from .inference import inference_views, predict_folds
-from .launch import plan_parallel, train_folds_in_workers
-from .manifest import ManifestError, read_manifest, sha256_file, write_manifest
-from .models import count_parameters, create_model, describe_pretrained, is_convolutional, model_spec, resolve_pretrained
-from .oof import fold_accuracies, local_cv, report, write_oof
+from .launch import ParallelPlan, plan_parallel, train_folds_in_workers
+from .manifest import read_manifest, write_manifest
+from .models import (count_parameters, create_model, describe_pretrained, forward_flops, is_convolutional,
+                     model_spec, resolve_pretrained)
+from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
 from .paths import KAGGLE_INPUT, find_input_dir, given_path, on_kaggle
 from .plots import plot_training_curves
+from .recipe import describe_parallel, describe_recipe
 from .resume import adopt_previous_output, completed_fold, fold_files, oof_name, save_fold_predictions
-from .submission import make_submission, write_submission
-from .trainer import FoldResult, resolve_device, train_fold, weights_name
+from .scheduler import schedule_rates
+from .trainer import FoldResult, plan_steps, train_fold, weights_name
 from .tta import views_to_evaluate
 
 log = logging.getLogger(__name__)
+
+__all__ = ["RunSetup", "FoldSplit", "Schedule", "OutOfFold", "TrainingRun", "prepare_run", "prepare_folds",
+           "describe_model", "planned_schedule", "train_folds", "score_out_of_fold", "training_curves", "finish_run",
+           "run_training"]
+
+
+@dataclasses.dataclass
+class RunSetup:
+    """What every step of one training run shares: the resolved config, where it writes, the device and the plan."""
+
+    config: Config  # ``pretrained`` resolved to True/False: config.json and the manifest record what was used
+    output_dir: Path
+    device: torch.device
+    plan: ParallelPlan  # for all the folds of config.fold_indices(); train_folds re-plans for the folds left
+
+    @property
+    def recipe(self) -> str:
+        """The run in one markdown paragraph (the notebook shows it first)."""
+        gpus = torch.cuda.device_count() if self.device.type == "cuda" else 0
+        return describe_recipe(self.config, model=describe_pretrained(self.config.pretrained, self.config.model,
+                                                                      on_kaggle=on_kaggle()),
+                               devices=describe_device(self.device),
+                               parallel=describe_parallel(self.plan.mode, self.plan.workers, gpus=gpus))
+
+    def _repr_markdown_(self) -> str:
+        return self.recipe
+
+    def __repr__(self) -> str:  # what a saved notebook keeps as text beside the markdown
+        return f"RunSetup({self.config.model}, {self.config.n_folds} folds × {self.config.epochs} epochs, " \
+               f"{self.device}, parallel {self.plan.mode} → {self.output_dir})"
+
+
+@dataclasses.dataclass
+class FoldSplit:
+    """The run's folds: every row's fold, and where that fold array came from."""
+
+    folds: np.ndarray  # int64 (N,): the fold of each train.csv row
+    path: Path  # the run's folds.csv
+    source: str  # "made" or the file it was reused from
+    labels: np.ndarray  # int64 (N,)
+
+    def splits(self, fold_indices: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """fold → (training row indices, validation row indices)."""
+        return {f: (np.flatnonzero(self.folds != f), np.flatnonzero(self.folds == f)) for f in fold_indices}
+
+    def table(self) -> pd.DataFrame:
+        """Rows per fold (rows) and digit (columns), with totals: each fold should hold every digit alike."""
+        return pd.crosstab(pd.Series(self.folds, name="fold"), pd.Series(self.labels, name="digit"),
+                           margins=True, margins_name="all")
+
+    def _repr_html_(self) -> str:
+        return f"<p>{self.describe()}</p>" + self.table().to_html()
+
+    def __repr__(self) -> str:
+        return f"{self.describe()}\n{self.table()}"
+
+    def describe(self) -> str:
+        return (f"folds {'made and saved to' if self.source == 'made' else 'reused from ' + self.source + ' →'} "
+                f"{self.path}")
+
+
+@dataclasses.dataclass
+class OutOfFold:
+    """Step 6's result: the OOF predictions of what inference will do, the options compared, the local CV."""
+
+    choice: InferenceChoice
+    table: pd.DataFrame  # one row per fold (+ "all"): validation rows, best epoch, accuracy of each option
+    summary: str  # per-fold accuracy, the local CV and the options' paired tests, in words
+
+    @property
+    def report(self) -> str:
+        """The local CV and the options compared (the per-fold figures are in ``table``)."""
+        return f"local CV (OOF accuracy): {self.local_cv:.5f} over {len(self.oof):,} rows\n{self.choice.report()}"
+
+    @property
+    def oof(self) -> pd.DataFrame:
+        return self.choice.oof
+
+    @property
+    def local_cv(self) -> float:
+        return local_cv(self.choice.oof)
+
+    @property
+    def row_ids(self) -> np.ndarray:
+        """int (M,): the train.csv rows the OOF predictions are of (0-based, ascending)."""
+        return self.oof["row_id"].to_numpy()
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.oof["label"].to_numpy()
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.oof["pred"].to_numpy()
+
+    @property
+    def probs(self) -> np.ndarray:
+        """float (M, 10): the probabilities inference's option gives each OOF row."""
+        return self.oof[PROB_COLUMNS].to_numpy()
 
 
 @dataclasses.dataclass
@@ -41,60 +155,86 @@ class TrainingRun:
     choice: InferenceChoice | None = None  # best/SWA weights and TTA, scored on OOF with paired tests
 
 
-@dataclasses.dataclass
-class InferenceRun:
-    submission_path: Path
-    test_probs: np.ndarray  # (n_test, 10), the average over folds
-    n_models: int
-    weights: str = "best"  # which weights of each fold: best epoch or SWA
-    views: list[str] = dataclasses.field(default_factory=list)  # TTA views averaged ([] = none)
-
-
-def describe_device(device: torch.device) -> str:
-    """Say early which hardware the run got (Kaggle sometimes hands out something else than asked)."""
-    if device.type == "cuda":
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        return f"cuda × {len(names)}: {', '.join(names)}"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path,
-                 folds_path: str | Path | None = None, resume_from: str | Path | None = None) -> TrainingRun:
-    """Train every fold of ``config`` on ``data_dir``/train.csv and write the run into ``output_dir``.
-
-    Writes: ``<model>_fold<k>_best.pth`` and ``_log.csv`` per fold, ``folds.csv``, ``oof.csv``, ``config.json``,
-    ``training_curves.png`` and ``manifest.json`` (the contract read by the inference notebook).
-
-    Args:
-        folds_path: a folds.csv to reuse (refused when made for another train.csv or another k). Default: one found
-            among Kaggle's inputs, else ``output_dir/folds.csv`` (made on first use).
-        resume_from: an earlier run's output folder (on Kaggle: the previous version's output attached as input);
-            its finished folds are reused after their hashes are checked, a cut fold continues at its next epoch.
-            A rerun into the same ``output_dir`` resumes without it.
-    """
+# -------------------------------------------------------------------------------------------------- 1 · recipe
+def prepare_run(config: Config, *, output_dir: str | Path) -> RunSetup:
+    """Resolve ``pretrained`` and the device, plan how the folds use it, and make ``output_dir``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    log.info("device: %s; model: %s; %d folds × %d epochs", describe_device(device), config.model, config.n_folds,
-             config.epochs)
-    kaggle = on_kaggle()
-    log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=kaggle))
-    # config.json and the manifest record what was used, so a resume compares like with like
     config = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
-                                                                       on_kaggle=kaggle))
+                                                                       on_kaggle=on_kaggle()))
+    return RunSetup(config=config, output_dir=output_dir, device=device,
+                    plan=plan_parallel(config, device, n_folds=len(config.fold_indices())))
 
-    train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
-    folds_file = output_dir / "folds.csv"
+
+# --------------------------------------------------------------------------------------------------- 3 · folds
+def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path | None = None) -> FoldSplit:
+    """The run's ``folds.csv``: reused from ``folds_path`` (refused when made for another train.csv or another k) or
+    one attached among Kaggle's inputs, else the output folder's own (made on first use, then reused)."""
+    config = setup.config
     reuse_from = given_path(folds_path, "folds_path", folder=False) or _kaggle_input_file("folds.csv")
-    folds = load_or_make_folds(folds_file, train.labels, fingerprint=train.fingerprint, n_folds=config.n_folds,
-                               method=config.fold_method, seed=config.seed, groups=train.groups,
-                               reuse_from=reuse_from)
-    config.save(output_dir / "config.json")
+    path = setup.output_dir / "folds.csv"
+    existed = path.is_file()
+    folds = load_or_make_folds(path, train.labels, fingerprint=train.fingerprint, n_folds=config.n_folds,
+                               method=config.fold_method, seed=config.seed, groups=train.groups, reuse_from=reuse_from)
+    source = str(reuse_from) if reuse_from is not None else str(path) if existed else "made"
+    return FoldSplit(folds=np.asarray(folds, dtype=np.int64), path=path, source=source,
+                     labels=np.asarray(train.labels, dtype=np.int64))
 
-    images = torch.from_numpy(train.images)
-    labels = torch.from_numpy(train.labels)
+
+# ------------------------------------------------------------------------------------- 4 · model and schedule
+def describe_model(setup: RunSetup) -> str:
+    """"smallcnn: 0.29 M parameters, 58 MFLOP per 28×28 image (forward)", from one model built here. When workers
+    will train from pretrained weights, this is their one download (one clear error if it fails; the workers then
+    find the weights in the hub's cache)."""
+    config = setup.config
+    model = create_model(config.model, pretrained=bool(setup.plan.launches and config.pretrained))
+    return (f"{config.model}: {count_parameters(model) / 1e6:.2f} M parameters, {forward_flops(model) / 1e6:.1f} "
+            f"MFLOP per 28×28 image (forward; training ≈ 3×)")
+
+
+@dataclasses.dataclass
+class Schedule:
+    """The learning rate of every optimizer step of one fold."""
+
+    rates: list[float]
+    steps_per_epoch: int
+    warmup_steps: int
+    batch_size: int
+
+    def figure(self, title: str = ""):
+        from .plots import plot_lr_schedule
+
+        return plot_lr_schedule(self.rates, steps_per_epoch=self.steps_per_epoch, warmup_steps=self.warmup_steps,
+                                title=title or f"learning rate per optimizer step: {len(self.rates)} steps = "
+                                               f"{len(self.rates) / self.steps_per_epoch:g} epochs × "
+                                               f"{self.steps_per_epoch} steps of {self.batch_size} images")
+
+
+def planned_schedule(setup: RunSetup, split: FoldSplit) -> Schedule:
+    """The schedule a fold follows (its training rows: all rows but the first trained fold's)."""
+    config = setup.config
+    n_train = int((split.folds != config.fold_indices()[0]).sum())
+    batch, per_epoch, total = plan_steps(n_train, batch_size=config.batch_size, epochs=config.epochs,
+                                         max_steps=config.max_steps)
+    rates, warmup = schedule_rates(scheduler=config.scheduler, learning_rate=config.learning_rate,
+                                   min_lr=config.min_lr, total_steps=total, epochs=-(-total // per_epoch))
+    return Schedule(rates=rates, steps_per_epoch=per_epoch, warmup_steps=warmup, batch_size=batch)
+
+
+# ------------------------------------------------------------------------------------------------ 5 · training
+def train_folds(setup: RunSetup, train: TrainData, split: FoldSplit, *,
+                resume_from: str | Path | None = None) -> list[tuple[FoldResult, np.ndarray]]:
+    """Train every fold of ``config.fold_indices()`` that is not finished yet; return [(result, val_idx)] in order.
+
+    Finished folds of an earlier run in ``output_dir`` (or copied from ``resume_from``: on Kaggle the previous
+    version's output attached as input) are reused after their hashes are checked; a cut fold continues at its next
+    epoch. Each fold is recorded in manifest.json (marked incomplete) as soon as it ends.
+    """
+    config, output_dir = setup.config, setup.output_dir
+    config.save(output_dir / "config.json")
     adopt_previous_output(Path(resume_from) if resume_from else None, output_dir, config.model)
-    splits = {fold: (np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)) for fold in config.fold_indices()}
+    splits = split.splits(config.fold_indices())
     done: dict[int, FoldResult] = {}  # finished folds, checked before anything is rewritten
     for fold, (_, val_idx) in splits.items():
         result = completed_fold(output_dir, config, fingerprint=train.fingerprint, fold=fold, val_idx=val_idx)
@@ -112,37 +252,90 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
         # the fold now resumes from its verified files: its optimizer-state checkpoint would only bloat the output
         (output_dir / weights_name(config.model, result.fold, "last")).unlink(missing_ok=True)
 
-    plan = plan_parallel(config, device, n_folds=len(todo))
-    # One model built here: its size for the log and, when workers will train from pretrained weights, their download
-    # done once (one clear error if it fails; the workers then find the weights in the hub's cache).
-    log.info("model %s: %.2f M parameters", config.model, count_parameters(
-        create_model(config.model, pretrained=bool(todo and plan.launches and config.pretrained))) / 1e6)
+    plan = plan_parallel(config, setup.device, n_folds=len(todo))
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
-        train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=folds, fold_list=todo,
-                               output_dir=output_dir, on_fold=record)
+        train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=split.folds,
+                               fold_list=todo, output_dir=output_dir, on_fold=record)
     else:
+        images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
         for fold in todo:
             train_idx, val_idx = splits[fold]
             log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
             record(train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=fold,
-                              output_dir=output_dir, device=device), val_idx)
-    results = [(done[fold], splits[fold][1]) for fold in splits]
+                              output_dir=output_dir, device=setup.device), val_idx)
+    return [(done[fold], splits[fold][1]) for fold in splits]
 
-    choice = _score_inference_options(config, results, images=images, labels=train.labels, device=device)
-    oof = choice.oof  # what inference will do; each variant also gets its own oof_<variant>.csv
-    write_oof(output_dir / "oof.csv", oof)
-    variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
-    for name in choice.frames if variant_files else []:
+
+# ---------------------------------------------------------------------------------------------- 6 · OOF → CV
+def score_out_of_fold(setup: RunSetup, train: TrainData,
+                      results: list[tuple[FoldResult, np.ndarray]]) -> OutOfFold:
+    """Score best/SWA weights with and without TTA on each fold's validation rows, choose (core.choice), write
+    ``oof.csv`` (what inference will do) and, when several options were scored, ``oof_<option>.csv`` each."""
+    config, output_dir = setup.config, setup.output_dir
+    images = torch.from_numpy(train.images).to(setup.device)
+    views = views_to_evaluate(config.tta)
+    folds = [fold_predictions(fold=r.fold, val_idx=idx, best_probs=r.val_probs, best_path=r.weights_path,
+                              swa_probs=r.swa_val_probs, swa_path=r.swa_weights_path, images=images, views=views,
+                              spec=model_spec(config.model), batch_size=config.eval_batch_size,
+                              channels_last=config.channels_last and is_convolutional(config.model))
+             for r, idx in results]
+    choice = choose_inference(folds, train.labels, tta_setting=config.tta)
+    write_oof(output_dir / "oof.csv", choice.oof)
+    for name in choice.frames if len(choice.frames) > 1 else []:
         write_oof(output_dir / variant_file(name), choice.frames[name])
-    summary = report(oof, n_rows=len(train.labels)) + "\n" + choice.report()  # the notebook prints it, once
-    figure = plot_training_curves({r.fold: r.history for r, _ in results}, output_dir / "training_curves.png",
-                                  title=f"{config.model}: local CV {local_cv(oof):.5f}")
+    summary = report(choice.oof, n_rows=len(train.labels)) + "\n" + choice.report()
+    return OutOfFold(choice=choice, table=_cv_table(choice, results), summary=summary)
 
-    manifest = _manifest(config, train, results, complete=True, oof=oof, choice=choice)
+
+def _cv_table(choice: InferenceChoice, results: list[tuple[FoldResult, np.ndarray]]) -> pd.DataFrame:
+    by_option = {name: fold_accuracies(frame) for name, frame in choice.frames.items()}
+    rows = [{"fold": r.fold, "validation rows": len(idx), "best epoch": r.best_epoch,
+             **{name: acc[r.fold] for name, acc in by_option.items()}} for r, idx in results]
+    rows.append({"fold": "all (local CV)", "validation rows": sum(len(idx) for _, idx in results), "best epoch": "",
+                 **{name: local_cv(frame) for name, frame in choice.frames.items()}})
+    table = pd.DataFrame(rows).set_index("fold")
+    return table.rename(columns={choice.variant: f"{choice.variant} (inference)"})
+
+
+# -------------------------------------------------------------------------------------- 8 · curves, manifest
+def training_curves(setup: RunSetup, results: list[tuple[FoldResult, np.ndarray]], scored: OutOfFold):
+    """Loss, accuracy and learning rate per epoch of every fold, saved as training_curves.png; returns the figure."""
+    return plot_training_curves({r.fold: r.history for r, _ in results}, setup.output_dir / "training_curves.png",
+                                title=f"{setup.config.model}: local CV {scored.local_cv:.5f}")
+
+
+def finish_run(setup: RunSetup, train: TrainData, results: list[tuple[FoldResult, np.ndarray]],
+               scored: OutOfFold) -> dict:
+    """Write the complete manifest.json (with every file's sha256): what inference loads. Returns the manifest."""
+    config, output_dir, choice = setup.config, setup.output_dir, scored.choice
+    variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
+    manifest = _manifest(config, train, results, complete=True, oof=choice.oof, choice=choice)
     fold_names = [name for r, _ in results for name in fold_files(_fold_entry(config, r, None))]
     write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
-    return TrainingRun(output_dir=output_dir, local_cv=local_cv(oof), fold_accuracy=fold_accuracies(oof),
-                       summary=summary, figure=figure, choice=choice)
+    return read_manifest(output_dir)
+
+
+def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path,
+                 folds_path: str | Path | None = None, resume_from: str | Path | None = None) -> TrainingRun:
+    """Every step of the train notebook in one call: ``data_dir``/train.csv → ``output_dir``.
+
+    Writes: ``<model>_fold<k>_best.pth`` and ``_log.csv`` per fold, ``folds.csv``, ``oof.csv``, ``config.json``,
+    ``training_curves.png`` and ``manifest.json`` (the contract read by the inference notebook).
+    """
+    setup = prepare_run(config, output_dir=output_dir)
+    log.info("device: %s; model: %s; %d folds × %d epochs", describe_device(setup.device), config.model,
+             config.n_folds, config.epochs)
+    log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle()))
+    train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
+    split = prepare_folds(setup, train, folds_path=folds_path)
+    log.info("%s", describe_model(setup))
+    results = train_folds(setup, train, split, resume_from=resume_from)
+    scored = score_out_of_fold(setup, train, results)
+    figure = training_curves(setup, results, scored)
+    finish_run(setup, train, results, scored)
+    return TrainingRun(output_dir=setup.output_dir, local_cv=scored.local_cv,
+                       fold_accuracy=fold_accuracies(scored.oof), summary=scored.summary, figure=figure,
+                       choice=scored.choice)
 
 
 def _fold_entry(config: Config, result: FoldResult, val_idx: np.ndarray | None) -> dict:
@@ -158,7 +351,7 @@ def _fold_entry(config: Config, result: FoldResult, val_idx: np.ndarray | None) 
     return entry
 
 
-def _manifest(config: Config, train, results: list[tuple[FoldResult, np.ndarray]], *, complete: bool,
+def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, np.ndarray]], *, complete: bool,
               oof=None, choice: InferenceChoice | None = None) -> dict:
     """manifest.json's body; ``complete`` is False while folds are still being trained (see core.resume)."""
     manifest = {
@@ -176,76 +369,8 @@ def _manifest(config: Config, train, results: list[tuple[FoldResult, np.ndarray]
     return manifest
 
 
-def _score_inference_options(config: Config, results: list[tuple[FoldResult, np.ndarray]], *, images: torch.Tensor,
-                             labels: np.ndarray, device: torch.device) -> InferenceChoice:
-    """Score best/SWA weights with and without TTA on each fold's validation rows, and choose (core.choice)."""
-    images = images.to(device)
-    views = views_to_evaluate(config.tta)
-    folds = [fold_predictions(fold=r.fold, val_idx=idx, best_probs=r.val_probs, best_path=r.weights_path,
-                              swa_probs=r.swa_val_probs, swa_path=r.swa_weights_path, images=images, views=views,
-                              spec=model_spec(config.model), batch_size=config.eval_batch_size,
-                              channels_last=config.channels_last and is_convolutional(config.model))
-             for r, idx in results]
-    return choose_inference(folds, labels, tta_setting=config.tta)
-
-
-def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: str | Path, device: str = "auto",
-                  batch_size: int = 1024, tta: str = "auto") -> InferenceRun:
-    """Predict test.csv with every fold model listed in ``weights_dir``/manifest.json: views, then folds averaged.
-
-    Each model is built from the manifest's spec with ``pretrained=False`` (no download: the kernel runs offline)
-    and loaded with ``weights_only=True`` after its sha256 is checked; the manifest says which weights (best epoch or
-    SWA). ``tta``: "auto" = the views training found helpful on OOF (manifest ``inference.tta``), "none", or a
-    comma-separated view list (core.tta). Writes ``submission.csv``, ``test_probs.npz`` (per-fold probabilities,
-    (n_test, 10) each, and their ``mean``) and ``test_probs.json`` (what made them, for the ensemble notebook).
-    """
-    if not is_whole(batch_size):
-        raise ConfigError(f"batch_size = {batch_size!r}: must be a positive integer (test images per forward pass; "
-                          "1024 is the default)")
-    torch_device = resolve_device(device)
-    weights_dir, output_dir = Path(weights_dir), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(weights_dir)
-    if manifest.get("complete") is False:
-        raise ManifestError(f"{weights_dir / 'manifest.json'}: training stopped after {len(manifest['folds'])} of "
-                            f"{manifest['n_folds']} folds; rerun the train notebook on the same output to finish it")
-    chosen = manifest.get("inference", {})
-    weights, views = chosen.get("weights", "best"), inference_views(tta, manifest)
-    if views != list(chosen.get("tta", [])):
-        log.warning("TTA %s differs from training's choice %s: oof.csv does not describe these test predictions",
-                    views or "none", chosen.get("tta") or "none")
-    spec = manifest["model"]["spec"]
-    log.info("device: %s; %s × %d folds (local CV %.5f), %s weights, TTA: %s", describe_device(torch_device),
-             spec["name"], len(manifest["folds"]), manifest.get("local_cv", float("nan")), weights,
-             ", ".join(views) or "none")
-
-    test = read_test(find_competition_file(data_dir, "test"))
-    images = torch.from_numpy(test.images).to(torch_device)
-    per_fold = predict_folds(weights_dir, manifest, images, weights=weights, views=views, batch_size=batch_size)
-    mean_probs = np.mean(list(per_fold.values()), axis=0)
-    np.savez(output_dir / "test_probs.npz", mean=mean_probs, **per_fold)
-    provenance = {"weights": weights, "tta": views, "test_sha256": test.fingerprint, "n_test": int(len(images)),
-                  "manifest_sha256": sha256_file(weights_dir / "manifest.json"), "model": spec["name"]}
-    write_text_atomic(output_dir / "test_probs.json", json.dumps(provenance, indent=2) + "\n")
-    path = write_submission(output_dir / "submission.csv", make_submission(mean_probs), n_test=len(images))
-    return InferenceRun(submission_path=path, test_probs=mean_probs, n_models=len(per_fold), weights=weights,
-                        views=views)
-
-
-def find_weights_dir(explicit: str | Path | None) -> Path:
-    """The folder holding manifest.json: the parameter, else the attached weights dataset / kernel output."""
-    return find_input_dir(explicit, "manifest.json", "weights dir")
-
-
-def find_data_dir(explicit: str | Path | None) -> Path:
-    """The competition folder: the parameter, else the attached digit-recognizer competition."""
-    return find_input_dir(explicit, ("train.csv", "test.csv", "train.csv.gz", "test.csv.gz"), "data dir",
-                          fix=FIX_DATA)
-
-
 def _kaggle_input_file(name: str) -> Path | None:
     try:
         return find_input_dir(None, name, name, root=KAGGLE_INPUT) / name
     except FileNotFoundError:
         return None
-

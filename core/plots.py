@@ -1,10 +1,60 @@
-"""Figures a person would rather look at than read: training curves per fold."""
+"""Figures a person would rather look at than read: class counts, the learning rate per step, training curves, the
+confusion matrix, and grids of digits (the most confident mistakes, test predictions).
+
+Every function returns a closed matplotlib ``Figure`` (a notebook shows it once as a cell's last value; nothing is
+drawn twice) and saves it as a PNG when given a ``path``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
+
+from .data import NUM_CLASSES
+
+
+def _finish(fig: plt.Figure, path: str | Path | None, title: str = "") -> plt.Figure:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)  # the caller displays the returned figure once
+    return fig
+
+
+def plot_class_counts(labels: np.ndarray, *, title: str = "", path: str | Path | None = None) -> plt.Figure:
+    """A bar per digit: how many rows of each class (int (N,) labels 0..9)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_CLASSES)
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    bars = ax.bar(range(NUM_CLASSES), counts, color="tab:blue")
+    ax.bar_label(bars, fontsize=7)
+    ax.set(xticks=range(NUM_CLASSES), xlabel="digit", ylabel="rows", ylim=(0, counts.max() * 1.15))
+    ax.grid(axis="y", alpha=0.3)
+    return _finish(fig, path, title)
+
+
+def plot_lr_schedule(lrs: Sequence[float], *, steps_per_epoch: int, warmup_steps: int = 0, title: str = "",
+                     path: str | Path | None = None) -> plt.Figure:
+    """The learning rate at every optimizer step of one fold (``lrs[t]`` = the rate step t used).
+
+    Epoch boundaries are marked on a second axis, the warm-up shaded, so warm-up and cosine are both visible.
+    """
+    lrs = np.asarray(lrs, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.plot(np.arange(len(lrs)), lrs, color="tab:blue", lw=1.5)
+    if warmup_steps:
+        ax.axvspan(0, warmup_steps, color="tab:orange", alpha=0.15, label=f"warm-up: {warmup_steps} steps")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set(xlabel="optimizer step", ylabel="learning rate", xlim=(0, max(1, len(lrs) - 1)))
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax.grid(alpha=0.3)
+    if steps_per_epoch and len(lrs) > steps_per_epoch:
+        epochs = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+        epochs.set_xlabel("epoch")
+    return _finish(fig, path, title)
 
 
 def plot_training_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], path: str | Path | None = None,
@@ -28,10 +78,65 @@ def plot_training_curves(histories: Mapping[int, Sequence[Mapping[str, float]]],
     for ax in (ax_loss, ax_acc, ax_lr):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    plt.close(fig)  # the caller displays the returned figure once
-    return fig
+    return _finish(fig, path, title)
+
+
+def plot_confusion_matrix(labels: np.ndarray, preds: np.ndarray, *, title: str = "",
+                          path: str | Path | None = None) -> plt.Figure:
+    """Counts of (true digit, predicted digit) over int (N,) ``labels`` and ``preds``; the diagonal is greyed so the
+    mistakes stand out, each off-diagonal count written in its cell."""
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)), 1)
+    errors = matrix.copy()
+    np.fill_diagonal(errors, 0)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    image = ax.imshow(errors, cmap="Reds", vmin=0, vmax=max(1, errors.max()))
+    for true in range(NUM_CLASSES):
+        for pred in range(NUM_CLASSES):
+            count = matrix[true, pred]
+            if true == pred:
+                ax.add_patch(plt.Rectangle((pred - 0.5, true - 0.5), 1, 1, color="0.85"))
+                ax.text(pred, true, str(count), ha="center", va="center", fontsize=6, color="0.35")
+            elif count:
+                ax.text(pred, true, str(count), ha="center", va="center", fontsize=7,
+                        color="white" if count > errors.max() / 2 else "black")
+    ax.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xlabel="predicted", ylabel="true",
+           title=f"{errors.sum()} mistakes in {matrix.sum()} rows")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="mistakes")
+    return _finish(fig, path, title)
+
+
+def plot_digits(images: np.ndarray, captions: Sequence[str], *, columns: int = 8, title: str = "",
+                path: str | Path | None = None) -> plt.Figure:
+    """A grid of uint8 (n, 28, 28) digits, each with its caption (e.g. "7 → 1 (0.98)")."""
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+            ax.set_title(captions[i], fontsize=8)
+    return _finish(fig, path, title)
+
+
+def most_confident_mistakes(labels: np.ndarray, probs: np.ndarray, n: int = 24) -> np.ndarray:
+    """Indices of the ``n`` wrong predictions with the highest predicted probability, most confident first.
+
+    Args:
+        labels: int (N,) true digits; probs: float (N, 10) predicted probabilities.
+    """
+    preds = probs.argmax(1)
+    wrong = np.flatnonzero(preds != labels)
+    return wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:n]
+
+
+def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, *, n: int = 24,
+                            title: str = "", path: str | Path | None = None) -> plt.Figure:
+    """The ``n`` most confidently wrong rows: uint8 (N, 28, 28) images, int (N,) labels, (N, 10) probabilities.
+    Each caption reads "true → predicted (probability)"."""
+    rows = most_confident_mistakes(labels, probs, n)
+    preds = probs.argmax(1)
+    captions = [f"{labels[i]} → {preds[i]} ({probs[i, preds[i]]:.2f})" for i in rows]
+    return plot_digits(images[rows], captions, title=title or f"the {len(rows)} most confident mistakes "
+                                                              "(true → predicted, probability)", path=path)

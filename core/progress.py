@@ -1,12 +1,14 @@
-"""One progress-bar factory: a bar only where a person watches it live — a terminal, or a notebook with widgets.
+"""One progress-bar factory: a bar only where a person watches it live — a terminal, or an interactive notebook with
+widgets.
 
-Elsewhere (papermill on Kaggle or ``make run`` without ipywidgets, a fold worker writing into a pipe, a test) a text
-bar would save hundreds of redrawn frames into the notebook or the log; the trainer's one line per epoch says the
-same, so the bar is off there.
+Elsewhere (a saved Kaggle version, which papermill runs as ``KAGGLE_KERNEL_RUN_TYPE=Batch``; ``make run`` without
+ipywidgets; a fold worker writing into a pipe; a test) a bar would save hundreds of redrawn frames or widget outputs
+into the notebook or the log; the trainer's one line per epoch says the same, so the bar is off there.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import warnings
 
@@ -16,9 +18,10 @@ with warnings.catch_warnings():
 
 
 def watched() -> bool:
-    """Whether a bar would be seen live: stderr is a terminal, or an IPython kernel can draw a widget."""
+    """Whether a bar would be seen live: stderr is a terminal, or an interactive IPython kernel can draw a widget
+    (not a Kaggle batch run: nobody watches a saved version, and each widget would stay in its output)."""
     if "ipykernel" in sys.modules:
-        return importlib.util.find_spec("ipywidgets") is not None
+        return os.environ.get("KAGGLE_KERNEL_RUN_TYPE") != "Batch" and importlib.util.find_spec("ipywidgets") is not None
     stream = sys.stderr
     return bool(getattr(stream, "isatty", None) and stream.isatty())
 

@@ -149,3 +149,21 @@ def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_deca
     groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
     groups = [group for group in groups if group["params"]]
     return torch.optim.AdamW(groups, lr=learning_rate)
+
+
+def schedule_rates(*, scheduler: str, learning_rate: float, min_lr: float, total_steps: int,
+                   epochs: int) -> tuple[list[float], int]:
+    """The learning rate every optimizer step of one fold uses, and the warm-up's length in steps.
+
+    The very ``fetch_scheduler`` the trainer calls, stepped ``total_steps`` times on a throw-away parameter, so the
+    plot a notebook draws is the schedule training follows. ``lrs[t]`` is the rate of step t (0-based).
+    """
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=learning_rate)
+    sched = fetch_scheduler(optimizer, scheduler=scheduler, T_max=total_steps, min_lr=min_lr, epochs=epochs)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if sched is not None:
+            sched.step()
+    return rates, int(getattr(sched, "warmup_epochs", 0))

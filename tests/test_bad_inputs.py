@@ -26,7 +26,8 @@ from core.manifest import ManifestError, read_manifest, verify_manifest, write_m
 from core.models import PretrainedWeightsError, create_model
 from core.oof import oof_frame
 from core.paths import given_path
-from core.pipeline import find_data_dir, run_inference
+from core.data import find_data_dir
+from core.inference import run_inference
 from core.resume import find_previous_output
 from core.submission import SubmissionError, read_submission
 from core.trainer import DivergedError, resolve_device, train_fold

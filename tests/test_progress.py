@@ -22,9 +22,19 @@ def test_a_terminal_gets_a_bar_a_pipe_does_not(monkeypatch):
 
 def test_a_kernel_without_widgets_saves_no_text_frames(monkeypatch):
     monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     real = importlib.util.find_spec
     monkeypatch.setattr(progress_module.importlib.util, "find_spec",
                         lambda name, *a: None if name == "ipywidgets" else real(name, *a))
     assert not watched()
     monkeypatch.setattr(progress_module.importlib.util, "find_spec", lambda name, *a: object())
-    assert watched()  # Kaggle's image has ipywidgets: a widget, whose saved state is one line
+    assert watched()  # an interactive session with ipywidgets: a widget
+
+
+def test_a_saved_kaggle_version_gets_no_widgets(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.setattr(progress_module.importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")  # "Save Version": papermill, nobody watching
+    assert not watched()
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert watched()

@@ -90,7 +90,7 @@ def test_previous_output_attached_as_input_is_continued(tmp_path, caplog):
 
 def test_inference_refuses_an_unfinished_run(tmp_path):
     from core.manifest import ManifestError, write_manifest
-    from core.pipeline import run_inference
+    from core.inference import run_inference
 
     write_manifest(tmp_path, {"complete": False, "model": {"name": "smallcnn"}, "n_folds": 5,
                               "folds": [{"fold": k, "weights": f"smallcnn_fold{k}_best.pth"} for k in (0, 1)]}, [])

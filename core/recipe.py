@@ -1,0 +1,58 @@
+"""The train notebook's first words: the recipe its parameters describe, as one paragraph a person reads."""
+from __future__ import annotations
+
+from .config import Config
+
+
+def describe_schedule(config: Config) -> str:
+    """The optimizer and learning-rate schedule in words, e.g. "AdamW, weight decay 0.01; one-epoch linear warm-up
+    to 2e-3, then cosine to 1e-5, updated every optimizer step"."""
+    lr, low = f"{config.learning_rate:g}", f"{config.min_lr:g}"
+    shape = {"CosineAnnealingWithWarmupLR": f"a one-epoch linear warm-up to {lr}, then a cosine down to {low}",
+             "CosineAnnealingLR": f"a cosine from {lr} down to {low}",
+             "none": f"a constant {lr}"}[config.scheduler]
+    cap = f"; at most {config.max_steps} optimizer steps per fold" if config.max_steps else ""
+    return (f"AdamW (weight decay {config.weight_decay:g}, none on biases and norms) with {shape}, updated every "
+            f"optimizer step ({config.scheduler}){cap}")
+
+
+def describe_augmentation(config: Config) -> str:
+    if not config.augment or not (config.rotate_deg or config.zoom or config.shift):
+        return "no augmentation"
+    parts = [f"rotation ±{config.rotate_deg:g}°" if config.rotate_deg else "",
+             f"zoom ±{config.zoom * 100:g} %" if config.zoom else "",
+             f"shift ±{config.shift * 100:g} % of the side" if config.shift else ""]
+    return "augmentation on the device: " + ", ".join(p for p in parts if p) + " (never flipped)"
+
+
+def describe_recipe(config: Config, *, model: str, devices: str, parallel: str, expected: str = "") -> str:
+    """One markdown paragraph of what this run will do.
+
+    Args:
+        model: the model in words (core.models.describe_pretrained: architecture, pretrained or from scratch).
+        devices: the hardware (core.device.describe_device); parallel: how the folds use it, in words.
+        expected: what this recipe is known to reach and how long it takes, where measured (core.presets).
+    """
+    folds = (f"**{config.n_folds}-fold** {config.fold_method} (seed {config.seed})"
+             + (f", training folds {config.folds_to_run} only" if str(config.folds_to_run).strip() else ""))
+    smoothing = (f"label smoothing **ε = {config.label_smoothing:g}** on the training targets only (validation and "
+                 "out-of-fold scores use the hard labels)" if config.label_smoothing else "no label smoothing")
+    tta = {"auto": "test-time augmentation kept only if it helps on the out-of-fold rows",
+           "none": "no test-time augmentation"}.get(config.tta.strip(), f"test-time augmentation views {config.tta}")
+    swa = f"SWA over the last {config.swa_epochs} epochs, used only if it helps on OOF" if config.swa_epochs else \
+        "no SWA"
+    text = (f"**Recipe.** {model}. {folds}: each fold trains **{config.epochs} epochs** at batch "
+            f"**{config.batch_size}** with {describe_schedule(config)}, {smoothing}, and "
+            f"{describe_augmentation(config)}; the epoch with the best validation accuracy is kept as the fold's "
+            f"weights. Then every training row is scored by the fold model that never saw it: that out-of-fold "
+            f"accuracy is **the local CV**. Inference: {tta}; {swa}. Hardware: {devices}; {parallel}.")
+    return text + (f"\n\n**Expected:** {expected}" if expected else "")
+
+
+def describe_parallel(mode: str, workers: int, *, gpus: int) -> str:
+    """How the folds use the devices (a core.launch.ParallelPlan's ``mode`` and ``workers``), in words."""
+    return {"none": "the folds train one after another in this process",
+            "dp": f"nn.DataParallel splits every batch over {gpus} GPUs in this process",
+            "ddp": f"DistributedDataParallel: {workers} torchrun ranks share every batch",
+            "folds": f"{workers} worker processes train whole folds side by side"
+                     + (" (one per GPU, no communication)" if gpus else " (one thread each)")}[mode]
