@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import datetime
 import graphlib
@@ -38,6 +39,22 @@ log = logging.getLogger("build")
 TITLES = {kernel: f"digitkit {kernel}" for kernel in KERNELS}
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 CELL_MAGICS_WITH_PYTHON_BODY = ("time", "timeit", "capture")
+# The library's cells only write files (the last one imports the package), so their order is free: by concept, the
+# way one reads the library. Modules not listed go last, by name; tests/test_build.py fails when core/ has one.
+CONCEPT_ORDER = (
+    "__init__",
+    "config", "presets",  # the recipe
+    "paths", "data", "folds", "groups",  # the inputs
+    "targets", "augment", "models", "scheduler", "trainer", "swa", "checkpoint", "resume",  # training one fold
+    "pipeline", "launch", "distributed",  # running the folds
+    "oof", "stats", "choice",  # judging them
+    "predict", "tta", "inference", "ensemble", "submission", "manifest",  # predicting, shipping
+    "sweep", "lr_scaling",  # experiments
+    "plots", "progress", "atomic",  # helpers
+)
+# Kaggle's and Jupyter's keys for a collapsed cell: the library's source is there to expand, not in the way.
+HIDDEN_CELL = {"_kg_hide-input": True, "_kg_hide-output": True,
+               "jupyter": {"source_hidden": True, "outputs_hidden": True}}
 _MARKER = re.compile(r"^# %%(?:\s+\[(?P<kind>markdown|core)\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 
 
@@ -147,20 +164,29 @@ def _template_imports(cells: list[tuple[str, list[str], str, int]], package_name
     return roots
 
 
+def by_concept(modules: list[Module]) -> list[Module]:
+    """``modules`` in ``CONCEPT_ORDER``, the ones it does not name last, by name."""
+    rank = {name: i for i, name in enumerate(CONCEPT_ORDER)}
+    return sorted(modules, key=lambda m: (rank.get(m.name, len(rank)), m.name))
+
+
 def _core_cells(package_dir: Path, package_name: str, commit: str, roots: set[str]) -> list[Cell]:
-    modules = needed_modules(collect_modules(package_dir, package_name), roots)
-    intro = (f"## The `{package_name}` library\nThe cells below write the {len(modules)} modules of the "
-             f"`{package_name}` package (digitkit commit {commit}) that this notebook uses to `{package_name}/`, one "
-             f"module per cell, in dependency order, then import it.")
+    """One visible markdown line, then hidden cells: makedirs, a ``%%writefile`` per module (by concept), import."""
+    modules = by_concept(needed_modules(collect_modules(package_dir, package_name), roots))
+    names = ", ".join(m.name for m in modules if m.name != "__init__")
+    intro = (f"**Library** — `{package_name}/` ({names}; {len(modules)} modules, digitkit commit {commit}) is written "
+             "by the hidden cells below and imported; expand them to read the source.")
     makedirs = f'import os\nos.makedirs("{package_name}", exist_ok=True)'
-    cells = [Cell("markdown", intro, "[core] expansion", intro), Cell("code", makedirs, "[core] expansion", makedirs)]
+    cells = [Cell("markdown", intro, "[core] expansion", intro),
+             Cell("code", makedirs, "[core] expansion", makedirs, metadata=HIDDEN_CELL)]
     for module in modules:  # %%writefile refuses an empty body
         body = module.source if module.source.strip() else "# (an empty module)\n"
-        cells.append(Cell("code", f"%%writefile {module.relpath}\n{body}", module.relpath, module.source))
+        cells.append(Cell("code", f"%%writefile {module.relpath}\n{body}", module.relpath, module.source,
+                          metadata=HIDDEN_CELL))
     reimport = (f"import importlib, sys\nimportlib.invalidate_caches()\nfor _name in [m for m in sys.modules if m == "
                 f"\"{package_name}\" or m.startswith(\"{package_name}.\")]:\n    del sys.modules[_name]\n"
                 f"import {package_name}")
-    return cells + [Cell("code", reimport, "[core] expansion", reimport)]
+    return cells + [Cell("code", reimport, "[core] expansion", reimport, metadata=HIDDEN_CELL)]
 
 
 def build_notebook_from_template(template_text: str, *, package_dir: Path, package_name: str, kernel: str,
@@ -199,7 +225,8 @@ def build_notebook_from_template(template_text: str, *, package_dir: Path, packa
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
     for i, cell in enumerate(cells):
         new = nbformat.v4.new_markdown_cell if cell.kind == "markdown" else nbformat.v4.new_code_cell
-        nb.cells.append(new(cell.source, id=f"cell-{i:03d}", metadata={"tags": cell.tags} if cell.tags else {}))
+        metadata = copy.deepcopy(cell.metadata) | ({"tags": list(cell.tags)} if cell.tags else {})
+        nb.cells.append(new(cell.source, id=f"cell-{i:03d}", metadata=metadata))
     check_notebook(nb, cells, secrets)
     return nb
 
