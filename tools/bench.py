@@ -1,6 +1,6 @@
 """`make bench`: digitkit's trainer against a seed-style training loop, same model, data, batch and machine.
 
-    python -m tools.bench [--data data/digit-recognizer] [--model smallcnn] [--steps 60] [--batch-size 128]
+    python -m tools.bench [--data data/digit-recognizer] [--model NAME] [--steps 60] [--batch-size N]
 
 (a) seed-style: a per-sample ``torch.utils.data.Dataset`` that reads one DataFrame row per item (reshape, tensor,
     per-image augmentation), ``DataLoader(num_workers=2)``, fp32, NCHW, the model in ``nn.DataParallel``.
@@ -305,13 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("DATA", "data/digit-recognizer"),
                         help="folder in Kaggle's layout (default: $DATA or data/digit-recognizer)")
-    parser.add_argument("--model", default="smallcnn", help="smallcnn, fastcnn or a timm name")
+    parser.add_argument("--model", default=Config.model,
+                        help=f"smallcnn, fastcnn or a timm name (default: {Config.model})")
     parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per loop and round")
     parser.add_argument("--warmup", type=int, default=5, help="steps run first and left out of the timing")
     parser.add_argument("--rounds", type=int, default=3,
                         help="the loops alternate this many times; medians are reported (a shared machine's load "
                              "changes within minutes)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=Config.batch_size, help=f"default: {Config.batch_size}")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--loader-workers", type=int, default=2, help="the seed-style DataLoader's num_workers")
     parser.add_argument("--folds", type=int, default=5, help="fold models in the inference timing")
