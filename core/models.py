@@ -249,7 +249,7 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
                 f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no message'}). Pretrained "
                 "weights need internet: on Kaggle, turn the train kernel's internet on (Settings > Internet; "
                 "kernel-metadata enable_internet: true)"
-                + ("; here HF_HUB_OFFLINE is set (make sets it), which forbids any download" if offline else "")
+                + ("; here HF_HUB_OFFLINE is set, which forbids any download" if offline else "")
                 + "; or set pretrained = False to train from scratch") from err
     else:
         model = timm.create_model(spec["name"], pretrained=False, num_classes=spec["num_classes"],

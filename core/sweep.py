@@ -346,7 +346,7 @@ def _check_same_setup(path: Path, config: Config, grid: SweepGrid, fingerprint: 
         if changed:
             shown = ", ".join(f"{key}: {was!r} → {now!r}" for key, (was, now) in changed.items())
             raise SweepError(f"{path.parent / RUNS_FILE} was made under other settings ({shown}); its cells are not "
-                             "comparable: sweep into another output folder (make sweep RUN=<name>), or move it away")
+                             "comparable: set output_dir to another folder, or move it away")
     write_text_atomic(path, json.dumps({"setup": setup, "grid": grid.to_dict(), "config": config.to_dict()},
                                        indent=2) + "\n")
 
