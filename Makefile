@@ -7,15 +7,17 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# make run settings (override on the command line: make run MODEL=efficientnet_b0 EPOCHS=3 RUN=effnet)
+# make run settings (override on the command line: make run MODEL=efficientnet_b0 EPOCHS=3 RUN=effnet). Unset,
+# MODEL, EPOCHS and BATCH come from the preset (core/presets.py: PRESET=local for make run) or Config's defaults.
 DATA   ?= data/digit-recognizer
 RUN    ?= default
-MODEL  ?= smallcnn
-EPOCHS ?= 4
+PRESET ?= local
+MODEL  ?=
+EPOCHS ?=
 PARAMS ?=
 RUNS   ?=
 STEPS  ?= 60
-BATCH  ?= 128
+BATCH  ?=
 ROUNDS ?= 3
 FLAGS  ?=
 ENSEMBLE ?=
@@ -27,6 +29,9 @@ FILE    ?= runs/kaggle-infer/submission.csv
 MESSAGE ?=
 SHIP    := $(PY) -m tools.ship
 DRY      = $(if $(DRY_RUN),--dry-run)
+# only what the user set goes on the command line: the rest is the preset's (run) or Config's (bench) default
+PRESET_OVERRIDES = $(if $(MODEL),-p model=$(MODEL)) $(if $(EPOCHS),-p epochs=$(EPOCHS)) $(foreach p,$(PARAMS),-p $(p))
+BENCH_MODEL      = $(if $(MODEL),--model $(MODEL)) $(if $(BATCH),--batch-size $(BATCH))
 NOTE     = $(if $(MESSAGE),--message '$(MESSAGE)')
 
 export HF_HUB_OFFLINE ?= 1
@@ -39,7 +44,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: DATA=$(DATA) RUN=$(RUN) MODEL=$(MODEL) EPOCHS=$(EPOCHS) PARAMS='name=value ...' RUNS='a b' KERNEL=$(KERNEL) DRY_RUN=1"
+	@echo "  variables: DATA=$(DATA) RUN=$(RUN) PRESET=$(PRESET) (local | kaggle | cpu-recipe; core/presets.py) MODEL=name EPOCHS=n (default: the preset's) PARAMS='name=value ...' RUNS='a b' KERNEL=$(KERNEL) DRY_RUN=1"
 
 venv: $(STAMP) ## make .venv and install the pinned requirements
 $(STAMP): requirements.txt
@@ -85,8 +90,7 @@ build/%.ipynb: $(STAMP) build.py $(wildcard core/*.py) kernels/$$(notdir $$*).py
 	$(PY) build.py $(notdir $*)
 
 run: $(STAMP) data build ## train (k folds) then infer, locally, with the built notebooks → runs/$(RUN)/
-	$(PY) -m tools.run_local --run '$(RUN)' --data '$(DATA)' -p model=$(MODEL) -p epochs=$(EPOCHS) \
-		$(foreach p,$(PARAMS),-p $(p))
+	$(PY) -m tools.run_local --run '$(RUN)' --data '$(DATA)' --preset '$(PRESET)' $(PRESET_OVERRIDES)
 
 ensemble: $(STAMP) build ## fuse finished runs: make ensemble RUNS="a b" → runs/ensemble-a-b/ (table, chart, submission)
 	@test -n "$(RUNS)" || { echo 'make ensemble needs RUNS="a b" (two or more finished `make run` runs)'; exit 2; }
@@ -98,18 +102,17 @@ sweep: $(STAMP) data build ## learning rate × batch size sweep (the built sweep
 		$(foreach p,$(PARAMS),-p $(p))
 
 bench: $(STAMP) data ## digitkit's trainer vs a seed-style loop: img/s, FLOP/s, speed-up (MODEL, DATA, STEPS, BATCH, ROUNDS, FLAGS)
-	$(PY) -m tools.bench --data '$(DATA)' --model $(MODEL) --steps $(STEPS) --batch-size $(BATCH) --rounds $(ROUNDS) $(FLAGS)
+	$(PY) -m tools.bench --data '$(DATA)' $(BENCH_MODEL) --steps $(STEPS) --rounds $(ROUNDS) $(FLAGS)
 
 gpu-bench: $(STAMP) data ## on a GPU machine: bench with AMP, channels_last and compile switched one at a time
 	@for flags in "" "--no-amp" "--no-channels-last" "--no-amp --no-channels-last" "--compile"; do \
 		echo "=== make bench FLAGS=\"$$flags\""; \
-		$(PY) -m tools.bench --data '$(DATA)' --model $(MODEL) --steps 200 --batch-size $(BATCH) --rounds 1 $$flags \
+		$(PY) -m tools.bench --data '$(DATA)' $(BENCH_MODEL) --steps 200 --rounds 1 $$flags \
 			|| exit 1; \
 	done
 
 cpu-recipe: $(STAMP) build ## the <=30-min 2-core CPU recipe on the full 42k (DATA=<real competition folder>)
-	$(PY) -m tools.run_local --run cpu-recipe --data '$(DATA)' -p model=fastcnn -p epochs=20 -p batch_size=256 \
-		-p learning_rate=4e-3 -p parallel=folds -p workers=2
+	$(PY) -m tools.run_local --run cpu-recipe --data '$(DATA)' --preset cpu-recipe $(PRESET_OVERRIDES)
 
 test: $(STAMP) .venv-kaggle/.installed .venv-oldest/.installed ## the whole suite (unit, build, the notebooks in a Kaggle sandbox in 3 package sets, Kaggle CLI contract)
 	$(PY) -m pytest -q

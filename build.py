@@ -5,50 +5,57 @@
 A template is a jinja2 "percent" script: ``# %%`` starts a code cell, ``# %% [markdown]`` a markdown cell
 ("# " is stripped from its lines), ``# %% tags=["parameters"]`` a tagged code cell, and ``# %% [core]`` expands into
 the library: a ``%%writefile core/<module>.py`` cell per module (readable source, real imports and tracebacks),
-then a cell that imports it. Every notebook is checked before it is written: nbformat schema, size < 1 MB, imports
-that exist on Kaggle, no ``__file__``, no ``pretrained=True`` in inference kernels, no Kaggle credentials.
+then a cell that imports it. Every notebook is checked before it is written (tools/notebook_checks.py: nbformat
+schema, size < 1 MB, imports that exist on Kaggle, no ``__file__``, no ``pretrained=True`` in inference kernels, no
+Kaggle credentials); its kernel-metadata.json is rendered by tools/kaggle_ids.py, which tools/ship.py shares.
 Local-only code: this file may use nbformat and jinja2; the notebooks it writes may not.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import datetime
 import graphlib
 import json
 import logging
-import os
 import re
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import jinja2
 import nbformat
 
+from core.atomic import write_text_atomic
+from tools.kaggle_ids import (  # noqa: F401 - PLACEHOLDER_OWNER, slugify: build's names for tests and tools
+    KERNELS, PLACEHOLDER_OWNER, BuildError, render_metadata, resolve_owner, slugify, weights_dataset)
+from tools.notebook_checks import Cell, check_cell, check_notebook, imported, known_secrets, python_text
+
 log = logging.getLogger("build")
 
-KERNELS = ("train", "infer", "ensemble", "sweep")
 TITLES = {kernel: f"digitkit {kernel}" for kernel in KERNELS}
-KAGGLE_PACKAGES = frozenset({"torch", "torchvision", "timm", "numpy", "pandas", "sklearn", "matplotlib", "tqdm"})
-MAX_NOTEBOOK_BYTES = 1_000_000
-PLACEHOLDER_OWNER = "your-kaggle-username"
-DEFAULT_WEIGHTS_DATASET = "digitkit-weights"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 CELL_MAGICS_WITH_PYTHON_BODY = ("time", "timeit", "capture")
-SECRET_PATTERNS = (
-    re.compile(r'"key"\s*:\s*"[0-9a-f]{32}"'),
-    re.compile(r"KAGGLE_KEY\s*=\s*[\"'][^\"']+"),
-    re.compile(r"KAGGLE_API_TOKEN\s*=\s*[\"'][^\"']+"),
+# The library's cells only write files (the last one imports the package), so their order is free: by concept, the
+# way one reads the library. Modules not listed go last, by name; tests/test_build.py fails when core/ has one.
+CONCEPT_ORDER = (
+    "__init__",
+    "config", "presets",  # the recipe
+    "paths", "data", "folds", "groups",  # the inputs
+    "targets", "augment", "models", "scheduler", "trainer", "swa", "checkpoint", "resume",  # training one fold
+    "pipeline", "launch", "distributed",  # running the folds
+    "oof", "stats", "choice",  # judging them
+    "predict", "tta", "inference", "ensemble", "submission", "manifest",  # predicting, shipping
+    "sweep", "lr_scaling",  # experiments
+    "plots", "progress", "atomic",  # helpers
 )
+# Kaggle's and Jupyter's keys for a collapsed cell: the library's source is there to expand, not in the way.
+HIDDEN_CELL = {"_kg_hide-input": True, "_kg_hide-output": True,
+               "jupyter": {"source_hidden": True, "outputs_hidden": True}}
 _MARKER = re.compile(r"^# %%(?:\s+\[(?P<kind>markdown|core)\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
-
-
-class BuildError(Exception):
-    """The notebook cannot be built; the message names the file, cell and line, and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,36 +66,7 @@ class Module:
     deps: tuple[str, ...]  # names of the package modules it imports
 
 
-@dataclasses.dataclass
-class _Cell:
-    kind: str  # "markdown" | "code"
-    source: str  # what goes into the notebook
-    where: str  # "kernels/train.py.j2 cell 3" or "core/data.py": where `body` line numbers point
-    body: str  # the text that `where` numbers (a module's source without the %%writefile line)
-    tags: list[str] = dataclasses.field(default_factory=list)
-    python: bool = True  # code whose imports and calls are checked
-
-
 # ----------------------------------------------------------------------------------------------- the package
-def _imported(tree: ast.AST, pkg_name: str, where: str) -> list[tuple[str, int, bool]]:
-    """(absolute dotted name, line, may be an attribute) of every import in ``tree``, in functions and try blocks too.
-
-    ``from . import a`` and ``from core import a`` give ``core`` and ``core.a``; the latter may name an attribute.
-    """
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, node.lineno, False) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level > 1:
-                raise BuildError(f"{where} line {node.lineno}: '{'.' * node.level}' import; the package is flat")
-            base = node.module if node.level == 0 else ".".join(filter(None, [pkg_name, node.module]))
-            found.append((base, node.lineno, False))
-            if base == pkg_name:
-                found += [(f"{pkg_name}.{alias.name}", node.lineno, True) for alias in node.names]
-    return found
-
-
 def collect_modules(pkg_dir: Path, pkg_name: str) -> list[Module]:
     """The package's modules, each after the modules it imports (``__init__`` first, ties by name)."""
     pkg_dir = Path(pkg_dir)
@@ -106,7 +84,7 @@ def collect_modules(pkg_dir: Path, pkg_name: str) -> list[Module]:
         except SyntaxError as exc:
             raise BuildError(f"{relpath} line {exc.lineno}: syntax error: {exc.msg}") from exc
         deps = set()
-        for dotted, line, maybe_attribute in _imported(tree, pkg_name, relpath):
+        for dotted, line, maybe_attribute in imported(tree, pkg_name, relpath):
             parts = dotted.split(".")
             if parts[0] != pkg_name:
                 continue
@@ -176,30 +154,39 @@ def _template_imports(cells: list[tuple[str, list[str], str, int]], package_name
         if kind != "code":
             continue
         try:
-            tree = ast.parse(_python_text(body))
+            tree = ast.parse(python_text(body))
         except SyntaxError:  # reported with its line by _check_cell
             continue
-        for dotted, _, _ in _imported(tree, package_name, f"{source_name} cell {n}"):
+        for dotted, _, _ in imported(tree, package_name, f"{source_name} cell {n}"):
             parts = dotted.split(".")
             if parts[0] == package_name:
                 roots.add(parts[1] if len(parts) > 1 else "__init__")
     return roots
 
 
-def _core_cells(package_dir: Path, package_name: str, commit: str, roots: set[str]) -> list[_Cell]:
-    modules = needed_modules(collect_modules(package_dir, package_name), roots)
-    intro = (f"## The `{package_name}` library\nThe cells below write the {len(modules)} modules of the "
-             f"`{package_name}` package (digitkit commit {commit}) that this notebook uses to `{package_name}/`, one "
-             f"module per cell, in dependency order, then import it.")
+def by_concept(modules: list[Module]) -> list[Module]:
+    """``modules`` in ``CONCEPT_ORDER``, the ones it does not name last, by name."""
+    rank = {name: i for i, name in enumerate(CONCEPT_ORDER)}
+    return sorted(modules, key=lambda m: (rank.get(m.name, len(rank)), m.name))
+
+
+def _core_cells(package_dir: Path, package_name: str, commit: str, roots: set[str]) -> list[Cell]:
+    """One visible markdown line, then hidden cells: makedirs, a ``%%writefile`` per module (by concept), import."""
+    modules = by_concept(needed_modules(collect_modules(package_dir, package_name), roots))
+    names = ", ".join(m.name for m in modules if m.name != "__init__")
+    intro = (f"**Library** — `{package_name}/` ({names}; {len(modules)} modules, digitkit commit {commit}) is written "
+             "by the hidden cells below and imported; expand them to read the source.")
     makedirs = f'import os\nos.makedirs("{package_name}", exist_ok=True)'
-    cells = [_Cell("markdown", intro, "[core] expansion", intro), _Cell("code", makedirs, "[core] expansion", makedirs)]
+    cells = [Cell("markdown", intro, "[core] expansion", intro),
+             Cell("code", makedirs, "[core] expansion", makedirs, metadata=HIDDEN_CELL)]
     for module in modules:  # %%writefile refuses an empty body
         body = module.source if module.source.strip() else "# (an empty module)\n"
-        cells.append(_Cell("code", f"%%writefile {module.relpath}\n{body}", module.relpath, module.source))
+        cells.append(Cell("code", f"%%writefile {module.relpath}\n{body}", module.relpath, module.source,
+                          metadata=HIDDEN_CELL))
     reimport = (f"import importlib, sys\nimportlib.invalidate_caches()\nfor _name in [m for m in sys.modules if m == "
                 f"\"{package_name}\" or m.startswith(\"{package_name}.\")]:\n    del sys.modules[_name]\n"
                 f"import {package_name}")
-    return cells + [_Cell("code", reimport, "[core] expansion", reimport)]
+    return cells + [Cell("code", reimport, "[core] expansion", reimport, metadata=HIDDEN_CELL)]
 
 
 def build_notebook_from_template(template_text: str, *, package_dir: Path, package_name: str, kernel: str,
@@ -212,7 +199,7 @@ def build_notebook_from_template(template_text: str, *, package_dir: Path, packa
         line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
         raise BuildError(f"{source_name}{line}: jinja2: {exc}") from exc
     commit = str(context.get("commit", "unknown"))
-    cells: list[_Cell] = []
+    cells: list[Cell] = []
     parsed = _parse_cells(text, source_name)
     roots = _template_imports(parsed, package_name, source_name)
     for n, (kind, tags, body, line) in enumerate(parsed, start=1):
@@ -223,133 +210,28 @@ def build_notebook_from_template(template_text: str, *, package_dir: Path, packa
             cells += _core_cells(Path(package_dir), package_name, commit, roots)
         elif kind == "markdown":
             md = "\n".join(re.sub(r"^# ?", "", ln) for ln in body.splitlines())
-            cells.append(_Cell("markdown", md, where, body, tags))
+            cells.append(Cell("markdown", md, where, body, tags))
         elif body.strip():
             first = body.lstrip().split(maxsplit=1)[0]
             python = not first.startswith("%%") or first[2:] in CELL_MAGICS_WITH_PYTHON_BODY
-            cells.append(_Cell("code", body, where, body, tags, python))
+            cells.append(Cell("code", body, where, body, tags, python))
     if not (cells and cells[0].kind == "markdown" and commit in cells[0].source):
         header = (f"Built by digitkit build.py from commit {commit} with "
                   f"`{context.get('build_command', 'python build.py ' + kernel)}` — edit the repo, not this notebook.")
-        cells.insert(0, _Cell("markdown", header, "header", header))
-    secrets = _known_secrets()
+        cells.insert(0, Cell("markdown", header, "header", header))
+    secrets = known_secrets()
     for cell in cells:
-        _check_cell(cell, kernel=kernel, package_name=package_name, secrets=secrets)
+        check_cell(cell, kernel=kernel, package_name=package_name, secrets=secrets)
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
     for i, cell in enumerate(cells):
         new = nbformat.v4.new_markdown_cell if cell.kind == "markdown" else nbformat.v4.new_code_cell
-        nb.cells.append(new(cell.source, id=f"cell-{i:03d}", metadata={"tags": cell.tags} if cell.tags else {}))
-    _check_notebook(nb, cells, secrets)
+        metadata = copy.deepcopy(cell.metadata) | ({"tags": list(cell.tags)} if cell.tags else {})
+        nb.cells.append(new(cell.source, id=f"cell-{i:03d}", metadata=metadata))
+    check_notebook(nb, cells, secrets)
     return nb
 
 
-# -------------------------------------------------------------------------------------------------- checks
-def _python_text(body: str) -> str:
-    """The cell with IPython magics and shell lines replaced by `pass`, so that line numbers stay put."""
-    lines = body.splitlines()
-    if lines and lines[0].lstrip().startswith("%%"):
-        lines[0] = ""
-    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in lines)
-
-
-def _check_cell(cell: _Cell, *, kernel: str, package_name: str, secrets: list[tuple[str, str]]) -> None:
-    _scan_credentials(cell.body, cell.where, secrets)
-    if cell.kind != "code" or not cell.python:
-        return
-    try:
-        tree = ast.parse(_python_text(cell.body))
-    except SyntaxError as exc:
-        raise BuildError(f"{cell.where} line {exc.lineno}: syntax error: {exc.msg}") from exc
-    for dotted, line, _ in _imported(tree, package_name, cell.where):
-        top = dotted.split(".")[0]
-        if top not in sys.stdlib_module_names and top not in KAGGLE_PACKAGES and top != package_name:
-            raise BuildError(f"{cell.where} line {line} imports {top!r}, which is not available on Kaggle: use the "
-                             f"standard library or one of {sorted(KAGGLE_PACKAGES)} (local-only code stays out of "
-                             f"{package_name}/ and the templates)")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == "__file__":
-            raise BuildError(f"{cell.where} line {node.lineno} uses __file__, which notebooks do not define; "
-                             "pass paths in explicitly")
-        if kernel.startswith("infer") and _is_pretrained_true(node):
-            raise BuildError(f"{cell.where} line {node.lineno} sets pretrained=True in the {kernel!r} kernel, which "
-                             "runs without internet: build the model with pretrained=False and load_state_dict")
-
-
-def _is_pretrained_true(node: ast.AST) -> bool:
-    """``f(..., pretrained=True)``, ``pretrained = True``, ``cfg.pretrained = True`` or ``pretrained: bool = True``."""
-    def true(value: ast.AST | None) -> bool:
-        return isinstance(value, ast.Constant) and value.value is True
-
-    if isinstance(node, ast.Call):
-        return any(kw.arg == "pretrained" and true(kw.value) for kw in node.keywords)
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-    return true(getattr(node, "value", None)) and any(
-        getattr(t, "id", None) == "pretrained" or getattr(t, "attr", None) == "pretrained" for t in targets)
-
-
-def _known_secrets() -> list[tuple[str, str]]:
-    """(description, value) of the Kaggle credentials on this machine; descriptions never contain the value."""
-    secrets = [(f"the value of ${name}", os.environ[name]) for name in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
-               if len(os.environ.get(name, "")) >= 8]
-    for path in _kaggle_json_paths():
-        key = str(_read_json(path).get("key", ""))
-        if len(key) >= 8:
-            secrets.append((f"the key in {path}", key))
-    return secrets
-
-
-def _scan_credentials(text: str, where: str, secrets: list[tuple[str, str]]) -> None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        hits = [what for what, value in secrets if value in line]
-        hits += [f"text matching {p.pattern!r}" for p in SECRET_PATTERNS if p.search(line)]
-        if hits:
-            raise BuildError(f"{where} line {number} contains a Kaggle credential ({hits[0]}): remove it; credentials "
-                             "never go into a notebook (on Kaggle use Add-ons > Secrets)")
-
-
-def _check_notebook(nb: nbformat.NotebookNode, cells: list[_Cell], secrets: list[tuple[str, str]]) -> None:
-    try:
-        nbformat.validate(nb)
-    except nbformat.ValidationError as exc:
-        raise BuildError(f"the notebook does not validate against the nbformat schema: {exc.message}") from exc
-    size = len(nbformat.writes(nb).encode("utf-8"))
-    if size >= MAX_NOTEBOOK_BYTES:
-        largest = sorted(cells, key=lambda c: -len(c.source.encode("utf-8")))[:3]
-        raise BuildError(f"the notebook is {size:,} bytes; Kaggle refuses sources of 1 MB or more. Largest cells: "
-                         + ", ".join(f"{c.where} ({len(c.source.encode('utf-8')):,} bytes)" for c in largest))
-    _scan_credentials(json.dumps(nb.metadata), "notebook metadata", secrets)
-
-
-# ------------------------------------------------------------------------------------------ kernel + metadata
-def slugify(title: str) -> str:
-    """Kaggle's slug: lowercase, each run of other characters one dash ("digitkit train" -> "digitkit-train")."""
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-
-
-def _kaggle_json_paths() -> list[Path]:
-    dirs = [os.environ["KAGGLE_CONFIG_DIR"]] if os.environ.get("KAGGLE_CONFIG_DIR") else []
-    dirs += [Path.home() / ".kaggle", Path.home() / ".config" / "kaggle"]
-    return [Path(d) / "kaggle.json" for d in dirs if (Path(d) / "kaggle.json").is_file()]
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def resolve_owner(owner: str | None = None) -> str:
-    """--owner, else $KAGGLE_USERNAME, else kaggle.json's username, else a placeholder that push refuses."""
-    owner = owner or os.environ.get("KAGGLE_USERNAME")
-    for path in [] if owner else _kaggle_json_paths():
-        owner = owner or _read_json(path).get("username")
-    if not owner:
-        log.warning("no Kaggle username (--owner, $KAGGLE_USERNAME or kaggle.json): using %r", PLACEHOLDER_OWNER)
-    return owner or PLACEHOLDER_OWNER
-
-
+# ------------------------------------------------------------------------------------------------- the kernel
 def git_commit(repo: Path) -> str:
     """Short HEAD hash, plus "+dirty" when the working tree has changes; "unknown" outside git."""
     def git(*args: str) -> str:
@@ -359,12 +241,6 @@ def git_commit(repo: Path) -> str:
         return git("rev-parse", "--short", "HEAD").strip() + ("+dirty" if git("status", "--porcelain").strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _weights_dataset(repo: Path) -> str:
-    path = repo / "weights" / "dataset-metadata.json"
-    dataset_id = str(_read_json(path).get("id", "")) if path.is_file() else ""
-    return dataset_id.split("/")[-1] or DEFAULT_WEIGHTS_DATASET
 
 
 def config_parameters(config_source: str, class_name: str = "Config", where: str = "core/config.py"):
@@ -400,18 +276,6 @@ def config_parameters(config_source: str, class_name: str = "Config", where: str
     return render
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def build_kernel(kernel: str, *, repo: Path, out_dir: Path, owner: str | None = None,
                  extra: dict | None = None) -> Path:
     """Build ``<out_dir>/<kernel>/<kernel>.ipynb`` and its ``kernel-metadata.json``; returns the notebook path."""
@@ -431,29 +295,13 @@ def build_kernel(kernel: str, *, repo: Path, out_dir: Path, owner: str | None = 
                                       source_name=f"kernels/{kernel}.py.j2")
     owner, slug = resolve_owner(owner), slugify(context["title"])
     values = {"owner": owner, "slug": slug, "title": context["title"], "code_file": f"{kernel}.ipynb",
-              "weights_dataset": _weights_dataset(repo), "kernel": kernel}
+              "weights_dataset": weights_dataset(repo), "kernel": kernel}
     metadata = render_metadata(meta_template.read_text(encoding="utf-8"), values,
                                source_name=f"kernel-metadata/{kernel}.json.j2")
     notebook_path = Path(out_dir) / kernel / f"{kernel}.ipynb"
-    _write_atomic(notebook_path, nbformat.writes(nb) + "\n")
-    _write_atomic(notebook_path.with_name("kernel-metadata.json"), json.dumps(metadata, indent=2) + "\n")
+    write_text_atomic(notebook_path, nbformat.writes(nb) + "\n")
+    write_text_atomic(notebook_path.with_name("kernel-metadata.json"), json.dumps(metadata, indent=2) + "\n")
     return notebook_path
-
-
-def render_metadata(template_text: str, values: dict, *, source_name: str = "<metadata>") -> dict:
-    """Render a kernel-metadata template to a dict whose id is ``owner/slug`` and code_file the notebook."""
-    try:
-        text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template_text).render(**values)
-        metadata = json.loads(text)
-    except (jinja2.TemplateError, ValueError) as exc:
-        raise BuildError(f"{source_name}: does not render to JSON: {exc}") from exc
-    expected = {"id": f"{values['owner']}/{values['slug']}", "code_file": values["code_file"]}
-    for key, value in expected.items():
-        if metadata.setdefault(key, value) != value:
-            raise BuildError(f"{source_name}: {key} is {metadata[key]!r}; it must be {value!r}")
-    if not 5 <= len(metadata.get("title", "")) <= 50:
-        raise BuildError(f"{source_name}: title {metadata.get('title')!r} must have 5 to 50 characters")
-    return metadata
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
-SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")
+SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")  # core.scheduler builds each
 PARALLEL_MODES = ("auto", "none", "dp", "ddp", "folds")
 # augmentation bounds: beyond them a digit stops being itself (core.augment never flips)
 MAX_ROTATE_DEG, MAX_ZOOM, MAX_SHIFT = 45.0, 0.5, 0.3

@@ -24,12 +24,13 @@ from .paths import find_input_dir
 
 _logger = logging.getLogger(__name__)
 
-IMAGE_SIDE = 28
+IMAGE_SIDE = 28  # px: every image is IMAGE_SIDE × IMAGE_SIDE, one channel
 PIXEL_COLUMNS = [f"pixel{i}" for i in range(IMAGE_SIDE * IMAGE_SIDE)]
 TRAIN_COLUMNS = ["label"] + PIXEL_COLUMNS
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # the digits 0..9
 _HEADER_HINT = "label,pixel0..pixel783"
-FIX_DATA = "run `make data` (writes data/digit-recognizer), or set DATA=<a folder in Kaggle's layout>"
+FIX_DATA = ("set data_dir to a folder in Kaggle's layout (train.csv, test.csv; .csv.gz too), or on Kaggle attach the "
+            "competition with 'Add Input'")
 
 
 class DataError(ValueError):

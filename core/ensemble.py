@@ -31,7 +31,7 @@ from .config import ConfigError, is_whole
 from .data import find_competition_file, read_test
 from .groups import Group, check_compatible, load_groups
 from .inference import predict_folds
-from .stats import mcnemar_exact
+from .stats import accuracy, mcnemar_exact
 from .submission import make_submission, write_submission
 from .device import resolve_device
 
@@ -70,10 +70,6 @@ def blend(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def log_loss(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-12) -> float:
     """Mean negative log-probability of the true class; (N, C), (N,)."""
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], eps, None)).mean())
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(1) == labels).mean())
 
 
 def fit_weights(probs: np.ndarray, labels: np.ndarray, *, steps: int = 300, lr: float = 0.05,

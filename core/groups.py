@@ -121,8 +121,8 @@ def check_compatible(groups: Sequence[Group]) -> None:
                                 f"{CHANCE_ACC}): that run did not learn (diverged, or trained far too briefly); leave "
                                 "it out, or retrain it")
     first = groups[0]
-    fix = ("train every group on the same train.csv with the same folds.csv (locally `make run` shares one per data "
-           "folder; on Kaggle attach the first run's folds.csv to the next train notebook)")
+    fix = ("train every group on the same train.csv with the same folds.csv (set folds_path to the first run's "
+           "folds.csv; on Kaggle attach the first run's output to the next train notebook)")
     for other in groups[1:]:
         pair = f"groups {first.name!r} and {other.name!r}"
         if first.manifest.get("train_sha256") != other.manifest.get("train_sha256"):

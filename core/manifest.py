@@ -137,7 +137,7 @@ def verify_files(directory: str | Path, manifest: dict[str, Any], names: list[st
     if problems:
         raise ManifestError(
             f"{directory}: " + "; ".join(problems)
-            + ". Re-download the training output (make output KERNEL=train) or retrain; never mix files of two runs.")
+            + ". Re-download the train kernel's output or retrain; never mix files of two runs.")
 
 
 def describe_manifest(manifest: dict[str, Any], folder: str | Path | None = None,

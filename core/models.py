@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import MNIST_MEAN, MNIST_STD
+from .data import IMAGE_SIDE, NUM_CLASSES
 
 _logger = logging.getLogger(__name__)
 
-INPUT_SIZE = 28  # MNIST images are 28x28 pixels
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation: the value padding must add
 
 # Architecture-name prefix -> what the family needs at 28x28; the first matching prefix wins.
@@ -40,8 +40,8 @@ _FAMILIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("convnext", {"timm_kwargs": {}, "pad_to": 32, "convolutional": True}),
     ("edgenext", {"timm_kwargs": {}, "pad_to": 32, "convolutional": True}),
     ("tiny_vit", {"timm_kwargs": {"window_sizes": [7, 4, 2, 1]}, "pad_to": None, "convolutional": False}),
-    ("vit_", {"timm_kwargs": {"img_size": INPUT_SIZE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
-    ("eva02", {"timm_kwargs": {"img_size": INPUT_SIZE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
+    ("vit_", {"timm_kwargs": {"img_size": IMAGE_SIDE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
+    ("eva02", {"timm_kwargs": {"img_size": IMAGE_SIDE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
 )
 _PASS_THROUGH: dict[str, Any] = {"timm_kwargs": {}, "pad_to": None, "convolutional": False}
 
@@ -64,7 +64,7 @@ class SmallCNN(nn.Module):
         drop_rate: Dropout probability before the classifier.
     """
 
-    def __init__(self, *, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128),
+    def __init__(self, *, in_chans: int = 1, num_classes: int = NUM_CLASSES, widths: tuple[int, ...] = (32, 64, 128),
                  drop_rate: float = 0.25):
         super().__init__()
         layers: list[nn.Module] = []
@@ -104,7 +104,7 @@ class FastCNN(nn.Module):
         drop_rate: Dropout probability before the classifier.
     """
 
-    def __init__(self, *, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64),
+    def __init__(self, *, in_chans: int = 1, num_classes: int = NUM_CLASSES, widths: tuple[int, int, int] = (16, 32, 64),
                  drop_rate: float = 0.2):
         super().__init__()
         assert len(widths) == 3, "fastcnn takes three widths: stem, 14 px pair, 7 px pair"
@@ -174,7 +174,7 @@ def _check_timm_name(name: str) -> None:
                      f"list candidates with timm.list_models('*{stem}*')")
 
 
-def model_spec(name: str, *, num_classes: int = 10, in_chans: int = 1,
+def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1,
                timm_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Resolve a model name into everything needed to rebuild its architecture.
 
@@ -204,7 +204,7 @@ def model_spec(name: str, *, num_classes: int = 10, in_chans: int = 1,
         "timm_kwargs": {**settings["timm_kwargs"], **(timm_kwargs or {})},
         "pad_to": settings["pad_to"],
         "pad_value": BACKGROUND,
-        "input_size": INPUT_SIZE,
+        "input_size": IMAGE_SIDE,
         "in_chans": in_chans,
         "num_classes": num_classes,
         "convolutional": settings["convolutional"],
@@ -249,7 +249,7 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
                 f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no message'}). Pretrained "
                 "weights need internet: on Kaggle, turn the train kernel's internet on (Settings > Internet; "
                 "kernel-metadata enable_internet: true)"
-                + ("; here HF_HUB_OFFLINE is set (make sets it), which forbids any download" if offline else "")
+                + ("; here HF_HUB_OFFLINE is set, which forbids any download" if offline else "")
                 + "; or set pretrained = False to train from scratch") from err
     else:
         model = timm.create_model(spec["name"], pretrained=False, num_classes=spec["num_classes"],
@@ -300,7 +300,7 @@ def describe_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> s
     return f"{name}: trained from scratch ({why}; pretrained = True downloads timm's weights)"
 
 
-def create_model(name: str, *, pretrained: bool = False, num_classes: int = 10, in_chans: int = 1,
+def create_model(name: str, *, pretrained: bool = False, num_classes: int = NUM_CLASSES, in_chans: int = 1,
                  timm_kwargs: Optional[dict[str, Any]] = None) -> nn.Module:
     """Build a model that takes (N, in_chans, 28, 28) images and returns (N, num_classes) logits.
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_text_atomic
+from .data import NUM_CLASSES
 
 log = logging.getLogger(__name__)
-NUM_CLASSES = 10
 PROB_COLUMNS = [f"prob_{c}" for c in range(NUM_CLASSES)]
 CHANCE_ACC = 0.2  # an accuracy at or below this is a model that did not learn (10 classes: chance is 0.1)
 

@@ -67,6 +67,14 @@ def find_input_dir(explicit: str | Path | None, marker: str | tuple[str, ...], w
         f"locally, set the notebook parameter (e.g. -p {what.replace(' ', '_')}=<folder>).")
 
 
+def find_input_file(name: str, root: Path = KAGGLE_INPUT) -> Path | None:
+    """The first file called ``name`` among Kaggle's inputs (see ``find_input_dir``); None when none is attached."""
+    try:
+        return find_input_dir(None, name, name, root=root) / name
+    except FileNotFoundError:
+        return None
+
+
 def default_output_dir(explicit: str | Path | None) -> Path:
     """``explicit`` if given, else /kaggle/working on Kaggle, else the current folder."""
     if explicit:

@@ -13,12 +13,12 @@ from typing import Optional
 
 import torch
 
+from .config import SCHEDULERS
+
 _logger = logging.getLogger(__name__)
 
 # torch >= 2.0 names the base class LRScheduler; older releases only have _LRScheduler.
 _SchedulerBase = getattr(torch.optim.lr_scheduler, "LRScheduler", None) or torch.optim.lr_scheduler._LRScheduler
-
-SCHEDULER_NAMES = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")
 
 
 class CosineAnnealingWithWarmupLR(_SchedulerBase):
@@ -96,7 +96,7 @@ def fetch_scheduler(
 
     Args:
         optimizer: The optimizer to schedule.
-        scheduler: One of ``SCHEDULER_NAMES``.
+        scheduler: One of ``core.config.SCHEDULERS``.
         T_max: Total optimizer steps of the run (epochs * steps per epoch).
         min_lr: Final learning rate of the cosine.
         epochs: Number of epochs the run trains.
@@ -118,7 +118,7 @@ def fetch_scheduler(
         else:
             warmup = T_max // epochs
         return CosineAnnealingWithWarmupLR(optimizer, T_max=T_max, eta_min=min_lr, warmup_epochs=warmup)
-    raise ValueError(f"scheduler = {scheduler!r}: choose one of {SCHEDULER_NAMES}")
+    raise ValueError(f"scheduler = {scheduler!r}: choose one of {SCHEDULERS}")
 
 
 def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:

@@ -1,4 +1,4 @@
-"""Paired comparison of two classifiers on the same rows: McNemar's exact test (no scipy needed).
+"""Scoring classifiers: accuracy, and the paired comparison of two on the same rows, McNemar's exact test (no scipy).
 
 Only the rows where exactly one of the two is right carry information. Under "no difference" each such row is a fair
 coin flip, so the count won by one side is Binomial(n, 1/2) and the two-sided p-value is exact, from integer
@@ -7,8 +7,27 @@ binomial coefficients (Python's big integers: no overflow, no approximation, eve
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 import numpy as np
+
+
+def accuracy(scores: Any, labels: Any) -> float:
+    """Fraction of rows whose highest score is the label: the one accuracy of digitkit, for numpy arrays and torch
+    tensors alike (on any device).
+
+    Args:
+        scores: logits or probabilities, (N, C).
+        labels: class indices (N,), or one-hot / smoothed / soft targets (N, C) whose argmax is the class (ties in a
+            soft mixture go to the lower index).
+
+    Returns:
+        Accuracy in [0, 1] as a Python float; NaN for N = 0.
+    """
+    if labels.ndim == 2:
+        labels = labels.argmax(-1)
+    return float((scores.argmax(-1) == labels).sum()) / len(labels) if len(labels) else math.nan
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from .checkpoint import save_state_dict
 from .augment import make_batch
 from .predict import predict_logits
+from .stats import accuracy
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def finish_swa(averager: SwaAverager, *, images: torch.Tensor, labels: torch.Ten
                          zoom=zoom, shift=shift)
     save_state_dict(model, path)
     logits = predict_logits(model, images[val_rows], batch_size=eval_batch_size, channels_last=channels_last, amp=amp)
-    accuracy = (logits.argmax(1) == labels[val_rows]).float().mean().item()
+    val_acc = accuracy(logits, labels[val_rows])
     log.info("SWA of %d epochs: val_acc %.5f (BatchNorm re-estimated on %d training rows) → %s",
-             averager.n_averaged, accuracy, len(train_rows), path.name)
-    return accuracy, torch.softmax(logits, 1).double().cpu().numpy()
+             averager.n_averaged, val_acc, len(train_rows), path.name)
+    return val_acc, torch.softmax(logits, 1).double().cpu().numpy()

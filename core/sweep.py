@@ -43,7 +43,7 @@ from .config import Config, coerce
 from .data import find_competition_file, read_train
 from .folds import load_or_make_folds
 from .oof import CHANCE_ACC
-from .paths import KAGGLE_INPUT, find_input_dir, given_path
+from .paths import find_input_file, given_path
 from .trainer import DivergedError, plan_steps, resolve_device, train_fold
 
 log = logging.getLogger(__name__)
@@ -319,13 +319,13 @@ def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_d
              config.model, len(set(grid.batch_sizes)), len(set(grid.learning_rates)), len(set(grid.seeds)),
              grid.budget)
     train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
-    reuse_from = given_path(folds_path, "folds_path", folder=False) or _kaggle_input_file("folds.csv")
+    reuse_from = given_path(folds_path, "folds_path", folder=False) or find_input_file("folds.csv")
     folds = load_or_make_folds(output_dir / "folds.csv", train.labels, fingerprint=train.fingerprint,
                                n_folds=config.n_folds, method=config.fold_method, seed=config.seed,
                                groups=train.groups, reuse_from=reuse_from)
     if not 0 <= grid.fold < int(folds.max()) + 1:
         raise SweepError(f"sweep_fold = {grid.fold}: the folds file has folds 0..{int(folds.max())}")
-    earlier = given_path(runs_path, "runs_path", folder=False) or _kaggle_input_file(RUNS_FILE)
+    earlier = given_path(runs_path, "runs_path", folder=False) or find_input_file(RUNS_FILE)
     if earlier is not None and earlier.is_file() and not (output_dir / RUNS_FILE).is_file():
         shutil.copyfile(earlier, output_dir / RUNS_FILE)
         log.info("continuing the sweep of %s", earlier)
@@ -346,16 +346,11 @@ def _check_same_setup(path: Path, config: Config, grid: SweepGrid, fingerprint: 
         if changed:
             shown = ", ".join(f"{key}: {was!r} → {now!r}" for key, (was, now) in changed.items())
             raise SweepError(f"{path.parent / RUNS_FILE} was made under other settings ({shown}); its cells are not "
-                             "comparable: sweep into another output folder (make sweep RUN=<name>), or move it away")
+                             "comparable: set output_dir to another folder, or move it away")
     write_text_atomic(path, json.dumps({"setup": setup, "grid": grid.to_dict(), "config": config.to_dict()},
                                        indent=2) + "\n")
 
 
-def _kaggle_input_file(name: str) -> Path | None:
-    try:
-        return find_input_dir(None, name, name, root=KAGGLE_INPUT) / name
-    except FileNotFoundError:
-        return None
 
 
 def _complete_lines(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Training targets: labels -> one-hot -> label smoothing, the soft-target loss, and accuracy.
+"""Training targets: labels -> one-hot -> label smoothing, and the soft-target loss (accuracy: core.stats).
 
 Used for training only: inference never sees a target. With ``ε = 0`` the loss is plain cross-entropy, and
 ``soft_target_cross_entropy(logits, smooth_targets(one_hot(y), ε))`` equals
@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .data import NUM_CLASSES
 
-def one_hot(labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+
+def one_hot(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Encode class indices as one-hot rows.
 
     Args:
@@ -50,18 +52,3 @@ def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> to
     """
     log_probs = F.log_softmax(logits, dim=-1)
     return torch.sum(-targets * log_probs, dim=-1).mean()
-
-
-def accuracy(scores: torch.Tensor, targets: torch.Tensor) -> float:
-    """Fraction of rows whose highest score is the target class.
-
-    Args:
-        scores: Logits or probabilities of shape (N, C).
-        targets: Class indices of shape (N,), or one-hot / smoothed / soft targets of shape (N, C) (their argmax
-            is taken as the class; ties in a soft mixture go to the lower index).
-
-    Returns:
-        Accuracy in ``[0, 1]`` as a Python float (NaN for an empty batch).
-    """
-    labels = targets.argmax(dim=-1) if targets.ndim == 2 else targets
-    return (scores.argmax(dim=-1) == labels).float().mean().item()

@@ -27,8 +27,8 @@ from typing import Sequence
 import torch
 
 from .augment import affine_matrices, warp
+from .data import IMAGE_SIDE
 
-IMAGE_SIDE = 28
 MAX_ANGLE_DEG = 10.0  # views beyond this could turn one digit into another
 TTA_SETTINGS = ("auto", "none")  # besides an explicit comma-separated view list
 

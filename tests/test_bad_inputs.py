@@ -101,7 +101,7 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
         DataError, ["train.csv row 2: label = 12, expected an integer 0..9"]),
     "empty file": (
         lambda d: read_train(written(d / "train.csv", "")),
-        DataError, ["train.csv is empty (0 bytes)", "make data"]),
+        DataError, ["train.csv is empty (0 bytes)", "set data_dir to a folder"]),
     "folds.csv of another train.csv": (
         lambda d: load_or_make_folds(folds_for(d), np.arange(10), fingerprint="b" * 64, n_folds=5,
                                      method="StratifiedKFold", seed=42),
@@ -171,7 +171,7 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
         FileNotFoundError, ["folds_path = ", "folds.csv' does not exist"]),
     "data folder that is a file": (
         lambda d: find_data_dir(str(written(d / "train.csv", "label\n"))),
-        FileNotFoundError, ["data_dir = ", "train.csv' is a file, not a folder: give an existing folder; run `make data`"]),
+        FileNotFoundError, ["data_dir = ", "train.csv' is a file, not a folder: give an existing folder; set data_dir to a folder"]),
     "train.csv a broken symlink": (
         lambda d: read_train(_broken_link(d / "train.csv")), DataError, ["train.csv is a broken symbolic link (to "]),
     # ---- k checked against the rows, the smallest class and the groups, with what fits

@@ -366,7 +366,42 @@ def test_each_notebook_carries_only_the_core_modules_it_imports(tmp_path):
     assert {"pipeline", "launch", "trainer", "inference", "__init__"} <= written["infer"]
     assert not {"sweep", "lr_scaling", "ensemble", "groups"} & written["infer"]
     assert {"sweep", "lr_scaling"} <= written["sweep"] and {"ensemble", "groups"} <= written["ensemble"]
-    assert set(modules) == set().union(*written.values())  # every module serves some notebook
+    local_only = {"presets"}  # the named recipes of tools.run_local and the Makefile; a notebook has its parameters
+    assert set(modules) - local_only == set().union(*written.values())  # every other module serves some notebook
+
+
+def test_concept_order_covers_every_core_module():
+    """A new core/ module must get its place in build.CONCEPT_ORDER (else it would silently go last)."""
+    names = {m.name for m in collect_modules(REPO / "core", "core")}
+    assert names <= set(build.CONCEPT_ORDER), f"add {sorted(names - set(build.CONCEPT_ORDER))} to build.CONCEPT_ORDER"
+    assert len(set(build.CONCEPT_ORDER)) == len(build.CONCEPT_ORDER)
+
+
+@pytest.mark.parametrize("kernel", ["train", "infer"])
+def test_library_cells_are_hidden_ordered_by_concept_and_named_in_one_markdown_line(tmp_path, kernel):
+    nb = nbformat.read(build_kernel(kernel, repo=REPO, out_dir=tmp_path, owner="tester"), as_version=4)
+    written = [c.source.split("\n", 1)[0].split("/")[-1][:-3] for c in nb.cells
+               if c.source.startswith("%%writefile core/")]
+    assert written == [n for n in build.CONCEPT_ORDER if n in written]
+    first = next(i for i, c in enumerate(nb.cells) if c.source.startswith("%%writefile core/"))
+    library = nb.cells[first - 1:first + len(written) + 1]  # makedirs, the modules, the import
+    assert library[0].source.startswith("import os\nos.makedirs(") and library[-1].source.endswith("import core")
+    for cell in library:
+        assert cell.metadata["_kg_hide-input"] is True and cell.metadata["_kg_hide-output"] is True, cell.source[:40]
+        assert cell.metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}, cell.source[:40]
+    intro = nb.cells[first - 2]
+    assert intro.cell_type == "markdown" and "\n" not in intro.source and "hidden cells below" in intro.source
+    assert all(f"{name}," in intro.source or f"{name};" in intro.source for name in written if name != "__init__")
+    assert f"{len(written)} modules" in intro.source
+    hidden = [c for c in nb.cells if c.metadata.get("_kg_hide-input")]
+    assert hidden == library  # the template's own cells stay visible
+
+
+def test_only_the_library_cells_are_hidden_and_tags_stay_as_they_are():
+    nb = build_fixture("relative")
+    assert nb.cells[1].metadata == {"tags": ["parameters"]}
+    assert [c.source.split("\n")[0] for c in nb.cells if c.metadata.get("_kg_hide-input")] == [
+        "import os", "%%writefile pkg/__init__.py", "%%writefile pkg/a.py", "%%writefile pkg/b.py", "import importlib, sys"]
 
 
 def test_needed_modules_follows_imports_from_the_roots():

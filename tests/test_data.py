@@ -253,7 +253,7 @@ def test_truncated_gz(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    raises(lambda: read_train(tmp_path / "train.csv"), "train.csv does not exist", "make data")
+    raises(lambda: read_train(tmp_path / "train.csv"), "train.csv does not exist", "set data_dir")
 
 
 # --- finding the files ---------------------------------------------------------------------------------------------
@@ -268,8 +268,8 @@ def test_find_competition_file(tmp_path):
 def test_find_competition_file_missing_lists_the_folder(tmp_path):
     (tmp_path / "digit-recognizer.zip").write_bytes(b"x")
     raises(lambda: find_competition_file(tmp_path, "train"), f"{tmp_path} has no train.csv or train.csv.gz",
-           "digit-recognizer.zip", "make data", "DATA=")
-    raises(lambda: find_competition_file(tmp_path / "nope", "train"), "does not exist", "make data")
+           "digit-recognizer.zip", "set data_dir", "Add Input")
+    raises(lambda: find_competition_file(tmp_path / "nope", "train"), "does not exist", "set data_dir")
 
 
 def test_a_byte_order_mark_and_blank_lines_around_the_data_are_accepted(tmp_path):

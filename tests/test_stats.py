@@ -3,7 +3,15 @@ import math
 import numpy as np
 import pytest
 
-from core.stats import binomial_two_sided_p, mcnemar_exact
+from core.stats import accuracy, binomial_two_sided_p, mcnemar_exact
+
+
+def test_accuracy_takes_numpy_like_torch_and_soft_targets():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    labels = np.array([0, 1, 0, 0])
+    assert accuracy(probs, labels) == pytest.approx(0.75) and isinstance(accuracy(probs, labels), float)
+    assert accuracy(probs, np.eye(3)[labels]) == pytest.approx(0.75)
+    assert math.isnan(accuracy(probs[:0], labels[:0]))
 
 
 @pytest.mark.parametrize("k, n, expected", [

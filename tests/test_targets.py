@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from core.targets import accuracy, one_hot, smooth_targets, soft_target_cross_entropy
+from core.stats import accuracy
+from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
 
 
 def test_one_hot_rows_sum_to_one_and_mark_the_label():

@@ -1,6 +1,6 @@
 """`make bench`: digitkit's trainer against a seed-style training loop, same model, data, batch and machine.
 
-    python -m tools.bench [--data data/digit-recognizer] [--model smallcnn] [--steps 60] [--batch-size 128]
+    python -m tools.bench [--data data/digit-recognizer] [--model NAME] [--steps 60] [--batch-size N]
 
 (a) seed-style: a per-sample ``torch.utils.data.Dataset`` that reads one DataFrame row per item (reshape, tensor,
     per-image augmentation), ``DataLoader(num_workers=2)``, fp32, NCHW, the model in ``nn.DataParallel``.
@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import core.trainer
 from core.augment import normalize, random_affine
 from core.config import Config
-from core.data import find_competition_file, read_train
+from core.data import IMAGE_SIDE, NUM_CLASSES, find_competition_file, read_train
 from core.models import create_model, is_convolutional
 from core.predict import amp_dtype, autocast_context, predict_probs
 from core.scheduler import build_optimizer
@@ -77,7 +77,7 @@ class SeedStyleDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         row = self.frame.iloc[index]
-        image = row.drop("label").to_numpy(dtype=np.float32).reshape(28, 28) / 255.0
+        image = row.drop("label").to_numpy(dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE) / 255.0
         x = torch.tensor(image).unsqueeze(0)  # (1, 28, 28)
         x = random_affine(x.unsqueeze(0), rotate_deg=self.rotate_deg, zoom=self.zoom, shift=self.shift)[0]
         return normalize(x), int(row["label"])
@@ -174,9 +174,9 @@ def time_ceiling(config: Config, *, steps: int, warmup: int, device: torch.devic
     optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
     use_amp = config.amp and device.type == "cuda"
     scaler = core.trainer.grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
-    x = torch.randn(config.batch_size, 1, 28, 28, device=device)
+    x = torch.randn(config.batch_size, 1, IMAGE_SIDE, IMAGE_SIDE, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-    targets = smooth_targets(one_hot(torch.arange(config.batch_size, device=device) % 10), config.label_smoothing)
+    targets = smooth_targets(one_hot(torch.arange(config.batch_size, device=device) % NUM_CLASSES), config.label_smoothing)
     stamps: list[float] = []
     for step in range(warmup + steps):
         with autocast_context(device, use_amp):
@@ -224,7 +224,7 @@ def tta_views() -> tuple[list, str]:
                 return warp(x, matrices.to(x.device))
             return view
 
-        return [None] + [shifted(dx / 28, dy / 28) for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))], \
+        return [None] + [shifted(dx / IMAGE_SIDE, dy / IMAGE_SIDE) for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))], \
             "identity + 4 one-pixel shifts"
 
 
@@ -251,7 +251,7 @@ def forward_flops(model_name: str) -> int:
     model = create_model(model_name).eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
+        model(torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE))
     return int(counter.get_total_flops())
 
 
@@ -305,13 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("DATA", "data/digit-recognizer"),
                         help="folder in Kaggle's layout (default: $DATA or data/digit-recognizer)")
-    parser.add_argument("--model", default="smallcnn", help="smallcnn, fastcnn or a timm name")
+    parser.add_argument("--model", default=Config.model,
+                        help=f"smallcnn, fastcnn or a timm name (default: {Config.model})")
     parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per loop and round")
     parser.add_argument("--warmup", type=int, default=5, help="steps run first and left out of the timing")
     parser.add_argument("--rounds", type=int, default=3,
                         help="the loops alternate this many times; medians are reported (a shared machine's load "
                              "changes within minutes)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=Config.batch_size, help=f"default: {Config.batch_size}")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--loader-workers", type=int, default=2, help="the seed-style DataLoader's num_workers")
     parser.add_argument("--folds", type=int, default=5, help="fold models in the inference timing")

@@ -1,8 +1,9 @@
 """`make run`: execute the built train notebook, then the built inference notebook, locally, into runs/<name>/.
 
-    python -m tools.run_local --run default --data data/digit-recognizer -p model=smallcnn -p epochs=4
+    python -m tools.run_local --run default --data data/digit-recognizer [--preset local] [-p model=fastcnn ...]
 
-These are the very notebooks `make push` sends to Kaggle; only their parameters differ (injected papermill-style).
+These are the very notebooks `make push` sends to Kaggle; only their parameters differ (injected papermill-style):
+the named preset's (core/presets.py; default ``local``), then each ``-p name=value``, which wins over the preset.
 Ends by printing the local CV and the path of submission.csv.
 """
 from __future__ import annotations
@@ -16,7 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from core.config import ConfigError
+from core.presets import PRESETS, preset_parameters
 from tools.run_notebook import add_runner_arguments, run_built
+
+DEFAULT_PRESET = "local"
 
 
 def folds_file_for(data_dir: Path, runs_dir: Path) -> Path:
@@ -57,9 +62,19 @@ def prepare_run(args: argparse.Namespace) -> tuple[Path, dict]:
                      **({"folds_path": str(shared)} if shared.is_file() else {})}
 
 
+def _preset(name: str) -> dict[str, object]:
+    try:
+        return preset_parameters(name)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, kernel="train", default_run="default", example="batch_size=64")
+    parser.add_argument("--preset", type=_preset, default=DEFAULT_PRESET, metavar="NAME",
+                        help=f"a named recipe of core/presets.py, one of {', '.join(PRESETS)} (default: "
+                             f"{DEFAULT_PRESET}); -p wins over its values")
     args = parser.parse_args(argv)
     try:
         run_dir, train_params = prepare_run(args)
@@ -67,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make run failed: {err}", file=sys.stderr)
         return 2
     shared = folds_file_for(Path(train_params["data_dir"]), Path(args.runs).resolve())
-    train_params.update(dict(args.param))
+    train_params.update({**args.preset, **dict(args.param)})
     infer_params = {"data_dir": train_params["data_dir"], "weights_dir": str(run_dir), "output_dir": str(run_dir)}
 
     started = time.perf_counter()

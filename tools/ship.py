@@ -34,15 +34,13 @@ from typing import Any
 from build import git_commit
 from core.manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_manifest
 from core.submission import SubmissionError, read_submission
+from tools.kaggle_ids import KERNELS, MAX_SOURCE_BYTES, PLACEHOLDER_OWNER, kaggle_json, read_json, slugify
 
 COMPETITION = "digit-recognizer"
-KERNELS = ("train", "infer", "ensemble", "sweep")
 INFERENCE_KERNELS = ("infer",)  # code-competition rule: no internet, weights come from an attached source
-PLACEHOLDER_OWNER = "your-kaggle-username"
 # kagglesdk 0.1.38 documents NvidiaTeslaT4 (T4 x2, the default GPU) and the CLI names TpuV5E8 as the default TPU;
 # NvidiaTeslaP100, Tpu1VmV38 and TpuV38 are retired (the server silently runs something else), so they are refused.
 MACHINE_SHAPES = ("NvidiaTeslaT4", "TpuV5E8")
-MAX_SOURCE_BYTES = 1_000_000  # "The kernel source must be less than 1 megabytes in size"
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 KAGGLE_TEST_ROWS = 28_000
 REPO = Path(__file__).resolve().parents[1]
@@ -83,22 +81,6 @@ class ShipError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------- credentials
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _kaggle_json() -> dict[str, Any]:
-    """kaggle.json where the CLI looks: $KAGGLE_CONFIG_DIR, else ~/.kaggle, else (Linux, no ~/.kaggle) XDG."""
-    folder = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
-    if not folder.exists() and not os.environ.get("KAGGLE_CONFIG_DIR") and sys.platform.startswith("linux"):
-        folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
-    return _read_json(folder / "kaggle.json")
-
-
 def _token_files() -> list[Path]:
     files = [Path.home() / ".kaggle" / name for name in ("access_token", "access_token.txt")]
     return [path for path in files if path.is_file()]
@@ -106,7 +88,7 @@ def _token_files() -> list[Path]:
 
 def credentials_problem() -> str | None:
     """What to set up when the CLI would find no credentials; None when some exist. Never reads them out."""
-    config = _kaggle_json()
+    config = kaggle_json()
     user = os.environ.get("KAGGLE_USERNAME") or config.get("username")
     key = os.environ.get("KAGGLE_KEY") or config.get("key")
     oauth = (Path.home() / ".kaggle" / "credentials.json").is_file()  # written by `kaggle auth login`
@@ -117,7 +99,7 @@ def credentials_problem() -> str | None:
 
 def _secrets() -> list[str]:
     token = os.environ.get("KAGGLE_API_TOKEN", "")
-    values = [os.environ.get("KAGGLE_KEY", ""), token, str(_kaggle_json().get("key", ""))]
+    values = [os.environ.get("KAGGLE_KEY", ""), token, str(kaggle_json().get("key", ""))]
     for path in _token_files() + ([Path(token)] if token and Path(token).is_file() else []):
         values.append(path.read_text(encoding="utf-8", errors="replace").strip())
     return sorted({value for value in values if len(value) >= 4}, key=len, reverse=True)
@@ -194,7 +176,7 @@ def raise_for_failure(result: CliResult) -> None:
 
 def resolve_username(*, dry_run: bool = False) -> str | None:
     """$KAGGLE_USERNAME, kaggle.json's username, else (token only) what `kaggle config view` reports."""
-    user = os.environ.get("KAGGLE_USERNAME") or _kaggle_json().get("username")
+    user = os.environ.get("KAGGLE_USERNAME") or kaggle_json().get("username")
     if user or dry_run:
         return user or None
     found = re.search(r"^- username: (\S+)", run_kaggle(["config", "view"], echo=False).stdout, re.M)
@@ -204,15 +186,6 @@ def resolve_username(*, dry_run: bool = False) -> str | None:
 # -------------------------------------------------------------------------------------------------- pre-validation
 def _refusal(where: Path, problems: list[str]) -> ShipError:
     return ShipError(f"{where} refused before any call:\n  - " + "\n  - ".join(problems))
-
-
-def slugify(title: str) -> str:
-    """The slug Kaggle derives from a title (python-slugify, as the CLI uses), with a plain fallback."""
-    try:
-        from slugify import slugify as _slugify
-    except ImportError:
-        return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-    return _slugify(title)
 
 
 def _check_id(value: Any, field: str, *, min_slug: int, max_slug: int = 50, allow_placeholder: bool = False) -> list:
@@ -246,7 +219,7 @@ def check_kernel_folder(folder: Path, kernel: str, *, dry_run: bool = False) -> 
     meta_path = folder / "kernel-metadata.json"
     if not meta_path.is_file():
         raise ShipError(f"{meta_path}: not found; {fix_build}")
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     if not meta:
         raise ShipError(f"{meta_path}: not a JSON object; {fix_build}")
     title = meta.get("title")
@@ -309,7 +282,7 @@ def check_kernel_folder(folder: Path, kernel: str, *, dry_run: bool = False) -> 
 def check_dataset_folder(folder: Path, *, dry_run: bool) -> dict[str, Any]:
     """Validate weights/: dataset-metadata.json (returned with the owner resolved) and the manifest's hashes."""
     meta_path = folder / "dataset-metadata.json"
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     if not meta:
         raise ShipError(f"{meta_path}: missing or not a JSON object; restore it with `git checkout {meta_path}`")
     problems = _check_id(meta.get("id"), "id", min_slug=6, allow_placeholder=True)
@@ -396,7 +369,7 @@ def push(kernel: str, build_dir: Path, *, dry_run: bool = False, timeout: float 
 def kernel_ref(kernel: str, build_dir: Path, override: str | None = None) -> str:
     """The kernel's owner/slug: --id, else the id in build/<kernel>/kernel-metadata.json."""
     meta_path = build_dir / kernel / "kernel-metadata.json"
-    ref = override or _read_json(meta_path).get("id")
+    ref = override or read_json(meta_path).get("id")
     if not ref:
         raise ShipError(f"{meta_path}: no kernel id; run `make build KERNEL={kernel}` or pass --id owner/slug")
     if problems := _check_id(ref, "id", min_slug=5):

@@ -1,0 +1,63 @@
+"""core/presets.py: every named recipe is a valid Config, and tools.run_local applies it under the -p overrides."""
+from __future__ import annotations
+
+import pytest
+
+from core.config import Config, ConfigError
+from core.presets import PRESETS, preset_config, preset_parameters
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_each_preset_names_config_fields_that_from_mapping_accepts(name):
+    values = preset_parameters(name)
+    assert set(values) <= set(Config.field_names()), sorted(set(values) - set(Config.field_names()))
+    config = Config.from_mapping(values)
+    assert {key: getattr(config, key) for key in values} == values
+    assert preset_config(name) == config
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_no_preset_repeats_a_default(name):
+    defaults = Config()
+    assert not {key for key, value in PRESETS[name].items() if getattr(defaults, key) == value}
+
+
+def test_the_named_recipes():
+    assert preset_config("kaggle") == Config()  # the Kaggle T4x2 recipe is Config's defaults
+    local = preset_config("local")
+    assert (local.model, local.epochs) == ("smallcnn", 4)
+    cpu = preset_config("cpu-recipe")
+    assert cpu == Config(model="fastcnn", epochs=20, batch_size=256, learning_rate=4e-3, parallel="folds", workers=2)
+
+
+def test_preset_parameters_is_a_copy_and_unknown_names_list_the_known_ones():
+    preset_parameters("local")["epochs"] = 99
+    assert preset_parameters("local")["epochs"] == 4
+    with pytest.raises(ConfigError, match="preset = 'fast': choose one of kaggle, local, cpu-recipe"):
+        preset_parameters("fast")
+
+
+def test_run_local_applies_the_preset_then_the_p_overrides(tmp_path, monkeypatch):
+    from tools import run_local
+
+    seen = {}
+
+    def fake_run_built(kernel, run_dir, params, **_):
+        seen[kernel] = dict(params)
+        return 1  # stop after the train notebook
+
+    monkeypatch.setattr(run_local, "run_built", fake_run_built)
+    common = ["--run", "x", "--runs", str(tmp_path / "runs"), "--data", str(tmp_path)]
+    assert run_local.main(common) == 1
+    assert seen["train"]["epochs"] == 4 and "model" not in seen["train"]
+    assert run_local.main([*common, "--preset", "cpu-recipe", "-p", "epochs=2", "-p", "seed=7"]) == 1
+    assert {k: seen["train"][k] for k in ("model", "epochs", "batch_size", "workers", "seed")} == {
+        "model": "fastcnn", "epochs": 2, "batch_size": 256, "workers": 2, "seed": 7}
+
+
+def test_run_local_refuses_an_unknown_preset_naming_the_known_ones(tmp_path, capsys):
+    from tools import run_local
+
+    with pytest.raises(SystemExit):
+        run_local.main(["--run", "x", "--runs", str(tmp_path / "runs"), "--preset", "fast"])
+    assert "preset = 'fast': choose one of kaggle, local, cpu-recipe" in capsys.readouterr().err
