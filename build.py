@@ -43,10 +43,10 @@ CELL_MAGICS_WITH_PYTHON_BODY = ("time", "timeit", "capture")
 # way one reads the library. Modules not listed go last, by name; tests/test_build.py fails when core/ has one.
 CONCEPT_ORDER = (
     "__init__",
-    "config", "presets",  # the recipe
+    "config", "presets", "recipe",  # the recipe
     "paths", "data", "folds", "groups",  # the inputs
     "targets", "augment", "models", "scheduler", "trainer", "swa", "checkpoint", "resume",  # training one fold
-    "pipeline", "launch", "distributed",  # running the folds
+    "pipeline", "device", "launch", "distributed",  # running the folds
     "oof", "stats", "choice",  # judging them
     "predict", "tta", "inference", "ensemble", "submission", "manifest",  # predicting, shipping
     "sweep", "lr_scaling",  # experiments

@@ -35,8 +35,9 @@ from .manifest import read_manifest, write_manifest
 from .models import (count_parameters, create_model, describe_pretrained, forward_flops, is_convolutional,
                      model_spec, resolve_pretrained)
 from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
-from .paths import KAGGLE_INPUT, find_input_dir, given_path, on_kaggle
+from .paths import find_input_file, given_path, on_kaggle
 from .plots import plot_training_curves
+from .presets import expected_result
 from .recipe import describe_parallel, describe_recipe
 from .resume import adopt_previous_output, completed_fold, fold_files, oof_name, save_fold_predictions
 from .scheduler import schedule_rates
@@ -66,7 +67,8 @@ class RunSetup:
         return describe_recipe(self.config, model=describe_pretrained(self.config.pretrained, self.config.model,
                                                                       on_kaggle=on_kaggle()),
                                devices=describe_device(self.device),
-                               parallel=describe_parallel(self.plan.mode, self.plan.workers, gpus=gpus))
+                               parallel=describe_parallel(self.plan.mode, self.plan.workers, gpus=gpus),
+                               expected=expected_result(self.config))
 
     def _repr_markdown_(self) -> str:
         return self.recipe
@@ -172,7 +174,7 @@ def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path |
     """The run's ``folds.csv``: reused from ``folds_path`` (refused when made for another train.csv or another k) or
     one attached among Kaggle's inputs, else the output folder's own (made on first use, then reused)."""
     config = setup.config
-    reuse_from = given_path(folds_path, "folds_path", folder=False) or _kaggle_input_file("folds.csv")
+    reuse_from = given_path(folds_path, "folds_path", folder=False) or find_input_file("folds.csv")
     path = setup.output_dir / "folds.csv"
     existed = path.is_file()
     folds = load_or_make_folds(path, train.labels, fingerprint=train.fingerprint, n_folds=config.n_folds,
@@ -368,9 +370,3 @@ def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, 
         manifest.update(local_cv=local_cv(oof), oof_rows=int(len(oof)), inference=choice.manifest_entry())
     return manifest
 
-
-def _kaggle_input_file(name: str) -> Path | None:
-    try:
-        return find_input_dir(None, name, name, root=KAGGLE_INPUT) / name
-    except FileNotFoundError:
-        return None
