@@ -36,7 +36,8 @@ import torch
 from .config import Config
 from .distributed import ranks_agree
 from .models import PretrainedWeightsError
-from .trainer import DivergedError, FoldResult, resolve_device, train_fold, weights_name
+from .fold_result import FoldResult, fold_file
+from .trainer import DivergedError, resolve_device, train_fold
 
 log = logging.getLogger(__name__)
 ERROR_MARK = "digitkit-error:"  # a worker's last word when it stops on one of digitkit's own errors
@@ -272,7 +273,7 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
             fold_dir = output_dir
             if scratch is not None:  # ranks > 0 keep their copies out of the output; resume from rank 0's state
                 fold_dir = scratch
-                last = weights_name(config.model, fold, "last")
+                last = fold_file(config.model, fold, "last")
                 if (output_dir / last).is_file():
                     shutil.copy(output_dir / last, scratch / last)
             train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)

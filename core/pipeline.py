@@ -15,6 +15,7 @@ from .atomic import write_text_atomic
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
 from .config import Config, ConfigError, is_whole
 from .data import FIX_DATA, find_competition_file, read_test, read_train
+from .fold_result import FoldResult, entry_files, fold_file, manifest_entry
 from .folds import load_or_make_folds
 from .inference import inference_views, predict_folds
 from .launch import plan_parallel, train_folds_in_workers
@@ -23,9 +24,9 @@ from .models import count_parameters, create_model, describe_pretrained, is_conv
 from .oof import fold_accuracies, local_cv, report, write_oof
 from .paths import KAGGLE_INPUT, find_input_dir, given_path, on_kaggle
 from .plots import plot_training_curves
-from .resume import adopt_previous_output, completed_fold, fold_files, oof_name, save_fold_predictions
+from .resume import adopt_previous_output, completed_fold, save_fold_predictions
 from .submission import make_submission, write_submission
-from .trainer import FoldResult, resolve_device, train_fold, weights_name
+from .trainer import resolve_device, train_fold
 from .tta import views_to_evaluate
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,9 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
         done[result.fold] = result
         finished = [(done[fold], splits[fold][1]) for fold in splits if fold in done]
         write_manifest(output_dir, _manifest(config, train, finished, complete=False),
-                       [name for r, _ in finished for name in fold_files(_fold_entry(config, r, None))])
+                       [name for r, _ in finished for name in entry_files(manifest_entry(config.model, r))])
         # the fold now resumes from its verified files: its optimizer-state checkpoint would only bloat the output
-        (output_dir / weights_name(config.model, result.fold, "last")).unlink(missing_ok=True)
+        (output_dir / fold_file(config.model, result.fold, "last")).unlink(missing_ok=True)
 
     plan = plan_parallel(config, device, n_folds=len(todo))
     # One model built here: its size for the log and, when workers will train from pretrained weights, their download
@@ -139,23 +140,10 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
                                   title=f"{config.model}: local CV {local_cv(oof):.5f}")
 
     manifest = _manifest(config, train, results, complete=True, oof=oof, choice=choice)
-    fold_names = [name for r, _ in results for name in fold_files(_fold_entry(config, r, None))]
+    fold_names = [name for r, _ in results for name in entry_files(manifest_entry(config.model, r))]
     write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
     return TrainingRun(output_dir=output_dir, local_cv=local_cv(oof), fold_accuracy=fold_accuracies(oof),
                        summary=summary, figure=figure, choice=choice)
-
-
-def _fold_entry(config: Config, result: FoldResult, val_idx: np.ndarray | None) -> dict:
-    """One fold of manifest.json: its weights, scores, history and the files that hold its OOF rows and log."""
-    entry = {"fold": result.fold, "weights": result.weights_path.name, "val_acc": result.best_val_acc,
-             "best_epoch": result.best_epoch, "oof_file": oof_name(config.model, result.fold),
-             "log_file": weights_name(config.model, result.fold, "log").replace(".pth", ".csv"),
-             "history": result.history}
-    if val_idx is not None:
-        entry["n_val"] = int(len(val_idx))
-    if result.swa_weights_path is not None:
-        entry.update(swa_weights=result.swa_weights_path.name, swa_val_acc=result.swa_val_acc)
-    return entry
 
 
 def _manifest(config: Config, train, results: list[tuple[FoldResult, np.ndarray]], *, complete: bool,
@@ -166,7 +154,7 @@ def _manifest(config: Config, train, results: list[tuple[FoldResult, np.ndarray]
         "complete": complete,
         "model": {"name": config.model, "spec": model_spec(config.model)},
         "n_folds": config.n_folds,
-        "folds": [_fold_entry(config, r, idx) for r, idx in results],
+        "folds": [manifest_entry(config.model, r, len(idx)) for r, idx in results],
         "train_rows": int(len(train.labels)),
         "train_sha256": train.fingerprint,
         "config": config.to_dict(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -19,18 +18,14 @@ from .atomic import atomic_path
 from .config import Config
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_files
 from .paths import KAGGLE_INPUT, given_path
-from .trainer import FoldResult, weights_name
+from .fold_result import FoldResult, entry_files, fold_file, model_stem
 
 log = logging.getLogger(__name__)
 
 
-def oof_name(model: str, fold: int) -> str:
-    return weights_name(model, fold, "oof").replace(".pth", ".npz")
-
-
 def save_fold_predictions(output_dir: Path, model: str, result: FoldResult, val_idx: np.ndarray) -> str:
     """Write the fold's validation rows and probabilities (no pickle); return the file name."""
-    name = oof_name(model, result.fold)
+    name = fold_file(model, result.fold, "oof")
     arrays = {"val_idx": np.asarray(val_idx, dtype=np.int64), "val_probs": result.val_probs}
     if result.swa_val_probs is not None:
         arrays["swa_val_probs"] = result.swa_val_probs
@@ -38,11 +33,6 @@ def save_fold_predictions(output_dir: Path, model: str, result: FoldResult, val_
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
     return name
-
-
-def fold_files(entry: dict[str, Any]) -> list[str]:
-    """Every file a manifest fold entry stands for."""
-    return [entry[key] for key in ("weights", "swa_weights", "oof_file", "log_file") if entry.get(key)]
 
 
 def completed_fold(output_dir: Path, config: Config, *, fingerprint: str, fold: int,
@@ -62,7 +52,7 @@ def completed_fold(output_dir: Path, config: Config, *, fingerprint: str, fold: 
     if entry is None:
         return None
     try:
-        verify_files(output_dir, manifest, fold_files(entry))
+        verify_files(output_dir, manifest, entry_files(entry))
     except ManifestError as err:
         log.warning("fold %d: saved files do not match manifest.json (%s); training it again", fold, err)
         return None
@@ -88,7 +78,7 @@ def adopt_previous_output(previous: Path | None, output_dir: Path, model: str) -
     """
     if previous is None or previous.resolve() == output_dir.resolve():
         return
-    stem = weights_name(model, 0, "x").split("_fold0_")[0]
+    stem = model_stem(model)
     copied = []
     for path in sorted(previous.glob(f"{stem}_fold*_*")) + [previous / MANIFEST_NAME]:
         target = output_dir / path.name
@@ -107,7 +97,7 @@ def find_previous_output(explicit: str | Path | None, model: str, root: Path = K
         return given_path(explicit, "resume_dir", folder=True)
     if not root.is_dir():
         return None
-    stem = weights_name(model, 0, "x").split("_fold0_")[0]
+    stem = model_stem(model)
     level = [root]
     for _ in range(max_depth):
         for folder in sorted(level):

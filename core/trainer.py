@@ -27,6 +27,7 @@ from .augment import make_batch
 from .checkpoint import read_state_dict, save_atomic, save_state_dict, unwrap
 from .config import Config, ConfigError
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
+from .fold_result import FoldResult, fold_file
 from .models import create_model, is_convolutional, resolve_pretrained
 from .paths import on_kaggle
 from .predict import autocast_context, amp_dtype, predict_logits
@@ -40,21 +41,6 @@ log = logging.getLogger(__name__)
 # The progress bar's loss is read from the device every this many steps (and at an epoch's last step): reading it
 # every step would make the host wait for the GPU each step instead of queueing the next one.
 SYNC_EVERY = 20
-
-
-@dataclasses.dataclass
-class FoldResult:
-    """What one fold leaves behind. ``val_probs`` is (n_val, 10) softmax from the best weights, rows as val_idx."""
-
-    fold: int
-    weights_path: Path
-    best_epoch: int
-    best_val_acc: float
-    val_probs: np.ndarray
-    history: list[dict[str, float]]
-    swa_weights_path: Path | None = None  # <model>_fold<k>_swa.pth when config.swa_epochs > 0
-    swa_val_acc: float | None = None
-    swa_val_probs: np.ndarray | None = None  # (n_val, 10) from the SWA weights after BatchNorm re-estimation
 
 
 class DivergedError(RuntimeError):
@@ -75,11 +61,6 @@ def divergence_message(config: Config, *, fold: int, epoch: int, epochs: int, tr
             + (f" with min_lr = {config.learning_rate / 100:g}" if config.min_lr > config.learning_rate / 10 else "")
             + ", and rerun. "
             f"Nothing of this fold is kept as inference weights and no submission is written")
-
-
-def weights_name(model_name: str, fold: int, kind: str = "best") -> str:
-    """Fold-tagged file name, e.g. ``convnext_atto.d2_in1k_fold3_best.pth``."""
-    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model_name)}_fold{fold}_{kind}.pth"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -136,9 +117,9 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = device or resolve_device(config.device)
-    best_path = output_dir / weights_name(config.model, fold, "best")
-    last_path = output_dir / weights_name(config.model, fold, "last")
-    log_path = output_dir / weights_name(config.model, fold, "log").replace(".pth", ".csv")
+    best_path = output_dir / fold_file(config.model, fold, "best")
+    last_path = output_dir / fold_file(config.model, fold, "last")
+    log_path = output_dir / fold_file(config.model, fold, "log")
 
     seed_everything(config.seed + fold)
     pretrained = resolve_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle())
@@ -260,7 +241,7 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     result = FoldResult(fold=fold, weights_path=best_path, best_epoch=best_epoch, best_val_acc=best_acc,
                         val_probs=val_probs, history=history)
     if swa is not None:
-        swa_path = output_dir / weights_name(config.model, fold, "swa")
+        swa_path = output_dir / fold_file(config.model, fold, "swa")
         scored = finish_swa(swa, images=images, labels=labels, train_rows=train_rows, val_rows=val_rows, path=swa_path,
                             batch_size=batch_size, eval_batch_size=config.eval_batch_size, channels_last=channels_last,
                             amp=use_amp, seed=config.seed * 1000 + fold + 1, augment=config.augment,
