@@ -24,7 +24,7 @@ from .models import count_parameters, create_model, describe_pretrained, is_conv
 from .oof import fold_accuracies, local_cv, report, write_oof
 from .paths import KAGGLE_INPUT, find_input_dir, given_path, on_kaggle
 from .plots import plot_training_curves
-from .resume import adopt_previous_output, completed_fold, save_fold_predictions
+from .resume import adopt_previous_output, completed_fold
 from .submission import make_submission, write_submission
 from .trainer import resolve_device, train_fold
 from .tta import views_to_evaluate
@@ -104,8 +104,7 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     todo = [fold for fold in splits if fold not in done]
 
     def record(result: FoldResult, val_idx: np.ndarray) -> None:
-        """Keep a finished fold: its OOF rows on disk and in a manifest marked incomplete (core.resume)."""
-        save_fold_predictions(output_dir, config.model, result, val_idx)
+        """Keep a finished fold (train_fold wrote its _oof.npz) in a manifest marked incomplete (core.resume)."""
         done[result.fold] = result
         finished = [(done[fold], splits[fold][1]) for fold in splits if fold in done]
         write_manifest(output_dir, _manifest(config, train, finished, complete=False),

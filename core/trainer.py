@@ -27,7 +27,7 @@ from .augment import make_batch
 from .checkpoint import read_state_dict, save_atomic, save_state_dict, unwrap
 from .config import Config, ConfigError
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
-from .fold_result import FoldResult, fold_file
+from .fold_result import FoldResult, fold_file, save_fold_result
 from .models import create_model, is_convolutional, resolve_pretrained
 from .paths import on_kaggle
 from .predict import autocast_context, amp_dtype, predict_logits
@@ -112,7 +112,8 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         images: uint8 (N, 28, 28), all rows of train.csv (any device; moved to ``device`` once).
         labels: int64 (N,).
         train_idx, val_idx: row indices of this fold's training and validation parts.
-        output_dir: receives ``<model>_fold<k>_best.pth``, ``<model>_fold<k>_log.csv`` and the resume checkpoint.
+        output_dir: receives ``<model>_fold<k>_best.pth``, ``_log.csv``, the resume checkpoint ``_last.pth`` and,
+            when the fold is finished, its result ``_oof.npz`` (core.fold_result names and writes them all).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -248,6 +249,7 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
                             rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
         if scored is not None:
             result.swa_weights_path, (result.swa_val_acc, result.swa_val_probs) = swa_path, scored
+    save_fold_result(output_dir, config.model, result, val_idx)  # last: a fold with this file is finished
     return result
 
 

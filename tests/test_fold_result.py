@@ -65,3 +65,39 @@ def test_no_pickle_and_an_older_file_is_refused(tmp_path):
     np.savez(old, val_idx=np.arange(3), val_probs=np.full((3, 10), 0.1))  # what digitkit wrote before
     with pytest.raises(FoldResultError, match="older digitkit"):
         load_fold_result(old)
+
+
+@pytest.mark.parametrize("swa", [False, True])
+def test_fold_result_round_trip(tmp_path, swa):
+    from core.trainer import FoldResult as FromTrainer
+
+    assert FromTrainer is FoldResult  # the old import keeps working
+    saved = result(tmp_path, swa)
+    name = save_fold_result(tmp_path, "m", saved, np.arange(6) * 5)
+    assert name == "m_fold2_oof.npz"
+    back, val_idx = load_fold_result(tmp_path / name)
+    assert val_idx.tolist() == [0, 5, 10, 15, 20, 25] and val_idx.dtype == np.int64
+    assert back.weights_path == saved.weights_path and isinstance(back.weights_path, Path)
+    np.testing.assert_array_equal(back.val_probs, saved.val_probs)
+    assert back.history == saved.history and back.best_epoch == 3 and back.best_val_acc == 0.75
+    assert (back.swa_weights_path, back.swa_val_acc) == (saved.swa_weights_path, saved.swa_val_acc)
+    if swa:
+        np.testing.assert_array_equal(back.swa_val_probs, saved.swa_val_probs)
+    else:
+        assert back.swa_val_probs is None
+
+
+def test_train_fold_leaves_its_result_file(tmp_path):
+    from core.config import Config
+    from core.trainer import train_fold
+    from tests.test_trainer import tiny_fold
+
+    images, labels, val_idx, train_idx = tiny_fold()
+    config = Config(model="smallcnn", epochs=1, batch_size=16, device="cpu")
+    trained = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=1,
+                         output_dir=tmp_path)
+    back, rows = load_fold_result(tmp_path / fold_file("smallcnn", 1, "oof"))
+    np.testing.assert_array_equal(rows, val_idx)
+    np.testing.assert_array_equal(back.val_probs, trained.val_probs)
+    assert (back.weights_path, back.history, back.best_val_acc) == (trained.weights_path, trained.history,
+                                                                    trained.best_val_acc)
