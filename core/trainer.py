@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .atomic import write_text_atomic
 from .augment import make_batch
-from .checkpoint import read_state_dict, save_atomic, save_state_dict, unwrap
+from .checkpoint import TrainingState, read_state_dict, save_state_dict, unwrap
 from .config import Config, ConfigError
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
 from .fold_result import FoldResult, fold_file, save_fold_result
@@ -157,20 +157,20 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     history: list[dict[str, float]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
     swa = SwaAverager(unwrap(model), epochs=epochs, swa_epochs=config.swa_epochs) if config.swa_epochs else None
-    resume = _load_resume(last_path, config)
+    resume = TrainingState.load(last_path, config.training_settings())
     if resume is not None:
-        unwrap(model).load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume["scheduler"] is not None:
-            scheduler.load_state_dict(resume["scheduler"])
-        if resume["scaler"]:
-            scaler.load_state_dict(resume["scaler"])
-        generator.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        history, best_acc, best_epoch = list(resume["history"]), resume["best_acc"], resume["best_epoch"]
-        start_epoch = resume["epoch"] + 1
-        if swa is not None and resume.get("swa") is not None:
-            swa.load_state_dict(resume["swa"])
+        unwrap(model).load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        if scheduler is not None and resume.scheduler is not None:
+            scheduler.load_state_dict(resume.scheduler)
+        if resume.scaler:
+            scaler.load_state_dict(resume.scaler)
+        generator.set_state(resume.generator)
+        torch.set_rng_state(resume.torch_rng)
+        history, best_acc, best_epoch = list(resume.history), resume.best_acc, resume.best_epoch
+        start_epoch = resume.epoch + 1
+        if swa is not None and resume.swa is not None:
+            swa.load_state_dict(resume.swa)
         log.info("fold %d: resuming at epoch %d/%d (best so far %.5f)", fold, start_epoch + 1, epochs, best_acc)
 
     for epoch in range(start_epoch, epochs):
@@ -232,9 +232,12 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         write_text_atomic(log_path, pd.DataFrame(history).to_csv(index=False))
         if swa is not None:
             swa.after_epoch(unwrap(model), epoch)
-        _save_resume(last_path, config=config, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                     generator=generator, epoch=epoch, history=history, best_acc=best_acc, best_epoch=best_epoch,
-                     swa=swa)
+        TrainingState(settings=config.training_settings(), model=unwrap(model).state_dict(),
+                      optimizer=optimizer.state_dict(),
+                      scheduler=scheduler.state_dict() if scheduler is not None else None,
+                      scaler=scaler.state_dict() if scaler.is_enabled() else {}, generator=generator.get_state(),
+                      torch_rng=torch.get_rng_state(), epoch=epoch, history=history, best_acc=best_acc,
+                      best_epoch=best_epoch, swa=swa.state_dict() if swa is not None else None).save(last_path)
 
     unwrap(model).load_state_dict(read_state_dict(best_path, map_location=device))
     val_probs = torch.softmax(_validation_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
@@ -266,32 +269,3 @@ def grad_scaler(enabled: bool):
     if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler("cuda", enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)
-
-
-def _save_resume(path: Path, *, config: Config, model: nn.Module, optimizer, scheduler, scaler, generator,
-                 epoch: int, history: list, best_acc: float, best_epoch: int, swa: SwaAverager | None = None) -> None:
-    state: dict[str, Any] = {
-        "settings": config.training_settings(),
-        "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-        "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
-        "swa": swa.state_dict() if swa is not None else None,
-    }
-    save_atomic(state, path)
-
-
-def _load_resume(path: Path, config: Config) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a checkpoint cut short by a kill: start the fold again
-        log.warning("%s is unreadable (%s); training this fold from the start", path.name, err)
-        return None
-    if state.get("settings") != config.training_settings():
-        log.warning("%s was made with other settings; training this fold from the start", path.name)
-        return None
-    return state
-
