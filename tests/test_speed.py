@@ -114,3 +114,19 @@ def test_bench_switches_reach_the_digitkit_loop(tmp_path, capsys):
                        "--no-channels-last", "--no-amp"]) == 0
     out = capsys.readouterr().out
     assert "digitkit trainer (device-resident uint8, in-batch augmentation, NCHW, fp32)" in out
+
+
+def test_bench_times_the_trainers_own_step(monkeypatch):
+    import numpy as np
+
+    from core.config import Config
+
+    calls = []
+    real = bench.train_step
+    monkeypatch.setattr(bench, "train_step", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    config = Config(model="fastcnn", batch_size=8, device="cpu")
+    images, labels = np.zeros((40, 28, 28), np.uint8), np.arange(40) % 10
+    cpu = torch.device("cpu")
+    assert bench.time_digitkit(config, images, labels, steps=6, warmup=1, device=cpu).steps == 6  # crosses an epoch
+    assert bench.time_ceiling(config, steps=2, warmup=1, device=cpu).steps == 2
+    assert len(calls) == 7 + 3
