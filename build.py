@@ -45,7 +45,7 @@ CONCEPT_ORDER = (
     "__init__",
     "config", "presets", "recipe",  # the recipe
     "paths", "data", "folds", "groups",  # the inputs
-    "targets", "augment", "models", "scheduler", "trainer", "swa", "checkpoint", "resume",  # training one fold
+    "targets", "augment", "models", "scheduler", "trainer", "swa", "checkpoint", "fold_result", "resume",  # one fold
     "pipeline", "device", "launch", "distributed",  # running the folds
     "oof", "stats", "choice",  # judging them
     "predict", "tta", "inference", "ensemble", "submission", "manifest",  # predicting, shipping

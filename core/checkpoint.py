@@ -1,7 +1,11 @@
-"""Load fold weights safely (``weights_only=True``: a pickle cannot run code) and explain failures in one sentence."""
+"""Checkpoints, loaded safely (``weights_only=True``: a pickle cannot run code): a fold's weights, with failures
+explained in one sentence, and :class:`TrainingState`, the resume checkpoint ``<model>_fold<k>_last.pth`` that lets
+a killed fold continue at its next epoch. The fold's result (``_oof.npz``) lives in core.fold_result."""
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -11,6 +15,8 @@ import torch
 import torch.nn as nn
 
 from .atomic import write_bytes_atomic
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -76,3 +82,44 @@ def load_weights(model: nn.Module, path: str | Path, *, model_name: str = "") ->
             f"Use the manifest.json that came with the weights, or retrain.")
     model.load_state_dict(state, strict=True)
     return model
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Everything a fold needs to continue after its last finished epoch; saved as one plain dict of tensors and
+    Python scalars, so ``torch.load(weights_only=True)`` reads it."""
+
+    settings: dict[str, Any]  # Config.training_settings() of the run that made it; another run's is refused
+    model: dict[str, torch.Tensor]  # state_dict of the bare model (no DataParallel ``module.`` prefix)
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None  # None when config.scheduler is "none"
+    scaler: dict[str, Any]  # the GradScaler's state; {} when it is disabled
+    generator: torch.Tensor  # state of the fold's torch.Generator (batch order, augmentation)
+    torch_rng: torch.Tensor  # torch.get_rng_state()
+    epoch: int  # 0-based index of the last finished epoch
+    history: list[dict[str, float]]  # one row per finished epoch
+    best_acc: float
+    best_epoch: int  # 1-based
+    swa: dict[str, Any] | None = None  # SwaAverager.state_dict() when SWA is on
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically to ``path`` (a kill leaves the previous epoch's checkpoint whole)."""
+        save_atomic({field.name: getattr(self, field.name) for field in dataclasses.fields(self)}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, settings: dict[str, Any]) -> TrainingState | None:
+        """The state in ``path`` if it was made with ``settings``; None (logged) when missing, unreadable or made with
+        other settings: the fold then starts from scratch."""
+        path = Path(path)
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if state.get("settings") != settings:
+                log.warning("%s was made with other settings; training this fold from the start", path.name)
+                return None
+            return cls(**{field.name: state[field.name] if field.default is dataclasses.MISSING
+                          else state.get(field.name, field.default) for field in dataclasses.fields(cls)})
+        except Exception as err:  # a checkpoint cut short by a kill (or not a dict of ours): start the fold again
+            log.warning("%s is unreadable (%s); training this fold from the start", path.name, err)
+            return None

@@ -3,8 +3,9 @@ process per device, each training whole folds, no communication at all).
 
 The notebook's ``%%writefile`` cells put ``core/`` on disk, so the training process can start workers that import
 the very same package. The parent (:func:`train_folds_in_workers`) writes the data, folds and config once into a
-scratch folder, starts the workers, streams their log lines, then reads one result file per fold back; oof.csv and
-manifest.json are assembled by the parent exactly as after sequential training::
+scratch folder, starts the workers, streams their log lines, and reads each fold's result file
+(``<model>_fold<k>_oof.npz``, written by train_fold into the output folder; format in core.fold_result) as soon as it
+appears; oof.csv and manifest.json are assembled by the parent exactly as after sequential training::
 
     python -m torch.distributed.run --standalone --nproc_per_node N -m core.launch --work W --output O --folds 0,1,2
     CUDA_VISIBLE_DEVICES=i python -m core.launch --work W --output O --folds 0,2,4      # one per device
@@ -28,15 +29,17 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .config import Config
 from .distributed import ranks_agree
+from .fold_result import FoldResult, fold_file, load_fold_result
 from .models import PretrainedWeightsError
-from .trainer import DivergedError, FoldResult, resolve_device, train_fold, weights_name
+from .device import resolve_device
+from .trainer import DivergedError, train_fold
 
 log = logging.getLogger(__name__)
 ERROR_MARK = "digitkit-error:"  # a worker's last word when it stops on one of digitkit's own errors
@@ -84,36 +87,6 @@ def plan_parallel(config: Config, device: torch.device, n_folds: int) -> Paralle
     return ParallelPlan(mode, max(1, workers))
 
 
-# --------------------------------------------------------------------------------------------------- fold results
-def save_fold_result(path: str | Path, result: FoldResult, val_idx: np.ndarray) -> None:
-    """Write a FoldResult (any fields: arrays, paths, numbers, lists) and its validation rows to one ``.npz``."""
-    arrays: dict[str, np.ndarray] = {"val_idx": np.asarray(val_idx, dtype=np.int64)}
-    meta: dict[str, Any] = {}
-    for field in dataclasses.fields(result):
-        value = getattr(result, field.name)
-        if isinstance(value, np.ndarray):
-            arrays[field.name] = value
-        else:
-            meta[field.name] = str(value) if isinstance(value, Path) else value
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
-
-
-def load_fold_result(path: str | Path) -> tuple[FoldResult, np.ndarray]:
-    """Read what :func:`save_fold_result` wrote: (FoldResult, val_idx)."""
-    with np.load(path, allow_pickle=False) as data:
-        values: dict[str, Any] = json.loads(str(data["meta"]))
-        values.update({name: data[name] for name in data.files if name not in ("meta", "val_idx")})
-        val_idx = data["val_idx"]
-    types = {field.name: field.type for field in dataclasses.fields(FoldResult)}
-    for name, value in values.items():
-        if isinstance(value, str) and "Path" in str(types.get(name, "")):
-            values[name] = Path(value)
-    return FoldResult(**values), val_idx
-
-
 # --------------------------------------------------------------------------------------------------------- parent
 def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.ndarray, labels: np.ndarray,
                            folds: np.ndarray, fold_list: Sequence[int], output_dir: str | Path,
@@ -135,6 +108,9 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
     assert plan.launches, plan
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    results = {fold: output_dir / fold_file(config.model, fold, "oof") for fold in fold_list}
+    for path in results.values():  # an earlier run's result of a fold trained again here is not this run's
+        path.unlink(missing_ok=True)
     work = Path(tempfile.mkdtemp(prefix="digitkit-launch-"))
     try:
         np.savez(work / "data.npz", images=images, labels=labels, folds=folds)
@@ -159,10 +135,10 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
                  plan.workers, list(fold_list), __package__, _package_root())
         seen: dict[int, tuple[FoldResult, np.ndarray]] = {}
 
-        def collect() -> None:  # save_fold_result renames into place: a fold<k>.npz that exists is whole
-            for fold in fold_list:
-                if fold not in seen and (work / f"fold{fold}.npz").is_file():
-                    seen[fold] = load_fold_result(work / f"fold{fold}.npz")
+        def collect() -> None:  # train_fold writes its _oof.npz last, in one rename: one that exists is whole
+            for fold, path in results.items():
+                if fold not in seen and path.is_file():
+                    seen[fold] = load_fold_result(path)
                     if on_fold is not None:
                         on_fold(*seen[fold])
 
@@ -252,7 +228,8 @@ def _forward(proc: subprocess.Popen, tag: str, tail: deque, said: list[str]) -> 
 
 # --------------------------------------------------------------------------------------------------------- worker
 def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> None:
-    """Train ``fold_list`` in this process (one torchrun rank, or one fold worker) and write ``fold<k>.npz``."""
+    """Train ``fold_list`` in this process (one torchrun rank, or one fold worker); train_fold leaves each fold's
+    ``_oof.npz`` in ``output_dir`` (rank 0) or in a scratch folder (ranks > 0)."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     config = Config.from_mapping(json.loads((work / "config.json").read_text(encoding="utf-8")))
@@ -272,7 +249,7 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
             fold_dir = output_dir
             if scratch is not None:  # ranks > 0 keep their copies out of the output; resume from rank 0's state
                 fold_dir = scratch
-                last = weights_name(config.model, fold, "last")
+                last = fold_file(config.model, fold, "last")
                 if (output_dir / last).is_file():
                     shutil.copy(output_dir / last, scratch / last)
             train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
@@ -280,8 +257,6 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
                                 fold=fold, output_dir=fold_dir, device=device)
             if not ranks_agree(result.val_probs):
                 log.warning("fold %d: the ranks' validation predictions differ; rank 0's are kept", fold)
-            if rank == 0:
-                save_fold_result(work / f"fold{fold}.npz", result, val_idx)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

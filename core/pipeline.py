@@ -29,6 +29,7 @@ from .choice import InferenceChoice, choose_inference, fold_predictions, variant
 from .config import Config
 from .data import TrainData, find_competition_file, read_train
 from .device import describe_device, resolve_device
+from .fold_result import FoldResult, entry_files, fold_file, manifest_entry
 from .folds import load_or_make_folds
 from .launch import ParallelPlan, plan_parallel, train_folds_in_workers
 from .manifest import read_manifest, write_manifest
@@ -39,9 +40,9 @@ from .paths import find_input_file, given_path, on_kaggle
 from .plots import plot_training_curves
 from .presets import expected_result
 from .recipe import describe_parallel, describe_recipe
-from .resume import adopt_previous_output, completed_fold, fold_files, oof_name, save_fold_predictions
+from .resume import adopt_previous_output, completed_fold
 from .scheduler import schedule_rates
-from .trainer import FoldResult, plan_steps, train_fold, weights_name
+from .trainer import plan_steps, train_fold
 from .tta import views_to_evaluate
 
 log = logging.getLogger(__name__)
@@ -245,14 +246,13 @@ def train_folds(setup: RunSetup, train: TrainData, split: FoldSplit, *,
     todo = [fold for fold in splits if fold not in done]
 
     def record(result: FoldResult, val_idx: np.ndarray) -> None:
-        """Keep a finished fold: its OOF rows on disk and in a manifest marked incomplete (core.resume)."""
-        save_fold_predictions(output_dir, config.model, result, val_idx)
+        """Keep a finished fold (train_fold wrote its _oof.npz) in a manifest marked incomplete (core.resume)."""
         done[result.fold] = result
         finished = [(done[fold], splits[fold][1]) for fold in splits if fold in done]
         write_manifest(output_dir, _manifest(config, train, finished, complete=False),
-                       [name for r, _ in finished for name in fold_files(_fold_entry(config, r, None))])
+                       [name for r, _ in finished for name in entry_files(manifest_entry(config.model, r))])
         # the fold now resumes from its verified files: its optimizer-state checkpoint would only bloat the output
-        (output_dir / weights_name(config.model, result.fold, "last")).unlink(missing_ok=True)
+        (output_dir / fold_file(config.model, result.fold, "last")).unlink(missing_ok=True)
 
     plan = plan_parallel(config, setup.device, n_folds=len(todo))
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
@@ -312,7 +312,7 @@ def finish_run(setup: RunSetup, train: TrainData, results: list[tuple[FoldResult
     config, output_dir, choice = setup.config, setup.output_dir, scored.choice
     variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
     manifest = _manifest(config, train, results, complete=True, oof=choice.oof, choice=choice)
-    fold_names = [name for r, _ in results for name in fold_files(_fold_entry(config, r, None))]
+    fold_names = [name for r, _ in results for name in entry_files(manifest_entry(config.model, r))]
     write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
     return read_manifest(output_dir)
 
@@ -340,19 +340,6 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
                        choice=scored.choice)
 
 
-def _fold_entry(config: Config, result: FoldResult, val_idx: np.ndarray | None) -> dict:
-    """One fold of manifest.json: its weights, scores, history and the files that hold its OOF rows and log."""
-    entry = {"fold": result.fold, "weights": result.weights_path.name, "val_acc": result.best_val_acc,
-             "best_epoch": result.best_epoch, "oof_file": oof_name(config.model, result.fold),
-             "log_file": weights_name(config.model, result.fold, "log").replace(".pth", ".csv"),
-             "history": result.history}
-    if val_idx is not None:
-        entry["n_val"] = int(len(val_idx))
-    if result.swa_weights_path is not None:
-        entry.update(swa_weights=result.swa_weights_path.name, swa_val_acc=result.swa_val_acc)
-    return entry
-
-
 def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, np.ndarray]], *, complete: bool,
               oof=None, choice: InferenceChoice | None = None) -> dict:
     """manifest.json's body; ``complete`` is False while folds are still being trained (see core.resume)."""
@@ -361,7 +348,7 @@ def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, 
         "complete": complete,
         "model": {"name": config.model, "spec": model_spec(config.model)},
         "n_folds": config.n_folds,
-        "folds": [_fold_entry(config, r, idx) for r, idx in results],
+        "folds": [manifest_entry(config.model, r, len(idx)) for r, idx in results],
         "train_rows": int(len(train.labels)),
         "train_sha256": train.fingerprint,
         "config": config.to_dict(),

@@ -1,48 +1,26 @@
 """Fold-level resume: a rerun skips the folds a killed or timed-out run already finished.
 
-After each fold, the run saves the fold's validation predictions (``<model>_fold<k>_oof.npz``) and rewrites
-manifest.json with ``"complete": false`` and the hashes of everything that fold produced. A rerun with the same
-training settings on the same train.csv takes a fold from there only when its weights and OOF rows still match
-their hashes; anything else is trained again (a fold that was cut mid-epoch continues from its ``_last.pth``).
-On Kaggle, attach the previous version's output as an input: its fold files are copied into the output folder.
+When a fold ends, train_fold writes its result file (``<model>_fold<k>_oof.npz``, core.fold_result) and the run
+rewrites manifest.json with ``"complete": false`` and the hashes of everything that fold produced. A rerun with the
+same training settings on the same train.csv takes a fold from there (:func:`completed_fold`, which reads the file
+with core.fold_result.load_fold_result) only when its weights and result file still match their hashes; anything
+else is trained again (a fold that was cut mid-epoch continues from its ``_last.pth``, core.checkpoint). On Kaggle,
+attach the previous version's output as an input: its fold files are copied into the output folder.
 """
 from __future__ import annotations
 
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
 from .config import Config
+from .fold_result import FoldResult, FoldResultError, entry_files, load_fold_result, model_stem
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_files
 from .paths import KAGGLE_INPUT, given_path
-from .trainer import FoldResult, weights_name
 
 log = logging.getLogger(__name__)
-
-
-def oof_name(model: str, fold: int) -> str:
-    return weights_name(model, fold, "oof").replace(".pth", ".npz")
-
-
-def save_fold_predictions(output_dir: Path, model: str, result: FoldResult, val_idx: np.ndarray) -> str:
-    """Write the fold's validation rows and probabilities (no pickle); return the file name."""
-    name = oof_name(model, result.fold)
-    arrays = {"val_idx": np.asarray(val_idx, dtype=np.int64), "val_probs": result.val_probs}
-    if result.swa_val_probs is not None:
-        arrays["swa_val_probs"] = result.swa_val_probs
-    with atomic_path(output_dir / name) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-    return name
-
-
-def fold_files(entry: dict[str, Any]) -> list[str]:
-    """Every file a manifest fold entry stands for."""
-    return [entry[key] for key in ("weights", "swa_weights", "oof_file", "log_file") if entry.get(key)]
 
 
 def completed_fold(output_dir: Path, config: Config, *, fingerprint: str, fold: int,
@@ -62,20 +40,18 @@ def completed_fold(output_dir: Path, config: Config, *, fingerprint: str, fold: 
     if entry is None:
         return None
     try:
-        verify_files(output_dir, manifest, fold_files(entry))
+        verify_files(output_dir, manifest, entry_files(entry))
     except ManifestError as err:
         log.warning("fold %d: saved files do not match manifest.json (%s); training it again", fold, err)
         return None
-    with np.load(output_dir / entry["oof_file"], allow_pickle=False) as saved:
-        if not np.array_equal(saved["val_idx"], val_idx):
-            log.warning("fold %d: saved OOF rows differ from this split; training it again", fold)
-            return None
-        swa_probs = saved["swa_val_probs"] if "swa_val_probs" in saved.files else None
-        result = FoldResult(fold=fold, weights_path=output_dir / entry["weights"], best_epoch=entry["best_epoch"],
-                            best_val_acc=entry["val_acc"], val_probs=saved["val_probs"],
-                            history=entry.get("history", []),
-                            swa_weights_path=output_dir / entry["swa_weights"] if entry.get("swa_weights") else None,
-                            swa_val_acc=entry.get("swa_val_acc"), swa_val_probs=swa_probs)
+    try:
+        result, saved_idx = load_fold_result(output_dir / entry["oof_file"])
+    except FoldResultError as err:
+        log.warning("fold %d: %s; training it again", fold, err)
+        return None
+    if not np.array_equal(saved_idx, val_idx):
+        log.warning("fold %d: saved OOF rows differ from this split; training it again", fold)
+        return None
     log.info("fold %d: already complete (val_acc %.5f, files verified against manifest.json); skipped",
              fold, result.best_val_acc)
     return result
@@ -88,7 +64,7 @@ def adopt_previous_output(previous: Path | None, output_dir: Path, model: str) -
     """
     if previous is None or previous.resolve() == output_dir.resolve():
         return
-    stem = weights_name(model, 0, "x").split("_fold0_")[0]
+    stem = model_stem(model)
     copied = []
     for path in sorted(previous.glob(f"{stem}_fold*_*")) + [previous / MANIFEST_NAME]:
         target = output_dir / path.name
@@ -107,7 +83,7 @@ def find_previous_output(explicit: str | Path | None, model: str, root: Path = K
         return given_path(explicit, "resume_dir", folder=True)
     if not root.is_dir():
         return None
-    stem = weights_name(model, 0, "x").split("_fold0_")[0]
+    stem = model_stem(model)
     level = [root]
     for _ in range(max_depth):
         for folder in sorted(level):

@@ -41,10 +41,12 @@ import torch
 from .atomic import write_text_atomic
 from .config import Config, coerce
 from .data import find_competition_file, read_train
+from .fold_result import fold_file
 from .folds import load_or_make_folds
 from .oof import CHANCE_ACC
 from .paths import find_input_file, given_path
-from .trainer import DivergedError, plan_steps, resolve_device, train_fold
+from .device import resolve_device
+from .trainer import DivergedError, plan_steps, train_fold
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +291,7 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
         append_run(runs_path, row)
         for weights in (output_dir / "cells" / cell.name).glob("*.pth"):
             weights.unlink()
+        (output_dir / "cells" / cell.name / fold_file(cfg.model, grid.fold, "oof")).unlink(missing_ok=True)
         log.info("cell %d/%d done: val_acc %.5f  val_loss %.4f%s  (%.1f s)", number, len(todo), row["val_acc"],
                  row["val_loss"], "  DIVERGED" if row["diverged"] else "", row["seconds"])
     return grid_runs(grid, read_runs(runs_path))

@@ -1,17 +1,20 @@
 """Train one fold: AdamW + per-step scheduler, label-smoothed soft targets, best checkpoint by validation accuracy.
 
 The whole fold lives on the device as one uint8 tensor; batches are index slices augmented in batch there, so the
-hot loop has no per-sample Python and no DataLoader workers. Each epoch also writes a resume checkpoint
-(``<model>_fold<k>_last.pth``: model, optimizer, scheduler, AMP scaler, RNG states, history) so a killed session
-continues at the next epoch instead of starting over. Under torchrun (``parallel = "ddp"``, started by core.launch)
-the model is wrapped in DistributedDataParallel and each rank trains on its share of every batch (core.distributed).
+hot loop has no per-sample Python and no DataLoader workers. The pieces, each usable alone (tools/bench.py times
+them): :func:`prepare_fold` builds a :class:`FoldSetup` (model, optimizer, scheduler, scaler, generator),
+:func:`fold_batch` makes one batch, :func:`train_step` is one optimizer step, :func:`evaluate` scores rows;
+:func:`train_fold` is the epoch loop around them. Each epoch writes a resume checkpoint (``<model>_fold<k>_last.pth``,
+core.checkpoint.TrainingState) so a killed session continues at the next epoch instead of starting over; a
+finished fold leaves its result file ``_oof.npz`` (core.fold_result, which names every per-fold file). Under torchrun
+(``parallel = "ddp"``, started by core.launch) the model is wrapped in DistributedDataParallel and each rank trains
+on its share of every batch (core.distributed).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,11 @@ import torch.nn.functional as F
 
 from .atomic import write_text_atomic
 from .augment import make_batch
-from .checkpoint import read_state_dict, save_atomic, save_state_dict, unwrap
-from .config import Config, ConfigError
+from .checkpoint import TrainingState, read_state_dict, save_state_dict, unwrap
+from .config import Config
+from .device import resolve_device
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
+from .fold_result import FoldResult, fold_file, save_fold_result
 from .models import create_model, is_convolutional, resolve_pretrained
 from .paths import on_kaggle
 from .predict import autocast_context, amp_dtype, predict_logits
@@ -40,21 +45,6 @@ log = logging.getLogger(__name__)
 # The progress bar's loss is read from the device every this many steps (and at an epoch's last step): reading it
 # every step would make the host wait for the GPU each step instead of queueing the next one.
 SYNC_EVERY = 20
-
-
-@dataclasses.dataclass
-class FoldResult:
-    """What one fold leaves behind. ``val_probs`` is (n_val, 10) softmax from the best weights, rows as val_idx."""
-
-    fold: int
-    weights_path: Path
-    best_epoch: int
-    best_val_acc: float
-    val_probs: np.ndarray
-    history: list[dict[str, float]]
-    swa_weights_path: Path | None = None  # <model>_fold<k>_swa.pth when config.swa_epochs > 0
-    swa_val_acc: float | None = None
-    swa_val_probs: np.ndarray | None = None  # (n_val, 10) from the SWA weights after BatchNorm re-estimation
 
 
 class DivergedError(RuntimeError):
@@ -77,31 +67,6 @@ def divergence_message(config: Config, *, fold: int, epoch: int, epochs: int, tr
             f"Nothing of this fold is kept as inference weights and no submission is written")
 
 
-def weights_name(model_name: str, fold: int, kind: str = "best") -> str:
-    """Fold-tagged file name, e.g. ``convnext_atto.d2_in1k_fold3_best.pth``."""
-    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', model_name)}_fold{fold}_{kind}.pth"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` (a GPU when torch sees one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, checked against this machine.
-
-    Raises:
-        ConfigError: an unknown name, or a GPU this machine does not have (saying what torch found).
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
-        raise ConfigError(f"device = {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if device.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(device.partition(":")[2] or 0)
-        if index >= count:
-            found = f"{count} GPU(s)" if count else f"no GPU (torch {torch.__version__}: cuda.is_available() is False)"
-            raise ConfigError(f"device = {device!r}, but torch finds {found} on this machine: use device = 'auto' "
-                              "(the GPU when there is one) or 'cpu'")
-    return torch.device(device)
-
-
 def seed_everything(seed: int) -> None:
     import random
 
@@ -122,24 +87,53 @@ def plan_steps(n_train: int, *, batch_size: int, epochs: int, max_steps: int = 0
     return batch_size, steps_per_epoch, min(total, max_steps) if max_steps > 0 else total
 
 
-def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, train_idx: np.ndarray,
-               val_idx: np.ndarray, fold: int, output_dir: str | Path,
-               device: torch.device | None = None) -> FoldResult:
-    """Train ``config.model`` on ``train_idx`` rows, keep the epoch with the best accuracy on ``val_idx`` rows.
+@dataclasses.dataclass
+class FoldSetup:
+    """What one fold trains with, built by :func:`prepare_fold`. ``model`` may be wrapped in nn.DataParallel or
+    DistributedDataParallel; state dicts go through ``core.checkpoint.unwrap``."""
 
-    Args:
-        images: uint8 (N, 28, 28), all rows of train.csv (any device; moved to ``device`` once).
-        labels: int64 (N,).
-        train_idx, val_idx: row indices of this fold's training and validation parts.
-        output_dir: receives ``<model>_fold<k>_best.pth``, ``<model>_fold<k>_log.csv`` and the resume checkpoint.
-    """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    device = device or resolve_device(config.device)
-    best_path = output_dir / weights_name(config.model, fold, "best")
-    last_path = output_dir / weights_name(config.model, fold, "last")
-    log_path = output_dir / weights_name(config.model, fold, "log").replace(".pth", ".csv")
+    model: nn.Module
+    train_model: nn.Module  # ``model``, or torch.compile(model): what train_step calls
+    eval_model: nn.Module  # what scores validation rows: the bare model under ddp (no collective in a forward)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # stepped once per optimizer step; None when config.scheduler is "none"
+    scaler: Any  # torch.amp.GradScaler; a no-op unless AMP runs in fp16
+    generator: torch.Generator  # batch order and augmentation of this fold
+    device: torch.device
+    amp: bool  # mixed precision (CUDA only)
+    channels_last: bool  # batches and weights in channels_last memory format (CNNs)
+    batch_size: int  # images per optimizer step (all ranks together)
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int  # config.epochs, or fewer when max_steps stops the run early
 
+    def state(self, settings: dict[str, Any], *, epoch: int, history: list[dict[str, float]], best_acc: float,
+              best_epoch: int, swa: SwaAverager | None) -> TrainingState:
+        """The resume checkpoint after 0-based ``epoch``."""
+        return TrainingState(
+            settings=settings, model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            generator=self.generator.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch, history=history,
+            best_acc=best_acc, best_epoch=best_epoch, swa=swa.state_dict() if swa is not None else None)
+
+    def restore(self, state: TrainingState, swa: SwaAverager | None) -> None:
+        """Put model, optimizer, scheduler, scaler, RNGs (and ``swa``) back where ``state`` left them."""
+        unwrap(self.model).load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        if self.scheduler is not None and state.scheduler is not None:
+            self.scheduler.load_state_dict(state.scheduler)
+        if state.scaler:
+            self.scaler.load_state_dict(state.scaler)
+        self.generator.set_state(state.generator)
+        torch.set_rng_state(state.torch_rng)
+        if swa is not None and state.swa is not None:
+            swa.load_state_dict(state.swa)
+
+
+def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.device) -> FoldSetup:
+    """Seed, build and place the model (channels_last, DataParallel / DDP, torch.compile), optimizer, per-step
+    scheduler, GradScaler and batch generator for fold ``fold`` with ``n_train`` training rows."""
     seed_everything(config.seed + fold)
     pretrained = resolve_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle())
     model = create_model(config.model, pretrained=pretrained).to(device)
@@ -150,132 +144,182 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         log.info("fold %d: nn.DataParallel over %d GPUs (BatchNorm sees batch/%d per GPU)",
                  fold, torch.cuda.device_count(), torch.cuda.device_count())
         model = nn.DataParallel(model)
-    rank, world = rank_and_world()
+    world = rank_and_world()[1]
     if world > 1:  # launched by core.launch under torchrun: same weights on every rank, gradients all-reduced
         log.info("fold %d: DistributedDataParallel, %d ranks (BatchNorm sees batch/%d per rank)", fold, world, world)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    eval_model = unwrap(model) if world > 1 else model  # ranks score their own rows: no collective in a forward
-    train_model = torch.compile(model) if config.compile else model
 
+    batch_size, steps_per_epoch, total_steps = plan_steps(n_train, batch_size=config.batch_size,
+                                                          epochs=config.epochs, max_steps=config.max_steps)
+    epochs = -(-total_steps // steps_per_epoch)
+    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    use_amp = config.amp and device.type == "cuda"
+    return FoldSetup(model=model, train_model=torch.compile(model) if config.compile else model,
+                     eval_model=unwrap(model) if world > 1 else model, optimizer=optimizer,
+                     scheduler=fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=total_steps,
+                                               min_lr=config.min_lr, epochs=epochs),
+                     scaler=grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16),
+                     generator=torch.Generator().manual_seed(config.seed * 1000 + fold), device=device, amp=use_amp,
+                     channels_last=channels_last, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+                     total_steps=total_steps, epochs=epochs)
+
+
+def fold_batch(config: Config, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, *,
+               channels_last: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """This process's part of the batch of ``rows``: (x, targets, loss weight).
+
+    x: float (n, 1, 28, 28) augmented, normalised images; targets: float (n, 10) label-smoothed. Under ddp every
+    rank draws the same batch and augmentation and keeps its share; DDP averages gradients over ranks, so weighting
+    each share's loss by world · n / len(rows) gives the gradient of the batch mean (weight 1.0 in one process).
+    """
+    x = make_batch(images[rows], augment=config.augment, rotate_deg=config.rotate_deg, zoom=config.zoom,
+                   shift=config.shift, channels_last=channels_last, generator=generator)
+    targets = smooth_targets(one_hot(labels[rows]), config.label_smoothing)
+    rank, world = rank_and_world()
+    if world == 1:
+        return x, targets, 1.0
+    mine = shard(len(rows), rank, world)
+    return x[mine], targets[mine], world * len(targets[mine]) / len(rows)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, x: torch.Tensor,
+               targets: torch.Tensor, *, amp: bool, weight: float = 1.0) -> torch.Tensor:
+    """One optimizer step on float (n, 1, 28, 28) ``x`` with soft (n, 10) ``targets``: forward (autocast when
+    ``amp``), soft-target cross-entropy × ``weight``, scaled backward, optimizer and scheduler step.
+
+    Returns:
+        The weighted loss, a 0-d tensor still on the device (reading it waits for the device).
+    """
+    with autocast_context(x.device, amp):
+        logits = model(x)
+    loss = soft_target_cross_entropy(logits.float(), targets)
+    if weight != 1.0:
+        loss = loss * weight
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+    return loss
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, channels_last: bool,
+             amp: bool) -> tuple[float, float, torch.Tensor]:
+    """(cross-entropy on hard labels, accuracy, float32 (n, 10) logits) of uint8 (n, 28, 28) ``images`` with int64
+    (n,) ``labels``. Under ddp each rank scores its share of the rows and every rank gets them all."""
+    rank, world = rank_and_world()
+    mine = shard(len(images), rank, world)
+    logits = gather_shards(predict_logits(model, images[mine], batch_size=batch_size, channels_last=channels_last,
+                                          amp=amp), len(images))
+    loss = F.cross_entropy(logits, labels).item()  # hard labels: no smoothing here
+    return loss, (logits.argmax(1) == labels).float().mean().item(), logits
+
+
+def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, train_idx: np.ndarray,
+               val_idx: np.ndarray, fold: int, output_dir: str | Path,
+               device: torch.device | None = None) -> FoldResult:
+    """Train ``config.model`` on ``train_idx`` rows, keep the epoch with the best accuracy on ``val_idx`` rows.
+
+    Args:
+        images: uint8 (N, 28, 28), all rows of train.csv (any device; moved to ``device`` once).
+        labels: int64 (N,).
+        train_idx, val_idx: row indices of this fold's training and validation parts.
+        output_dir: receives ``<model>_fold<k>_best.pth``, ``_log.csv``, the resume checkpoint ``_last.pth`` and,
+            when the fold is finished, its result ``_oof.npz`` (core.fold_result names and writes them all).
+
+    Raises:
+        DivergedError: a loss is not finite after some epoch (the fold's best weights are deleted).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = device or resolve_device(config.device)
+    best_path = output_dir / fold_file(config.model, fold, "best")
+    last_path = output_dir / fold_file(config.model, fold, "last")
+    log_path = output_dir / fold_file(config.model, fold, "log")
+
+    setup = prepare_fold(config, n_train=len(train_idx), fold=fold, device=device)
     images = images.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
     train_rows = torch.as_tensor(train_idx, dtype=torch.long, device=device)
     val_rows = torch.as_tensor(val_idx, dtype=torch.long, device=device)
-    batch_size, steps_per_epoch, total_steps = plan_steps(len(train_idx), batch_size=config.batch_size,
-                                                          epochs=config.epochs, max_steps=config.max_steps)
-    epochs = -(-total_steps // steps_per_epoch)  # config.epochs, or fewer when max_steps stops the run early
-
-    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=total_steps,
-                                min_lr=config.min_lr, epochs=epochs)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
-    generator = torch.Generator().manual_seed(config.seed * 1000 + fold)
+    scoring = dict(batch_size=config.eval_batch_size, channels_last=setup.channels_last, amp=setup.amp)
+    epochs, settings = setup.epochs, config.training_settings()
 
     history: list[dict[str, float]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
-    swa = SwaAverager(unwrap(model), epochs=epochs, swa_epochs=config.swa_epochs) if config.swa_epochs else None
-    resume = _load_resume(last_path, config)
+    swa = SwaAverager(unwrap(setup.model), epochs=epochs, swa_epochs=config.swa_epochs) if config.swa_epochs else None
+    resume = TrainingState.load(last_path, settings)
     if resume is not None:
-        unwrap(model).load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume["scheduler"] is not None:
-            scheduler.load_state_dict(resume["scheduler"])
-        if resume["scaler"]:
-            scaler.load_state_dict(resume["scaler"])
-        generator.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        history, best_acc, best_epoch = list(resume["history"]), resume["best_acc"], resume["best_epoch"]
-        start_epoch = resume["epoch"] + 1
-        if swa is not None and resume.get("swa") is not None:
-            swa.load_state_dict(resume["swa"])
+        setup.restore(resume, swa)
+        history, best_acc, best_epoch = list(resume.history), resume.best_acc, resume.best_epoch
+        start_epoch = resume.epoch + 1
         log.info("fold %d: resuming at epoch %d/%d (best so far %.5f)", fold, start_epoch + 1, epochs, best_acc)
 
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
-        model.train()
-        order = train_rows[torch.randperm(len(train_rows), generator=generator).to(device)]
-        loss_sum, smoothed = torch.zeros((), device=device), None  # summed on the device: no sync per step
-        n_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)  # the last one may stop early
-        bar = progress(n_steps, desc=f"fold {fold} epoch {epoch + 1}/{epochs}")
-        for step in range(n_steps):
-            rows = order[step * batch_size:(step + 1) * batch_size]
-            x = make_batch(images[rows], augment=config.augment, rotate_deg=config.rotate_deg, zoom=config.zoom,
-                           shift=config.shift, channels_last=channels_last, generator=generator)
-            targets = smooth_targets(one_hot(labels[rows]), config.label_smoothing)
-            if world > 1:  # every rank drew the same batch and augmentation; each trains on its share of it
-                mine = shard(len(rows), rank, world)
-                x, targets = x[mine], targets[mine]
-            with autocast_context(device, use_amp):
-                logits = train_model(x)
-            loss = soft_target_cross_entropy(logits.float(), targets)
-            if world > 1:  # DDP averages gradients over ranks: weighting each share by its size gives the batch mean
-                loss = loss * (world * len(targets) / len(rows))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None:
-                scheduler.step()
-            loss_sum += loss.detach()
-            if (step + 1) % SYNC_EVERY == 0 or step + 1 == n_steps:  # .item() waits for the device: not every step
-                value = loss.item()
-                smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-                bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
-            bar.update()
-        bar.close()
-
-        broadcast_buffers(unwrap(model))  # BatchNorm statistics of rank 0 everywhere: all ranks score alike
-        val_logits = _validation_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
-                                        channels_last=channels_last, amp=use_amp)
-        val_loss = F.cross_entropy(val_logits, labels[val_rows]).item()  # hard labels: no smoothing here
-        val_acc = (val_logits.argmax(1) == labels[val_rows]).float().mean().item()
-        history.append({"epoch": epoch + 1, "train_loss": mean_over_ranks(loss_sum.item() / n_steps, device),
-                        "val_loss": val_loss,
-                        "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                        "seconds": time.perf_counter() - started})
-        if not (math.isfinite(history[-1]["train_loss"]) and math.isfinite(val_loss)):
+        train_loss = _train_epoch(setup, config, images, labels, train_rows, fold=fold, epoch=epoch)
+        broadcast_buffers(unwrap(setup.model))  # BatchNorm statistics of rank 0 everywhere: all ranks score alike
+        val_loss, val_acc, _ = evaluate(setup.eval_model, images[val_rows], labels[val_rows], **scoring)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc,
+                        "lr": setup.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started})
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             best_path.unlink(missing_ok=True)  # an earlier epoch's "best" of a fold that blew up is no result
             raise DivergedError(divergence_message(config, fold=fold, epoch=epoch + 1, epochs=epochs,
-                                                   train_loss=history[-1]["train_loss"], val_loss=val_loss,
-                                                   batch_size=batch_size), fold=fold, epoch=epoch + 1,
+                                                   train_loss=train_loss, val_loss=val_loss,
+                                                   batch_size=setup.batch_size), fold=fold, epoch=epoch + 1,
                                 history=history)
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch = val_acc, epoch + 1
-            save_state_dict(model, best_path)
+            save_state_dict(setup.model, best_path)
         log.info("fold %d epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.5f%s  (%.1fs)", fold, epoch + 1,
-                 epochs, history[-1]["train_loss"], val_loss, val_acc, "  *best*" if improved else "",
-                 history[-1]["seconds"])
+                 epochs, train_loss, val_loss, val_acc, "  *best*" if improved else "", history[-1]["seconds"])
         write_text_atomic(log_path, pd.DataFrame(history).to_csv(index=False))
         if swa is not None:
-            swa.after_epoch(unwrap(model), epoch)
-        _save_resume(last_path, config=config, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                     generator=generator, epoch=epoch, history=history, best_acc=best_acc, best_epoch=best_epoch,
-                     swa=swa)
+            swa.after_epoch(unwrap(setup.model), epoch)
+        setup.state(settings, epoch=epoch, history=history, best_acc=best_acc, best_epoch=best_epoch,
+                    swa=swa).save(last_path)
 
-    unwrap(model).load_state_dict(read_state_dict(best_path, map_location=device))
-    val_probs = torch.softmax(_validation_logits(eval_model, images[val_rows], batch_size=config.eval_batch_size,
-                                                 channels_last=channels_last, amp=use_amp), 1).double().cpu().numpy()
+    unwrap(setup.model).load_state_dict(read_state_dict(best_path, map_location=device))
+    logits = evaluate(setup.eval_model, images[val_rows], labels[val_rows], **scoring)[2]
     result = FoldResult(fold=fold, weights_path=best_path, best_epoch=best_epoch, best_val_acc=best_acc,
-                        val_probs=val_probs, history=history)
+                        val_probs=torch.softmax(logits, 1).double().cpu().numpy(), history=history)
     if swa is not None:
-        swa_path = output_dir / weights_name(config.model, fold, "swa")
+        swa_path = output_dir / fold_file(config.model, fold, "swa")
         scored = finish_swa(swa, images=images, labels=labels, train_rows=train_rows, val_rows=val_rows, path=swa_path,
-                            batch_size=batch_size, eval_batch_size=config.eval_batch_size, channels_last=channels_last,
-                            amp=use_amp, seed=config.seed * 1000 + fold + 1, augment=config.augment,
-                            rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
+                            batch_size=setup.batch_size, eval_batch_size=config.eval_batch_size,
+                            channels_last=setup.channels_last, amp=setup.amp, seed=config.seed * 1000 + fold + 1,
+                            augment=config.augment, rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
         if scored is not None:
             result.swa_weights_path, (result.swa_val_acc, result.swa_val_probs) = swa_path, scored
+    save_fold_result(output_dir, config.model, result, val_idx)  # last: a fold with this file is finished
     return result
 
 
-def _validation_logits(model: nn.Module, images: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """float32 (n, 10) logits of uint8 (n, 28, 28) ``images``; under ddp each rank scores its share of the rows and
-    every rank gets them all (core.distributed.gather_shards). ``kwargs`` go to ``predict_logits``."""
-    rank, world = rank_and_world()
-    mine = shard(len(images), rank, world)
-    return gather_shards(predict_logits(model, images[mine], **kwargs), len(images))
+def _train_epoch(setup: FoldSetup, config: Config, images: torch.Tensor, labels: torch.Tensor,
+                 train_rows: torch.Tensor, *, fold: int, epoch: int) -> float:
+    """Train one epoch (0-based ``epoch``) over ``train_rows`` in a fresh random order; return the mean training loss
+    over its steps and the ranks. The epoch after ``max_steps`` is reached stops early."""
+    setup.model.train()
+    order = train_rows[torch.randperm(len(train_rows), generator=setup.generator).to(setup.device)]
+    loss_sum, smoothed = torch.zeros((), device=setup.device), None  # summed on the device: no sync per step
+    n_steps = min(setup.steps_per_epoch, setup.total_steps - epoch * setup.steps_per_epoch)
+    bar = progress(n_steps, desc=f"fold {fold} epoch {epoch + 1}/{setup.epochs}")
+    for step in range(n_steps):
+        rows = order[step * setup.batch_size:(step + 1) * setup.batch_size]
+        x, targets, weight = fold_batch(config, images, labels, rows, channels_last=setup.channels_last,
+                                        generator=setup.generator)
+        loss = train_step(setup.train_model, setup.optimizer, setup.scheduler, setup.scaler, x, targets,
+                          amp=setup.amp, weight=weight)
+        loss_sum += loss.detach()
+        if (step + 1) % SYNC_EVERY == 0 or step + 1 == n_steps:  # .item() waits for the device: not every step
+            value = loss.item()
+            smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{setup.optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+        bar.update()
+    bar.close()
+    return mean_over_ranks(loss_sum.item() / n_steps, setup.device)
 
 
 def grad_scaler(enabled: bool):
@@ -283,32 +327,3 @@ def grad_scaler(enabled: bool):
     if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler("cuda", enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)
-
-
-def _save_resume(path: Path, *, config: Config, model: nn.Module, optimizer, scheduler, scaler, generator,
-                 epoch: int, history: list, best_acc: float, best_epoch: int, swa: SwaAverager | None = None) -> None:
-    state: dict[str, Any] = {
-        "settings": config.training_settings(),
-        "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-        "epoch": epoch, "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
-        "swa": swa.state_dict() if swa is not None else None,
-    }
-    save_atomic(state, path)
-
-
-def _load_resume(path: Path, config: Config) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a checkpoint cut short by a kill: start the fold again
-        log.warning("%s is unreadable (%s); training this fold from the start", path.name, err)
-        return None
-    if state.get("settings") != config.training_settings():
-        log.warning("%s was made with other settings; training this fold from the start", path.name)
-        return None
-    return state
-

@@ -30,7 +30,8 @@ from core.data import find_data_dir
 from core.inference import run_inference
 from core.resume import find_previous_output
 from core.submission import SubmissionError, read_submission
-from core.trainer import DivergedError, resolve_device, train_fold
+from core.device import resolve_device
+from core.trainer import DivergedError, train_fold
 from test_data import with_cell
 from test_ensemble import noisy_probs
 from test_trainer import tiny_fold

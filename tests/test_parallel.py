@@ -18,9 +18,8 @@ import torch
 
 from core.config import Config
 from core.distributed import gather_shards, shard
-from core.launch import ParallelPlan, load_fold_result, plan_parallel, save_fold_result
+from core.launch import ParallelPlan, plan_parallel
 from core.pipeline import run_training
-from core.trainer import FoldResult
 from tests import ddp_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,22 +51,6 @@ def test_plan_parallel(monkeypatch, parallel, gpus, n_folds, workers, expected):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     device = torch.device("cuda" if gpus else "cpu")
     assert plan_parallel(Config(parallel=parallel, workers=workers), device, n_folds) == expected
-
-
-@pytest.mark.parametrize("swa", [False, True])
-def test_fold_result_round_trip(tmp_path, swa):
-    probs = np.random.default_rng(0).dirichlet(np.ones(10), size=6)
-    result = FoldResult(fold=2, weights_path=tmp_path / "m_fold2_best.pth", best_epoch=3, best_val_acc=0.75,
-                        val_probs=probs, history=[{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.75}])
-    if swa:
-        result.swa_weights_path, result.swa_val_acc, result.swa_val_probs = tmp_path / "swa.pth", 0.8, probs[::-1]
-    save_fold_result(tmp_path / "fold2.npz", result, np.arange(6) * 5)
-    back, val_idx = load_fold_result(tmp_path / "fold2.npz")
-    assert val_idx.tolist() == [0, 5, 10, 15, 20, 25]
-    assert back.weights_path == result.weights_path and isinstance(back.weights_path, Path)
-    np.testing.assert_array_equal(back.val_probs, probs)
-    assert back.history == result.history and back.best_epoch == 3 and back.best_val_acc == 0.75
-    assert (back.swa_weights_path, back.swa_val_acc) == (result.swa_weights_path, result.swa_val_acc)
 
 
 def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:

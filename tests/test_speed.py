@@ -7,9 +7,9 @@ from contextlib import nullcontext
 import pandas as pd
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from core.models import count_parameters, create_model, create_model_from_spec, is_convolutional, model_spec
+from core.models import (count_parameters, create_model, create_model_from_spec, forward_flops, is_convolutional,
+                         model_spec)
 from core.predict import amp_dtype, autocast_context
 from tools import bench
 
@@ -35,13 +35,6 @@ def test_amp_dtype_follows_the_gpu(monkeypatch, bf16_supported, capability, expe
 def test_no_autocast_on_cpu_or_when_off():
     assert isinstance(autocast_context(torch.device("cpu"), True), nullcontext)
     assert isinstance(autocast_context(torch.device("cuda", 0), False), nullcontext)
-
-
-def forward_flops(model: torch.nn.Module) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.eval()(torch.zeros(1, 1, 28, 28))
-    return counter.get_total_flops()
 
 
 def test_fastcnn_is_a_cheaper_registered_cnn():
@@ -114,3 +107,19 @@ def test_bench_switches_reach_the_digitkit_loop(tmp_path, capsys):
                        "--no-channels-last", "--no-amp"]) == 0
     out = capsys.readouterr().out
     assert "digitkit trainer (device-resident uint8, in-batch augmentation, NCHW, fp32)" in out
+
+
+def test_bench_times_the_trainers_own_step(monkeypatch):
+    import numpy as np
+
+    from core.config import Config
+
+    calls = []
+    real = bench.train_step
+    monkeypatch.setattr(bench, "train_step", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    config = Config(model="fastcnn", batch_size=8, device="cpu")
+    images, labels = np.zeros((40, 28, 28), np.uint8), np.arange(40) % 10
+    cpu = torch.device("cpu")
+    assert bench.time_digitkit(config, images, labels, steps=6, warmup=1, device=cpu).steps == 6  # crosses an epoch
+    assert bench.time_ceiling(config, steps=2, warmup=1, device=cpu).steps == 2
+    assert len(calls) == 7 + 3

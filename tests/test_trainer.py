@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from core.config import Config
-from core.trainer import train_fold, weights_name
+from core.fold_result import fold_file
+from core.trainer import train_fold
 
 
 def tiny_fold(n: int = 96):
@@ -25,7 +26,7 @@ def test_train_fold_writes_fold_tagged_files(tmp_path, config):
     images, labels, val_idx, train_idx = tiny_fold()
     result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=3,
                         output_dir=tmp_path)
-    assert result.weights_path.name == "smallcnn_fold3_best.pth" == weights_name("smallcnn", 3)
+    assert result.weights_path.name == "smallcnn_fold3_best.pth" == fold_file("smallcnn", 3, "best")
     state = torch.load(result.weights_path, weights_only=True)
     assert not any(k.startswith("module.") for k in state)
     log = pd.read_csv(tmp_path / "smallcnn_fold3_log.csv")

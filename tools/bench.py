@@ -4,12 +4,12 @@
 
 (a) seed-style: a per-sample ``torch.utils.data.Dataset`` that reads one DataFrame row per item (reshape, tensor,
     per-image augmentation), ``DataLoader(num_workers=2)``, fp32, NCHW, the model in ``nn.DataParallel``.
-(b) digitkit: the real ``core.trainer.train_fold`` (the whole set as one uint8 tensor on the device, index batches,
-    in-batch augmentation, channels_last, AMP on CUDA), timed step by step through its progress bar.
-(c) the compute ceiling: the same model, layout, precision and optimizer step on one batch made once and kept on
-    the device, so no data path at all. No training loop can be faster with this model on this machine, so
-    ceiling / seed-style is the largest speed-up a data path can buy here, and digitkit / ceiling says how much of
-    that digitkit gets.
+(b) digitkit: the trainer's own pieces in a loop: ``core.trainer.prepare_fold`` (model, layout, AdamW, scheduler,
+    AMP scaler), then per step ``fold_batch`` (the whole set as one uint8 tensor on the device, index batches,
+    in-batch augmentation) and ``train_step``; no validation or checkpoint writes in between.
+(c) the compute ceiling: the same setup and ``train_step`` on one batch made once and kept on the device, so no
+    data path at all. No training loop can be faster with this model on this machine, so ceiling / seed-style is
+    the largest speed-up a data path can buy here, and digitkit / ceiling says how much of that digitkit gets.
 
 Both use the same model, optimizer (``core.scheduler.build_optimizer``), loss and batch size, and augment every
 image. Warm-up steps are left out of the timing; the two loops alternate ``--rounds`` times and the medians count,
@@ -27,25 +27,25 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.flop_counter import FlopCounterMode
 
-import core.trainer
 from core.augment import normalize, random_affine
 from core.config import Config
 from core.data import IMAGE_SIDE, NUM_CLASSES, find_competition_file, read_train
-from core.models import create_model, is_convolutional
-from core.predict import amp_dtype, autocast_context, predict_probs
+from core.models import create_model, forward_flops, is_convolutional
+from core.predict import amp_dtype, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
+from core.device import resolve_device
+from core.trainer import SYNC_EVERY, FoldSetup, fold_batch, prepare_fold, seed_everything, train_step
 
 # Dense peak TFLOP/s per GPU from the vendors' data sheets: (16-bit tensor cores, fp32). Sparsity not counted.
 GPU_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
@@ -86,7 +86,7 @@ class SeedStyleDataset(Dataset):
 def time_seed_style(config: Config, frame: pd.DataFrame, *, steps: int, warmup: int, device: torch.device,
                     loader_workers: int) -> Timing:
     """Train ``warmup + steps`` steps the seed's way; images/s over the last ``steps``."""
-    core.trainer.seed_everything(config.seed)
+    seed_everything(config.seed)
     model = nn.DataParallel(create_model(config.model).to(device))
     optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
     dataset = SeedStyleDataset(frame, rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
@@ -115,82 +115,64 @@ def _wait_for(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _StepClock:
-    """Stands in for core.trainer's progress bar: records when each optimizer step ends. The trainer reads its loss
-    from the device only every few steps and at an epoch's end, so the clock waits for the device once itself,
-    after ``warmup`` steps, where the timing starts."""
+def _setup(config: Config, *, n_train: int, steps: int, device: torch.device) -> FoldSetup:
+    """The trainer's own setup for a run of exactly ``steps`` optimizer steps on ``n_train`` rows."""
+    per_epoch = max(1, n_train // min(config.batch_size, n_train))
+    run = dataclasses.replace(config, epochs=math.ceil(steps / per_epoch), max_steps=steps)
+    return prepare_fold(run, n_train=n_train, fold=0, device=device)
 
-    def __init__(self, record: list[list[float]], *, warmup: int, device: torch.device):
-        self.stamps = [time.perf_counter()]
-        self.record, self.warmup, self.device = record, warmup, device
-        record.append(self.stamps)
 
-    def update(self, n: int = 1) -> None:
-        if sum(len(stamps) for stamps in self.record) - len(self.record) + 1 == self.warmup:
-            _wait_for(self.device)
-        self.stamps.append(time.perf_counter())
-
-    def set_postfix(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+def _time_steps(setup: FoldSetup, next_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor, float]], *,
+                steps: int, warmup: int) -> list[float]:
+    """Call the trainer's ``train_step`` on ``next_batch(step)`` (x, targets, loss weight) ``warmup + steps`` times;
+    return when each step ended (perf_counter seconds). The loss is read as often as the trainer reads it, and the
+    device is waited for where the timing starts and ends."""
+    setup.model.train()
+    stamps: list[float] = []
+    for step in range(warmup + steps):
+        x, targets, weight = next_batch(step)
+        loss = train_step(setup.train_model, setup.optimizer, setup.scheduler, setup.scaler, x, targets,
+                          amp=setup.amp, weight=weight)
+        if (step + 1) % SYNC_EVERY == 0:
+            loss.item()
+        if step + 1 in (max(warmup, 1), warmup + steps):
+            _wait_for(setup.device)
+        stamps.append(time.perf_counter())
+    return stamps
 
 
 def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, steps: int, warmup: int,
                   device: torch.device) -> Timing:
-    """Run the real ``train_fold`` for ``warmup + steps`` optimizer steps; images/s over the last ``steps``.
+    """Train ``warmup + steps`` steps with the trainer's setup, batches and step; images/s over the last ``steps``.
 
-    Only the intervals between steps inside an epoch are counted, so the per-epoch validation and checkpoint writes
-    (a few hundred rows here) are left out, as are the first ``warmup`` steps.
+    Each epoch's order is a fresh permutation of all rows, as in ``train_fold``; its per-epoch validation and
+    checkpoint writes are not part of the loop.
     """
-    val_idx = np.arange(min(256, len(labels) // 10))
-    train_idx = np.arange(len(val_idx), len(labels))
-    steps_per_epoch = len(train_idx) // config.batch_size
-    total = warmup + steps
-    run_config = dataclasses.replace(config, epochs=max(1, math.ceil(total / steps_per_epoch)), max_steps=total)
-    record: list[list[float]] = []
-    original = core.trainer.progress
-    core.trainer.progress = lambda total, desc, **kwargs: _StepClock(record, warmup=warmup, device=device)
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            core.trainer.train_fold(run_config, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
-                                    train_idx=train_idx, val_idx=val_idx, fold=0, output_dir=out, device=device)
-    finally:
-        core.trainer.progress = original
-    intervals = [b - a for stamps in record for a, b in zip(stamps, stamps[1:])][warmup:]
-    return Timing(len(intervals) * config.batch_size / sum(intervals), len(intervals), _precision(config, device))
+    setup = _setup(config, n_train=len(labels), steps=warmup + steps, device=device)
+    images_on, labels_on = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+    order = torch.arange(len(labels), device=device)
+
+    def next_batch(step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        nonlocal order
+        start = step % setup.steps_per_epoch * setup.batch_size
+        if start == 0:
+            order = order[torch.randperm(len(order), generator=setup.generator).to(device)]
+        return fold_batch(config, images_on, labels_on, order[start:start + setup.batch_size],
+                          channels_last=setup.channels_last, generator=setup.generator)
+
+    stamps = _time_steps(setup, next_batch, steps=steps, warmup=warmup)
+    return _timing(stamps, warmup=warmup, batch_size=setup.batch_size, precision=_precision(config, device))
 
 
 # ------------------------------------------------------------------------------------------------ (c) ceiling
 def time_ceiling(config: Config, *, steps: int, warmup: int, device: torch.device) -> Timing:
-    """Images/s of the model's own training work: digitkit's step (layout, AMP, AdamW, loss) on one resident batch."""
-    core.trainer.seed_everything(config.seed)
-    channels_last = config.channels_last and is_convolutional(config.model)
-    model = create_model(config.model).to(device).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_model = torch.compile(model) if config.compile else model
-    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = core.trainer.grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16)
+    """Images/s of the model's own training work: the trainer's setup and step on one resident batch."""
+    setup = _setup(config, n_train=config.batch_size, steps=warmup + steps, device=device)
     x = torch.randn(config.batch_size, 1, IMAGE_SIDE, IMAGE_SIDE, device=device)
-    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-    targets = smooth_targets(one_hot(torch.arange(config.batch_size, device=device) % NUM_CLASSES), config.label_smoothing)
-    stamps: list[float] = []
-    for step in range(warmup + steps):
-        with autocast_context(device, use_amp):
-            logits = train_model(x)
-        loss = soft_target_cross_entropy(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if (step + 1) % core.trainer.SYNC_EVERY == 0:
-            loss.item()  # the trainer reads its loss this often
-        if step + 1 in (max(warmup, 1), warmup + steps):
-            _wait_for(device)  # where the timing starts and ends
-        stamps.append(time.perf_counter())
+    x = x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
+    targets = smooth_targets(one_hot(torch.arange(config.batch_size, device=device) % NUM_CLASSES),
+                              config.label_smoothing)
+    stamps = _time_steps(setup, lambda step: (x, targets, 1.0), steps=steps, warmup=warmup)
     return _timing(stamps, warmup=warmup, batch_size=config.batch_size, precision=_precision(config, device))
 
 
@@ -244,15 +226,6 @@ def time_inference(config: Config, images: np.ndarray, *, folds: int, device: to
     for model in models:
         predict_probs(model, x, **kwargs)  # returns numpy: waits for the device
     return len(x) / (time.perf_counter() - started), len(views), source
-
-
-def forward_flops(model_name: str) -> int:
-    """Multiply-adds × 2 of one forward pass on one 28×28 image (convolutions and matrix products)."""
-    model = create_model(model_name).eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE))
-    return int(counter.get_total_flops())
 
 
 def cpu_peak_tflops(cpuinfo: str, threads: int) -> float | None:
@@ -328,12 +301,12 @@ def main(argv: list[str] | None = None) -> int:
 
     config = Config(model=args.model, batch_size=args.batch_size, device=args.device, compile=args.compile,
                     amp=args.amp, channels_last=args.channels_last)
-    device = core.trainer.resolve_device(config.device)
+    device = resolve_device(config.device)
     path = find_competition_file(args.data, "train")
     train = read_train(path)
     frame = pd.read_csv(path)  # the seed keeps the DataFrame and reads rows from it
     name, peaks = device_peak(device)
-    flops = forward_flops(config.model)
+    flops = forward_flops(create_model(config.model))
     print(f"machine: {name}; torch {torch.__version__}")
     print(f"data: {path} ({len(train.labels)} rows); model {config.model}: {flops / 1e6:.1f} MFLOP per image "
           f"forward; batch {config.batch_size}; {args.steps} timed steps after {args.warmup} warm-up steps")
