@@ -245,24 +245,28 @@ def git_commit(repo: Path) -> str:
 
 def config_parameters(config_source: str, class_name: str = "Config", where: str = "core/config.py"):
     """A jinja helper: ``{{ config_parameters(name="raw text") }}`` renders one ``name = default  # comment`` line per
-    field of the dataclass ``class_name`` (read with ``ast``, never imported), with raw overrides, in field order."""
+    field of the dataclass ``class_name`` (read with ``ast``, never imported), with raw overrides, in field order,
+    under the class's own section comments (a comment line of its own above a field, e.g. ``# ---- folds``)."""
     tree = ast.parse(config_source)
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
     if cls is None:
         raise BuildError(f"{where} defines no class {class_name}")
     lines = config_source.splitlines()
-    fields = {}
+    fields, previous_end = {}, cls.lineno
     for node in cls.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
             comment = lines[node.end_lineno - 1][node.end_col_offset:].strip()
-            fields[node.target.id] = (ast.get_source_segment(config_source, node.value), comment)
+            headings = [line.strip() for line in lines[previous_end:node.lineno - 1] if line.strip().startswith("#")]
+            fields[node.target.id] = (ast.get_source_segment(config_source, node.value), comment, headings)
+        previous_end = node.end_lineno
 
     def render(**overrides: str) -> str:
         unknown = sorted(set(overrides) - set(fields))
         if unknown:
             raise BuildError(f"config_parameters({', '.join(unknown)}=...): {where} {class_name} has no such field")
         out = []
-        for name, (value, comment) in fields.items():
+        for name, (value, comment, headings) in fields.items():
+            out += headings
             if name in overrides:
                 out.append(f"{name} = {overrides[name]}")
                 continue

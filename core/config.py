@@ -27,17 +27,17 @@ class ConfigError(ValueError):
 class Config:
     """Everything a training run needs. Units: learning rates per optimizer step, angles in degrees."""
 
-    # model
+    # ---- model
     model: str = "smallcnn"
     pretrained: bool | str = "auto"  # auto: timm models on Kaggle (train kernel has internet) | True | False
-    # folds
+    # ---- folds: k-fold cross-validation (folds.csv is made once, then reused)
     n_folds: int = 5
     fold_method: str = "StratifiedKFold"
     group_column: str = ""
     folds_to_run: str = ""  # "": all folds; else comma-separated fold indices, e.g. "0,1"
     seed: int = 42
-    # optimisation
-    epochs: int = 40  # the Kaggle T4×2 recipe (README: Speed and multi-GPU)
+    # ---- optimisation: AdamW; learning rates are per optimizer step
+    epochs: int = 40  # 40 with the settings below: the Kaggle T4×2 recipe
     max_steps: int = 0  # 0: no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
     batch_size: int = 128
     learning_rate: float = 2e-3
@@ -45,20 +45,20 @@ class Config:
     weight_decay: float = 1e-2
     scheduler: str = "CosineAnnealingWithWarmupLR"
     label_smoothing: float = 0.1
-    # in-batch augmentation on the device (never flips)
+    # ---- augmentation: a random affine per image, in the batch, on the device (never flips)
     augment: bool = True
     rotate_deg: float = 10.0
     zoom: float = 0.10
     shift: float = 0.10
-    # compute
+    # ---- compute
     device: str = "auto"  # auto | cpu | cuda
-    parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp | ddp | folds (README: Speed)
+    parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp | ddp | folds
     workers: int = 0  # processes for ddp | folds: 0 means one per GPU (2 on CPU)
     amp: bool = True  # only takes effect on CUDA
     channels_last: bool = True  # only for convolutional models
     compile: bool = False
     eval_batch_size: int = 1024
-    # inference-time choices recorded for the inference notebook
+    # ---- what inference will do: chosen on the out-of-fold rows, recorded in manifest.json
     tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
     swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
 
@@ -110,7 +110,8 @@ class Config:
         need(0 <= self.min_lr <= self.learning_rate,
              f"min_lr = {self.min_lr}: must lie between 0 and learning_rate ({self.learning_rate})")
         need(self.scheduler in SCHEDULERS, f"scheduler = {self.scheduler!r}: choose one of {SCHEDULERS}")
-        need(0 <= self.label_smoothing < 1, f"label_smoothing = {self.label_smoothing}: use 0 <= ε < 1 (0.1 is typical)")
+        need(0 <= self.label_smoothing < 1,
+             f"label_smoothing = {self.label_smoothing}: use 0 <= ε < 1 (0.1 is typical)")
         need(self.parallel in PARALLEL_MODES, f"parallel = {self.parallel!r}: choose one of {PARALLEL_MODES}")
         need(self.workers >= 0, f"workers = {self.workers}: use 0 (one per GPU) or a positive number of processes")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
@@ -137,7 +138,8 @@ class Config:
             raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: use comma-separated fold numbers, e.g. '0,1'")
         bad = [f for f in folds if not 0 <= f < self.n_folds]
         if bad:
-            raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: folds {bad} do not exist with n_folds = {self.n_folds}")
+            raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: folds {bad} do not exist with "
+                              f"n_folds = {self.n_folds}")
         return folds
 
     # Settings that change what training computes: saved work made under other values is never reused.

@@ -146,7 +146,8 @@ def write_predictions(output_dir: str | Path, per_fold: dict[str, np.ndarray], *
     output_dir.mkdir(parents=True, exist_ok=True)
     mean_probs = np.mean(list(per_fold.values()), axis=0)
     np.savez(output_dir / "test_probs.npz", mean=mean_probs, **per_fold)
-    provenance = {"weights": weights, "tta": list(views), "test_sha256": test.fingerprint, "n_test": int(len(mean_probs)),
+    provenance = {"weights": weights, "tta": list(views), "test_sha256": test.fingerprint,
+                  "n_test": int(len(mean_probs)),
                   "manifest_sha256": sha256_file(Path(weights_dir) / MANIFEST_NAME),
                   "model": manifest["model"]["spec"]["name"]}
     write_text_atomic(output_dir / "test_probs.json", json.dumps(provenance, indent=2) + "\n")

@@ -21,7 +21,8 @@ def watched() -> bool:
     """Whether a bar would be seen live: stderr is a terminal, or an interactive IPython kernel can draw a widget
     (not a Kaggle batch run: nobody watches a saved version, and each widget would stay in its output)."""
     if "ipykernel" in sys.modules:
-        return os.environ.get("KAGGLE_KERNEL_RUN_TYPE") != "Batch" and importlib.util.find_spec("ipywidgets") is not None
+        batch = os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Batch"
+        return not batch and importlib.util.find_spec("ipywidgets") is not None
     stream = sys.stderr
     return bool(getattr(stream, "isatty", None) and stream.isatty())
 
