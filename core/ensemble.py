@@ -130,6 +130,11 @@ class Comparison:
     table: pd.DataFrame
     weights: np.ndarray  # (M,) fit on all OOF rows: used for the submission
     nested: NestedCV
+    figure: object = None  # matplotlib Figure of the table (compare_groups draws it)
+    fit: dict = dataclasses.field(default_factory=dict)  # how the weights were fit (recorded in ensemble.json)
+
+    def _repr_html_(self) -> str:
+        return self.table.drop(columns=["kind"]).to_html(index=False, float_format=lambda v: f"{v:.5f}")
 
 
 def compare(names: Sequence[str], probs: np.ndarray, labels: np.ndarray, folds: np.ndarray, *,
@@ -201,14 +206,20 @@ class EnsembleRun:
     comparison: Comparison
     figure: object  # matplotlib Figure of the comparison
     submission_path: Path
-    summary: str
+    verdict: str  # the honest comparison in words, and what was submitted
 
     @property
     def table(self) -> pd.DataFrame:
         return self.comparison.table
 
+    @property
+    def summary(self) -> str:
+        """The comparison table as text, then the verdict (what a script prints)."""
+        text = self.table.drop(columns=["kind", "note"]).to_string(index=False, float_format=lambda v: f"{v:.5f}")
+        return f"{text}\n\n{self.verdict}"
 
-def _check_settings(*, steps: int, lr: float, batch_size: int, seed: int, fuse: str) -> None:
+
+def check_ensemble_settings(*, steps: int, lr: float, batch_size: int, seed: int, fuse: str) -> None:
     """The ensemble notebook's parameters, before any work (ConfigError naming the parameter)."""
     checks = [(is_whole(steps), f"steps = {steps!r}: must be a positive integer (Adam steps; 300 is "
                                             "the default)"),
@@ -222,26 +233,32 @@ def _check_settings(*, steps: int, lr: float, batch_size: int, seed: int, fuse: 
             raise ConfigError(message)
 
 
-def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, data_dir: str | Path | None = None,
-                 device: str = "auto", batch_size: int = 1024, steps: int = 300, lr: float = 0.05, seed: int = 42,
-                 fuse: str = "auto") -> EnsembleRun:
-    """Load and check the groups, compare the fusion options on OOF, fit the weights on all OOF rows, submit.
-
-    ``fuse``: what the submission uses. "learned": the weights fit on all OOF rows; "mean": equal weights; "auto":
-    the learned weights only when their nested-CV accuracy beats the plain mean's, else the mean. (The weights are
-    fit on log-loss, not accuracy: with label-smoothed, under-confident models they can follow calibration rather
-    than accuracy, which is what the nested CV exposes.)
-
-    A group without ``test_probs.npz`` is predicted here from its weights (as its manifest says: best/SWA, TTA),
-    which needs ``data_dir`` (the competition). Writes ``ensemble_table.csv``, ``ensemble_comparison.png``,
-    ``ensemble.json`` (groups, weights, scores), ``test_probs.npz`` and ``submission.csv`` to ``output_dir``.
-    """
-    _check_settings(steps=steps, lr=lr, batch_size=batch_size, seed=seed, fuse=fuse)
+def load_ensemble_groups(group_dirs: Sequence[str | Path], *, data_dir: str | Path | None = None,
+                         device: str = "auto", batch_size: int = 1024) -> list[Group]:
+    """Step 1: load the groups, check they were trained on the same folds.csv and train.csv, and give each its test
+    probabilities: its ``test_probs.npz``, else predicted here from its weights (as its manifest says: best/SWA,
+    TTA), which needs ``data_dir`` (the competition)."""
+    if not is_whole(batch_size):
+        raise ConfigError(f"batch_size = {batch_size!r}: must be a positive integer")
     resolve_device(device)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     groups = load_groups(group_dirs)
     _predict_missing_test_probs(groups, data_dir=data_dir, device=device, batch_size=batch_size)
+    return groups
+
+
+def groups_table(groups: Sequence[Group]) -> pd.DataFrame:
+    """One row per group: its model, fold models, local CV, and the weights and TTA views its predictions use."""
+    return pd.DataFrame([{"group": g.name, "model": g.model, "fold models": len(g.manifest["folds"]),
+                          "local CV": g.manifest.get("local_cv"), "weights": g.inference_choice[0],
+                          "TTA views": len(g.inference_choice[1])} for g in groups]).set_index("group")
+
+
+def compare_groups(groups: Sequence[Group], *, output_dir: str | Path, steps: int = 300, lr: float = 0.05,
+                   seed: int = 42) -> Comparison:
+    """Step 2: every fusion option scored on the same OOF rows (``compare``); writes ``ensemble_table.csv`` and
+    ``ensemble_comparison.png``. The comparison's ``figure`` is the chart."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     names = [g.name for g in groups]
     first = groups[0].oof
     labels, folds = first["label"].to_numpy(), first["fold"].to_numpy()
@@ -251,11 +268,19 @@ def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, da
     log.info("fusing %d groups on %d OOF rows (%d folds): %s", len(groups), len(labels), len(np.unique(folds)),
              ", ".join(names))
     comparison = compare(names, probs, labels, folds, descriptions=descriptions, steps=steps, lr=lr, seed=seed)
+    write_text_atomic(output_dir / "ensemble_table.csv", comparison.table.to_csv(index=False, float_format="%.6g"))
+    comparison.figure = plot_comparison(comparison.table, output_dir / "ensemble_comparison.png",
+                                        title=f"{len(groups)} groups, {len(labels)} OOF rows")
+    comparison.fit = {"steps": steps, "lr": lr, "seed": seed, "optimizer": "Adam, full batch, OOF log-loss"}
+    return comparison
 
-    table = comparison.table
-    write_text_atomic(output_dir / "ensemble_table.csv", table.to_csv(index=False, float_format="%.6g"))
-    figure = plot_comparison(table, output_dir / "ensemble_comparison.png",
-                             title=f"{len(groups)} groups, {len(labels)} OOF rows")
+
+def submit_ensemble(groups: Sequence[Group], comparison: Comparison, *, output_dir: str | Path,
+                    fuse: str = "auto") -> EnsembleRun:
+    """Step 3: fuse the groups' test probabilities with the learned weights or the plain mean (``fuse``, see
+    ``run_ensemble``); writes ``test_probs.npz``, ``submission.csv`` and ``ensemble.json`` (groups, weights, scores)."""
+    output_dir = Path(output_dir)
+    table, names = comparison.table, [g.name for g in groups]
     if fuse == "auto":
         scores = table.set_index("option")["accuracy"]
         fuse = "learned" if scores["learned, nested CV"] > scores["plain mean"] else "mean"
@@ -266,14 +291,33 @@ def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, da
     report = {"groups": [{"name": g.name, "path": str(g.path), "model": g.model, "local_cv": g.manifest.get("local_cv"),
                           "learned_weight": float(w), "submitted_weight": float(s)}
                          for g, w, s in zip(groups, comparison.weights, submit_weights)], "fuse": fuse,
-              "train_sha256": groups[0].manifest.get("train_sha256"), "oof_rows": int(len(labels)),
-              "fit": {"steps": steps, "lr": lr, "seed": seed, "optimizer": "Adam, full batch, OOF log-loss"},
+              "train_sha256": groups[0].manifest.get("train_sha256"), "oof_rows": int(len(groups[0].oof)),
+              "fit": comparison.fit,
               "nested_fold_weights": {str(f): w.tolist() for f, w in comparison.nested.fold_weights.items()},
               "table": json.loads(table.to_json(orient="records"))}
     write_text_atomic(output_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
-    summary = _summary(table, names, submit_weights, submission, fuse)
-    return EnsembleRun(groups=groups, comparison=comparison, figure=figure, submission_path=submission,
-                       summary=summary)
+    return EnsembleRun(groups=list(groups), comparison=comparison, figure=comparison.figure,
+                       submission_path=submission, verdict=_verdict(table, names, submit_weights, submission, fuse))
+
+
+def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, data_dir: str | Path | None = None,
+                 device: str = "auto", batch_size: int = 1024, steps: int = 300, lr: float = 0.05, seed: int = 42,
+                 fuse: str = "auto") -> EnsembleRun:
+    """The ensemble notebook's steps in one call: load and check the groups, compare the fusion options on OOF, fit
+    the weights on all OOF rows, submit.
+
+    ``fuse``: what the submission uses. "learned": the weights fit on all OOF rows; "mean": equal weights; "auto":
+    the learned weights only when their nested-CV accuracy beats the plain mean's, else the mean. (The weights are
+    fit on log-loss, not accuracy: with label-smoothed, under-confident models they can follow calibration rather
+    than accuracy, which is what the nested CV exposes.)
+
+    Writes ``ensemble_table.csv``, ``ensemble_comparison.png``, ``ensemble.json``, ``test_probs.npz`` and
+    ``submission.csv`` to ``output_dir``.
+    """
+    check_ensemble_settings(steps=steps, lr=lr, batch_size=batch_size, seed=seed, fuse=fuse)
+    groups = load_ensemble_groups(group_dirs, data_dir=data_dir, device=device, batch_size=batch_size)
+    comparison = compare_groups(groups, output_dir=output_dir, steps=steps, lr=lr, seed=seed)
+    return submit_ensemble(groups, comparison, output_dir=output_dir, fuse=fuse)
 
 
 def _predict_missing_test_probs(groups: Sequence[Group], *, data_dir: str | Path | None, device: str,
@@ -296,16 +340,14 @@ def _predict_missing_test_probs(groups: Sequence[Group], *, data_dir: str | Path
     check_compatible(groups)  # the test predictions must agree in shape and source too
 
 
-def _summary(table: pd.DataFrame, names: Sequence[str], weights: np.ndarray, submission: Path, fuse: str) -> str:
+def _verdict(table: pd.DataFrame, names: Sequence[str], weights: np.ndarray, submission: Path, fuse: str) -> str:
     get = table.set_index("option")
     nested, mean = get.loc["learned, nested CV"], get.loc["plain mean"]
     if nested["p_vs_plain_mean"] >= 0.05:
         verdict = "no significant difference"
     else:
         verdict = "learned weights are better" if nested["accuracy"] > mean["accuracy"] else "the plain mean is better"
-    lines = [table.drop(columns=["kind", "note"]).to_string(index=False, float_format=lambda v: f"{v:.5f}"),
-             "",
-             "Each group's row is its k fold models, each scored only on its own OOF rows (= the group's OOF).",
+    lines = ["Each group's row is its k fold models, each scored only on its own OOF rows (= the group's OOF).",
              f"Honest comparison: learned weights (nested CV) {nested['accuracy']:.5f} vs plain mean "
              f"{mean['accuracy']:.5f}, McNemar exact p = {nested['p_vs_plain_mean']:.4g}: " + verdict + ".",
              "The in-sample row is optimistic (weights learned on the rows they are scored on).",

@@ -37,6 +37,7 @@ from .paths import on_kaggle
 from .predict import autocast_context, amp_dtype, predict_logits
 from .progress import progress
 from .scheduler import build_optimizer, fetch_scheduler
+from .stats import accuracy
 from .swa import SwaAverager, finish_swa
 from .targets import one_hot, smooth_targets, soft_target_cross_entropy
 
@@ -213,7 +214,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
     logits = gather_shards(predict_logits(model, images[mine], batch_size=batch_size, channels_last=channels_last,
                                           amp=amp), len(images))
     loss = F.cross_entropy(logits, labels).item()  # hard labels: no smoothing here
-    return loss, (logits.argmax(1) == labels).float().mean().item(), logits
+    return loss, accuracy(logits, labels), logits
 
 
 def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, train_idx: np.ndarray,

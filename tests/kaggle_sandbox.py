@@ -73,11 +73,13 @@ class SandboxRun:
 
     @functools.cached_property
     def text(self) -> str:
-        """Every stream and plain-text output of the executed notebook, in order."""
+        """Every stream and text output of the executed notebook (markdown where there is some), in order."""
         parts = []
         for cell in self.notebook.cells:
             for output in cell.get("outputs", []):
-                parts.append("".join(output.get("text", "")) or "".join(output.get("data", {}).get("text/plain", "")))
+                data = output.get("data", {})
+                parts.append("".join(output.get("text", "")) or "".join(data.get("text/markdown", ""))
+                             or "".join(data.get("text/plain", "")))
                 if output.get("output_type") == "error":
                     parts.append(f"{output['ename']}: {output['evalue']}")
         return "\n".join(parts)

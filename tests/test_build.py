@@ -16,6 +16,7 @@ import pytest
 
 import build
 from build import BuildError, build_kernel, build_notebook_from_template, collect_modules
+from tests.notebook_structure import STEPS, hidden, library_cells, visible_headings
 from tools import run_notebook as rn
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bundle"
@@ -269,19 +270,19 @@ def test_build_cli_builds_all_kernels_and_default_weights_slug(tmp_path, capsys)
     assert "kernels/infer.py.j2 is missing" in capsys.readouterr().err
 
 
-def test_config_parameters_lists_every_field_with_its_default_and_comment():
+def test_config_parameters_lists_every_field_with_its_default_comment_and_section_heading():
     source = ('@dataclasses.dataclass\nclass Config:\n    """Doc."""\n\n    # model\n    model: str = "smallcnn"\n'
               '    lr: float = 2e-3  # per step\n    pretrained: bool = False\n\n'
               '    def f(self):\n        x: int = 1\n')
     render = build.config_parameters(source)
-    assert render() == 'model = "smallcnn"\nlr = 2e-3  # per step\npretrained = False'
+    assert render() == '# model\nmodel = "smallcnn"\nlr = 2e-3  # per step\npretrained = False'
     assert render(pretrained="None  # auto").splitlines()[-1] == "pretrained = None  # auto"
     with pytest.raises(BuildError, match="has no such field"):
         render(epoch="3")
     template = '# %% tags=["parameters"]\n{{ config_parameters(lr="0.1") }}\n'
     nb = build_notebook_from_template(template, package_dir=FIXTURES / "relative" / "pkg", package_name="pkg",
                                       kernel="train", context={**CONTEXT, "config_parameters": render})
-    assert nb.cells[1].source == 'model = "smallcnn"\nlr = 0.1\npretrained = False'
+    assert nb.cells[1].source == '# model\nmodel = "smallcnn"\nlr = 0.1\npretrained = False'
 
 
 def test_metadata_with_a_wrong_id_is_refused():
@@ -377,7 +378,7 @@ def test_concept_order_covers_every_core_module():
     assert len(set(build.CONCEPT_ORDER)) == len(build.CONCEPT_ORDER)
 
 
-@pytest.mark.parametrize("kernel", ["train", "infer"])
+@pytest.mark.parametrize("kernel", build.KERNELS)
 def test_library_cells_are_hidden_ordered_by_concept_and_named_in_one_markdown_line(tmp_path, kernel):
     nb = nbformat.read(build_kernel(kernel, repo=REPO, out_dir=tmp_path, owner="tester"), as_version=4)
     written = [c.source.split("\n", 1)[0].split("/")[-1][:-3] for c in nb.cells
@@ -395,6 +396,19 @@ def test_library_cells_are_hidden_ordered_by_concept_and_named_in_one_markdown_l
     assert f"{len(written)} modules" in intro.source
     hidden = [c for c in nb.cells if c.metadata.get("_kg_hide-input")]
     assert hidden == library  # the template's own cells stay visible
+
+
+@pytest.mark.parametrize("kernel", build.KERNELS)
+def test_each_notebook_shows_its_recipe_as_numbered_steps_after_its_parameters(tmp_path, kernel):
+    """What a user scrolls through: the title, the parameters, one line about the hidden library, then the steps."""
+    nb = nbformat.read(build_kernel(kernel, repo=REPO, out_dir=tmp_path, owner="tester"), as_version=4)
+    assert visible_headings(nb) == STEPS[kernel]
+    assert nb.cells[0].source.startswith("# digitkit · ") and nb.cells[1].metadata["tags"] == ["parameters"]
+    assert all(hidden(c) for c in library_cells(nb))
+    steps = [c for c in nb.cells[2:] if c.cell_type == "code" and not hidden(c)]
+    assert all(len(c.source.splitlines()) <= 25 for c in steps)  # short calls, the library does the work
+    parameters = nb.cells[1].source
+    assert "make " not in parameters and "README" not in parameters  # a Kaggle user has neither
 
 
 def test_only_the_library_cells_are_hidden_and_tags_stay_as_they_are():

@@ -27,6 +27,7 @@ from build import build_kernel
 from core.manifest import sha256_file
 from tests.kaggle_sandbox import (ENVIRONMENTS, KaggleSandbox, environment_problem, make_mount_point,
                                   sandbox_problem)
+from tests.notebook_structure import STEPS, figure_after, hidden, library_cells, visible_headings, visible_text_lines
 from tests.test_notebooks_e2e import REPO, write_tiny_competition
 from tools.ship import dataset_files
 
@@ -161,6 +162,33 @@ def test_train_kernel_with_its_defaults_trains_on_kaggles_layout(chain):
     assert manifest["train_rows"] == N_TRAIN  # read from /kaggle/input/digit-recognizer
 
 
+def test_the_executed_train_notebook_reads_as_its_recipe(chain):
+    """The saved version a Kaggle user opens: the steps in order with their figures, the library collapsed, a few
+    lines per epoch (no progress frames), the local CV said once."""
+    run, _ = chain.train
+    run.check()
+    nb = run.notebook
+    assert visible_headings(nb) == STEPS["train"] and all(hidden(c) for c in library_cells(nb))
+    n_folds, epochs = 5, EPOCHS["epochs"]
+    assert visible_text_lines(nb) <= n_folds * (epochs + 1) + 40, visible_text_lines(nb)
+    assert run.text.count("local CV (OOF accuracy):") == 1
+    assert "**Recipe.**" in run.text and "5-fold" in run.text and "label smoothing" in run.text
+    for call in ("plot_class_counts", "planned_schedule", "plot_confusion_matrix", "plot_confident_mistakes",
+                 "training_curves"):
+        assert figure_after(nb, call), call
+    assert "IProgress" not in run.text and "it/s]" not in run.text  # no tqdm warning, no text bars
+
+
+def test_the_executed_infer_notebook_reads_as_its_steps(chain):
+    run, _ = chain.infer_from_dataset
+    run.check()
+    nb = run.notebook
+    assert visible_headings(nb) == STEPS["infer"] and all(hidden(c) for c in library_cells(nb))
+    assert visible_text_lines(nb) <= 40, visible_text_lines(nb)
+    assert figure_after(nb, "plot_class_counts") and figure_after(nb, "plot_digits")
+    assert sum(f"fold {k} predicted" in run.text for k in range(5)) == 5  # one line per fold model
+
+
 def test_train_output_holds_what_readme_promises_and_no_resume_checkpoints(chain):
     run, output = chain.train
     run.check()
@@ -228,6 +256,7 @@ def test_ensemble_kernel_fuses_the_two_attached_groups(chain):
     table = pd.read_csv(output / "ensemble_table.csv")
     assert {"group-a", "group-b"} <= set(table["option"]), table
     assert_valid_submission(output)
+    assert visible_headings(run.notebook) == STEPS["ensemble"] and figure_after(run.notebook, "comparison.figure")
 
 
 def test_sweep_kernel_on_a_tiny_grid(chain):
@@ -236,6 +265,7 @@ def test_sweep_kernel_on_a_tiny_grid(chain):
     runs = pd.read_csv(output / "runs.csv")
     assert len(runs) == 4 and set(runs["batch"]) == {16, 32}
     assert {"fit.json", "lr_batch_heatmap.png"} <= {p.name for p in output.iterdir()}
+    assert visible_headings(run.notebook) == STEPS["sweep"] and figure_after(run.notebook, "analysis.figure")
 
 
 # ------------------------------------------------------------------------------------------------- pretrained
