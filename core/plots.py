@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 import numpy as np
 
 from .data import NUM_CLASSES
@@ -49,7 +50,7 @@ def plot_lr_schedule(lrs: Sequence[float], *, steps_per_epoch: int, warmup_steps
         ax.axvspan(0, warmup_steps, color="tab:orange", alpha=0.15, label=f"warm-up: {warmup_steps} steps")
         ax.legend(fontsize=8, loc="upper right")
     ax.set(xlabel="optimizer step", ylabel="learning rate", xlim=(0, max(1, len(lrs) - 1)))
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))  # 0.002, not an offset "1e-3"
     ax.grid(alpha=0.3)
     if steps_per_epoch and len(lrs) > steps_per_epoch:
         epochs = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))

@@ -70,6 +70,10 @@ def test_make_run_reports_cv_and_submission_and_shares_its_folds(trained):
     assert f"local CV (OOF accuracy): {manifest['local_cv']:.5f}" in printed
     assert printed.rstrip().endswith(f"submission: {run_dir / 'submission.csv'}")
     assert (run_dir / "train.ipynb").is_file() and (run_dir / "infer.ipynb").is_file()
+    for kernel, step in (("train", "1 · Recipe"), ("infer", "4 · Folds averaged")):  # to read in a browser
+        page = (run_dir / f"{kernel}.html").read_text()
+        assert step in page and "<img" in page and "%%writefile" not in page, kernel
+        assert f"{kernel}: {run_dir / kernel}.html" in printed
     submission = pd.read_csv(run_dir / "submission.csv")
     assert list(submission.columns) == ["ImageId", "Label"] and len(submission) == 60
     shared = list((run_dir.parent / "folds").glob("*.csv"))  # the next run on this data reuses these folds

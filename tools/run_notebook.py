@@ -26,6 +26,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
+from core.atomic import write_text_atomic
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -209,10 +211,23 @@ def add_runner_arguments(parser: argparse.ArgumentParser, *, kernel: str, exampl
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 
 
+def write_html(executed: Path) -> Path:
+    """The executed notebook as one HTML page beside it (``<kernel>.html``, figures embedded) to read in a browser:
+    the recipe's cells and outputs; the collapsed library cells are left out (the notebook keeps them)."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.cells = [cell for cell in nb.cells if not cell.metadata.get("_kg_hide-input")]
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    path = Path(executed).with_suffix(".html")
+    write_text_atomic(path, body)
+    return path
+
+
 def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path, timeout: int | None,
               target: str) -> int:
     """Execute ``build/<kernel>/<kernel>.ipynb`` in ``out_dir``, writing the executed copy there as
-    ``<kernel>.ipynb``; return the exit status for the runner: 0, 1 after a failure (:data:`RUNNER_ERRORS`, printed
+    ``<kernel>.ipynb`` and its HTML page as ``<kernel>.html``; return the exit status for the runner: 0, 1 after a failure (:data:`RUNNER_ERRORS`, printed
     as one line, ``<target> failed: …``), :data:`INTERRUPTED` after Ctrl-C (one line, ``<target> interrupted …``)."""
     notebook, executed = Path(build) / kernel / f"{kernel}.ipynb", Path(out_dir) / f"{kernel}.ipynb"
     print(f"\n=== {kernel}: {notebook} → {executed}", flush=True)
@@ -228,6 +243,7 @@ def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path
                  "rerun the same command")
         print(f"\n{target} interrupted{where}; {again} — executed notebook so far: {executed}", file=sys.stderr)
         return INTERRUPTED
+    print(f"{kernel}: {write_html(executed)} (open it in a browser)", flush=True)
     return 0
 
 
