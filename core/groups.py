@@ -19,6 +19,7 @@ import pandas as pd
 
 from .manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
 from .oof import CHANCE_ACC, PROB_COLUMNS, local_cv, read_oof
+from .paths import walk_folders
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,8 @@ class Group:
 
 def find_group_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
     """Every folder under ``root`` (itself included, ``max_depth`` levels) holding manifest.json and oof.csv, sorted."""
-    root, found, level = Path(root), [], [Path(root)]
-    for _ in range(max_depth + 1):
-        found += [d for d in level if (d / MANIFEST_NAME).is_file() and (d / "oof.csv").is_file()]
-        level = [child for d in level for child in sorted(d.iterdir()) if child.is_dir() and child.name != "core"]
+    found = [folder for folder in walk_folders(root, max_depth + 1)
+             if (folder / MANIFEST_NAME).is_file() and (folder / "oof.csv").is_file()]
     if not found:
         raise EnsembleError(f"no model group under {root}: a group is a folder holding manifest.json and oof.csv "
                             "(a train run's output); attach two or more, or set groups to a comma-separated list")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
@@ -55,16 +56,29 @@ def find_input_dir(explicit: str | Path | None, marker: str | tuple[str, ...], w
     markers = (marker,) if isinstance(marker, str) else marker
     if explicit:
         return given_path(explicit, what.replace(" ", "_"), folder=True, default_here=False, fix=fix)
-    if root.is_dir():
-        level = [root]
-        for _ in range(max_depth):
-            for folder in sorted(level):
-                if any((folder / m).is_file() for m in markers):
-                    return folder
-            level = [child for folder in level for child in sorted(folder.iterdir()) if child.is_dir()]
+    found = search_inputs(markers, root=root, max_depth=max_depth)
+    if found is not None:
+        return found
     raise FileNotFoundError(
         f"no {what} found: looked for {' or '.join(markers)} under {root}. On Kaggle, attach it with 'Add Input'; "
         f"locally, set the notebook parameter (e.g. -p {what.replace(' ', '_')}=<folder>).")
+
+
+def search_inputs(patterns: tuple[str, ...], root: Path = KAGGLE_INPUT, max_depth: int = 5) -> Path | None:
+    """The first folder under ``root`` (breadth-first, ``max_depth`` levels, names in order) holding a file that
+    matches one of the glob ``patterns`` ("manifest.json", "smallcnn_fold*_last.pth"); None when none does. Kaggle
+    mounts competitions, datasets and kernel outputs at different depths below /kaggle/input: this is the one search."""
+    return next((folder for folder in walk_folders(root, max_depth)
+                 if any(path.is_file() for pattern in patterns for path in folder.glob(pattern))), None)
+
+
+def walk_folders(root: str | Path, max_depth: int) -> Iterator[Path]:
+    """``root`` and the folders below it, breadth-first (``max_depth`` levels, ``root`` the first), names in order;
+    nothing when ``root`` is not a folder."""
+    level = [Path(root)] if Path(root).is_dir() else []
+    for _ in range(max_depth):
+        yield from sorted(level)
+        level = [child for folder in sorted(level) for child in sorted(folder.iterdir()) if child.is_dir()]
 
 
 def find_input_file(name: str, root: Path = KAGGLE_INPUT) -> Path | None:

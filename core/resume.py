@@ -18,7 +18,7 @@ import numpy as np
 from .config import Config
 from .fold_result import FoldResult, FoldResultError, entry_files, load_fold_result, model_stem
 from .manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_files
-from .paths import KAGGLE_INPUT, given_path
+from .paths import KAGGLE_INPUT, given_path, search_inputs
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,5 @@ def find_previous_output(explicit: str | Path | None, model: str, root: Path = K
     this model's fold files — attach the previous version's output to resume after a session ended."""
     if explicit:
         return given_path(explicit, "resume_dir", folder=True)
-    if not root.is_dir():
-        return None
-    stem = model_stem(model)
-    level = [root]
-    for _ in range(max_depth):
-        for folder in sorted(level):
-            if any(folder.glob(f"{stem}_fold*_last.pth")) or any(folder.glob(f"{stem}_fold*_oof.npz")):
-                return folder
-        level = [child for folder in level for child in sorted(folder.iterdir()) if child.is_dir()]
-    return None
+    stem = model_stem(model)  # only [A-Za-z0-9_.-]: nothing a glob would read as a pattern
+    return search_inputs((f"{stem}_fold*_last.pth", f"{stem}_fold*_oof.npz"), root=root, max_depth=max_depth)

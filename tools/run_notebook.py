@@ -227,8 +227,9 @@ def write_html(executed: Path) -> Path:
 def run_built(kernel: str, out_dir: Path, parameters: dict, *, build: str | Path, timeout: int | None,
               target: str) -> int:
     """Execute ``build/<kernel>/<kernel>.ipynb`` in ``out_dir``, writing the executed copy there as
-    ``<kernel>.ipynb`` and its HTML page as ``<kernel>.html``; return the exit status for the runner: 0, 1 after a failure (:data:`RUNNER_ERRORS`, printed
-    as one line, ``<target> failed: …``), :data:`INTERRUPTED` after Ctrl-C (one line, ``<target> interrupted …``)."""
+    ``<kernel>.ipynb`` and its HTML page as ``<kernel>.html``; return the exit status for the runner: 0, 1 after a
+    failure (:data:`RUNNER_ERRORS`, printed as one line, ``<target> failed: …``), :data:`INTERRUPTED` after Ctrl-C
+    (one line, ``<target> interrupted …``)."""
     notebook, executed = Path(build) / kernel / f"{kernel}.ipynb", Path(out_dir) / f"{kernel}.ipynb"
     print(f"\n=== {kernel}: {notebook} → {executed}", flush=True)
     try:
