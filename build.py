@@ -260,20 +260,23 @@ def config_parameters(config_source: str, class_name: str = "Config", where: str
             fields[node.target.id] = (ast.get_source_segment(config_source, node.value), comment, headings)
         previous_end = node.end_lineno
 
-    def render(**overrides: str) -> str:
-        unknown = sorted(set(overrides) - set(fields))
+    def render(rename: dict[str, str] | None = None, **overrides: str) -> str:
+        """``rename``: field → the notebook's name for it (e.g. SweepGrid's ``fold`` is ``sweep_fold`` there)."""
+        rename = rename or {}
+        unknown = sorted((set(overrides) | set(rename)) - set(fields))
         if unknown:
             raise BuildError(f"config_parameters({', '.join(unknown)}=...): {where} {class_name} has no such field")
         out = []
-        for name, (value, comment, headings) in fields.items():
+        for field, (value, comment, headings) in fields.items():
             out += headings
-            if name in overrides:
-                out.append(f"{name} = {overrides[name]}")
+            name = rename.get(field, field)
+            if field in overrides:
+                out.append(f"{name} = {overrides[field]}")
                 continue
             try:
                 ast.literal_eval(value)
             except ValueError:
-                raise BuildError(f"{where}: {class_name}.{name} = {value} is not a literal; override it") from None
+                raise BuildError(f"{where}: {class_name}.{field} = {value} is not a literal; override it") from None
             out.append(f"{name} = {value}" + (f"  {comment}" if comment.startswith("#") else ""))
         return "\n".join(out)
 
@@ -294,6 +297,14 @@ def build_kernel(kernel: str, *, repo: Path, out_dir: Path, owner: str | None = 
                **(extra or {})}
     if (repo / "core" / "config.py").is_file() and "config_parameters" not in context:
         context["config_parameters"] = config_parameters((repo / "core" / "config.py").read_text(encoding="utf-8"))
+
+    def parameters_of(module: str, class_name: str, rename: dict[str, str] | None = None, **overrides: str) -> str:
+        """``{{ parameters_of("inference", "InferenceSettings") }}``: a parameters block from a core/ dataclass."""
+        where = f"core/{module}.py"
+        render = config_parameters((repo / where).read_text(encoding="utf-8"), class_name, where)
+        return render(rename, **overrides)
+
+    context.setdefault("parameters_of", parameters_of)
     nb = build_notebook_from_template(template.read_text(encoding="utf-8"), package_dir=repo / "core",
                                       package_name="core", kernel=kernel, context=context,
                                       source_name=f"kernels/{kernel}.py.j2")

@@ -10,7 +10,7 @@ import json
 import math
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
 SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")  # core.scheduler builds each
@@ -69,15 +69,7 @@ class Config:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
         """Build from any mapping (a notebook's ``globals()``, a JSON dict); unknown keys are ignored."""
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for name in cls.field_names():
-            if name in values and values[name] is not None:
-                kwargs[name] = coerce_pretrained(values[name]) if name == "pretrained" else \
-                    coerce(name, values[name], hints[name])
-        config = cls(**kwargs)
-        config.validate()
-        return config
+        return settings_from_mapping(cls, values, coercers={"pretrained": coerce_pretrained})
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -158,6 +150,29 @@ class Config:
         from .atomic import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+Settings = typing.TypeVar("Settings")
+
+
+def settings_from_mapping(cls: type[Settings], values: Mapping[str, Any], *, error: type[Exception] = ConfigError,
+                          coercers: Mapping[str, Callable[[Any], Any]] | None = None) -> Settings:
+    """A settings dataclass (``Config``, a notebook's own settings) from a notebook's ``globals()`` or a JSON dict:
+    each field that ``values`` holds (None: keep the default) coerced to its type (``coercers`` for special ones),
+    unknown keys ignored, then ``validate()``d. Its defaults are the one home of the notebook's defaults: build.py
+    renders the parameters cell from them."""
+    hints = typing.get_type_hints(cls)
+    coercers = coercers or {}
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        value = values.get(field.name)
+        if value is not None:
+            coerce_field = coercers.get(field.name)
+            kwargs[field.name] = coerce_field(value) if coerce_field else coerce(field.name, value, hints[field.name],
+                                                                                 error)
+    settings = cls(**kwargs)
+    settings.validate()
+    return settings
 
 
 def is_whole(value: Any, minimum: int = 1) -> bool:

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import write_text_atomic
-from .config import ConfigError, is_whole
+from .config import ConfigError, is_whole, settings_from_mapping
 from .data import find_competition_file, read_test
 from .groups import Group, check_compatible, load_groups
 from .inference import predict_folds
@@ -37,6 +37,40 @@ from .device import resolve_device
 
 log = logging.getLogger(__name__)
 FUSE_CHOICES = ("auto", "learned", "mean")
+
+
+@dataclasses.dataclass
+class EnsembleSettings:
+    """The ensemble notebook's settings; its parameters cell is rendered from these fields and defaults."""
+
+    # ---- compute
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 1024  # test images per forward pass (for a group given as weights)
+    # ---- the fusion model: full-batch Adam on OOF log-loss
+    steps: int = 300
+    learning_rate: float = 0.05
+    seed: int = 42
+    # ---- what the submission uses: "learned" weights (fit on all OOF rows), the plain "mean", or "auto"
+    fuse: str = "auto"  # auto: the learned weights only when their nested-CV accuracy beats the plain mean's
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> "EnsembleSettings":
+        return settings_from_mapping(cls, values)
+
+    def validate(self) -> None:
+        """Before any work: ConfigError naming the parameter."""
+        default = EnsembleSettings
+        checks = [(is_whole(self.steps), f"steps = {self.steps!r}: must be a positive integer (Adam steps; "
+                                         f"{default.steps} is the default)"),
+                  (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                   and self.learning_rate > 0, f"learning_rate = {self.learning_rate!r}: must be a positive number "
+                                               f"({default.learning_rate} is the default)"),
+                  (is_whole(self.batch_size), f"batch_size = {self.batch_size!r}: must be a positive integer"),
+                  (is_whole(self.seed, minimum=0), f"seed = {self.seed!r}: use a non-negative integer"),
+                  (self.fuse in FUSE_CHOICES, f"fuse = {self.fuse!r}: use one of {FUSE_CHOICES}")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 FitFn = Callable[..., np.ndarray]  # (probs (n, M, C), labels (n,), **kwargs) → weights (M,)
 
 
@@ -72,7 +106,8 @@ def log_loss(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-12) -> float
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], eps, None)).mean())
 
 
-def fit_weights(probs: np.ndarray, labels: np.ndarray, *, steps: int = 300, lr: float = 0.05,
+def fit_weights(probs: np.ndarray, labels: np.ndarray, *, steps: int = EnsembleSettings.steps,
+                lr: float = EnsembleSettings.learning_rate,
                 seed: int = 0) -> np.ndarray:
     """Fit a ``SoftmaxWeightedEnsemble`` on OOF rows by full-batch Adam on the log-loss of the mixture.
 
@@ -219,22 +254,9 @@ class EnsembleRun:
         return f"{text}\n\n{self.verdict}"
 
 
-def check_ensemble_settings(*, steps: int, lr: float, batch_size: int, seed: int, fuse: str) -> None:
-    """The ensemble notebook's parameters, before any work (ConfigError naming the parameter)."""
-    checks = [(is_whole(steps), f"steps = {steps!r}: must be a positive integer (Adam steps; 300 is "
-                                            "the default)"),
-              (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
-               f"learning_rate = {lr!r}: must be a positive number (0.05 is the default)"),
-              (is_whole(batch_size), f"batch_size = {batch_size!r}: must be a positive integer"),
-              (is_whole(seed, minimum=0), f"seed = {seed!r}: use a non-negative integer"),
-              (fuse in FUSE_CHOICES, f"fuse = {fuse!r}: use one of {FUSE_CHOICES}")]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-
-
 def load_ensemble_groups(group_dirs: Sequence[str | Path], *, data_dir: str | Path | None = None,
-                         device: str = "auto", batch_size: int = 1024) -> list[Group]:
+                         device: str = EnsembleSettings.device,
+                         batch_size: int = EnsembleSettings.batch_size) -> list[Group]:
     """Step 1: load the groups, check they were trained on the same folds.csv and train.csv, and give each its test
     probabilities: its ``test_probs.npz``, else predicted here from its weights (as its manifest says: best/SWA,
     TTA), which needs ``data_dir`` (the competition)."""
@@ -253,8 +275,8 @@ def groups_table(groups: Sequence[Group]) -> pd.DataFrame:
                           "TTA views": len(g.inference_choice[1])} for g in groups]).set_index("group")
 
 
-def compare_groups(groups: Sequence[Group], *, output_dir: str | Path, steps: int = 300, lr: float = 0.05,
-                   seed: int = 42) -> Comparison:
+def compare_groups(groups: Sequence[Group], *, output_dir: str | Path, steps: int = EnsembleSettings.steps,
+                   lr: float = EnsembleSettings.learning_rate, seed: int = EnsembleSettings.seed) -> Comparison:
     """Step 2: every fusion option scored on the same OOF rows (``compare``); writes ``ensemble_table.csv`` and
     ``ensemble_comparison.png``. The comparison's ``figure`` is the chart."""
     output_dir = Path(output_dir)
@@ -276,7 +298,7 @@ def compare_groups(groups: Sequence[Group], *, output_dir: str | Path, steps: in
 
 
 def submit_ensemble(groups: Sequence[Group], comparison: Comparison, *, output_dir: str | Path,
-                    fuse: str = "auto") -> EnsembleRun:
+                    fuse: str = EnsembleSettings.fuse) -> EnsembleRun:
     """Step 3: fuse the groups' test probabilities with the learned weights or the plain mean (``fuse``, see
     ``run_ensemble``); writes ``test_probs.npz``, ``submission.csv`` and ``ensemble.json`` (groups, weights, scores)."""
     output_dir = Path(output_dir)
@@ -301,8 +323,9 @@ def submit_ensemble(groups: Sequence[Group], comparison: Comparison, *, output_d
 
 
 def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, data_dir: str | Path | None = None,
-                 device: str = "auto", batch_size: int = 1024, steps: int = 300, lr: float = 0.05, seed: int = 42,
-                 fuse: str = "auto") -> EnsembleRun:
+                 device: str = EnsembleSettings.device, batch_size: int = EnsembleSettings.batch_size,
+                 steps: int = EnsembleSettings.steps, lr: float = EnsembleSettings.learning_rate,
+                 seed: int = EnsembleSettings.seed, fuse: str = EnsembleSettings.fuse) -> EnsembleRun:
     """The ensemble notebook's steps in one call: load and check the groups, compare the fusion options on OOF, fit
     the weights on all OOF rows, submit.
 
@@ -314,7 +337,8 @@ def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, da
     Writes ``ensemble_table.csv``, ``ensemble_comparison.png``, ``ensemble.json``, ``test_probs.npz`` and
     ``submission.csv`` to ``output_dir``.
     """
-    check_ensemble_settings(steps=steps, lr=lr, batch_size=batch_size, seed=seed, fuse=fuse)
+    EnsembleSettings(device=device, batch_size=batch_size, steps=steps, learning_rate=lr, seed=seed,
+                     fuse=fuse).validate()
     groups = load_ensemble_groups(group_dirs, data_dir=data_dir, device=device, batch_size=batch_size)
     comparison = compare_groups(groups, output_dir=output_dir, steps=steps, lr=lr, seed=seed)
     return submit_ensemble(groups, comparison, output_dir=output_dir, fuse=fuse)

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from .atomic import write_text_atomic
 from .checkpoint import load_weights
-from .config import ConfigError, is_whole
+from .config import ConfigError, is_whole, settings_from_mapping
 from .data import TestData, find_competition_file, read_test
 from .device import describe_device, resolve_device
 from .manifest import MANIFEST_NAME, ManifestError, describe_manifest, read_manifest, sha256_file, verify_files
@@ -94,6 +94,31 @@ def predict_folds(weights_dir: str | Path, manifest: dict[str, Any], images: tor
 
 
 @dataclasses.dataclass
+class InferenceSettings:
+    """The inference notebook's settings; its parameters cell is rendered from these fields and defaults."""
+
+    # ---- compute
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 1024  # test images per forward pass
+    # ---- test-time augmentation: auto (the views training found helpful on OOF), none, or comma-separated views
+    tta: str = "auto"  # e.g. "identity,shift_left,shift_right,rotate_ccw,rotate_cw"
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "InferenceSettings":
+        return settings_from_mapping(cls, values)
+
+    def validate(self) -> None:
+        if not is_whole(self.batch_size):
+            raise ConfigError(f"batch_size = {self.batch_size!r}: must be a positive integer (test images per "
+                              f"forward pass; {InferenceSettings.batch_size} is the default)")
+        if self.tta.strip() not in ("auto", "none"):
+            try:
+                parse_views(self.tta)
+            except ValueError as err:
+                raise ConfigError(f"tta = {self.tta!r}: {err}") from None
+
+
+@dataclasses.dataclass
 class InferenceRun:
     submission_path: Path
     test_probs: np.ndarray  # (n_test, 10), the average over folds
@@ -156,8 +181,9 @@ def write_predictions(output_dir: str | Path, per_fold: dict[str, np.ndarray], *
                         views=list(views))
 
 
-def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: str | Path, device: str = "auto",
-                  batch_size: int = 1024, tta: str = "auto") -> InferenceRun:
+def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: str | Path,
+                  device: str = InferenceSettings.device, batch_size: int = InferenceSettings.batch_size,
+                  tta: str = InferenceSettings.tta) -> InferenceRun:
     """Predict test.csv with every fold model listed in ``weights_dir``/manifest.json: views, then folds averaged.
 
     Each model is built from the manifest's spec with ``pretrained=False`` (no download: the kernel runs offline)
@@ -165,7 +191,7 @@ def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: 
     SWA). ``tta``: "auto" = the views training found helpful on OOF (manifest ``inference.tta``), "none", or a
     comma-separated view list (core.tta). Writes what ``write_predictions`` writes.
     """
-    check_batch_size(batch_size)
+    InferenceSettings(device=device, batch_size=batch_size, tta=tta).validate()
     torch_device = resolve_device(device)
     manifest = read_trained_manifest(weights_dir)
     views = chosen_views(tta, manifest)
@@ -177,9 +203,3 @@ def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: 
     return write_predictions(output_dir, per_fold, test=test, manifest=manifest, weights_dir=weights_dir,
                              weights=weights, views=views)
 
-
-def check_batch_size(batch_size: Any) -> None:
-    """The inference notebook's ``batch_size``: a positive integer (test images per forward pass)."""
-    if not is_whole(batch_size):
-        raise ConfigError(f"batch_size = {batch_size!r}: must be a positive integer (test images per forward pass; "
-                          "1024 is the default)")

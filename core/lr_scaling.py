@@ -29,11 +29,33 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import NullLocator
 
 from .atomic import write_text_atomic
-from .config import is_whole
+from .config import is_whole, settings_from_mapping
 
 log = logging.getLogger(__name__)
 
 METRICS = ("val_acc", "val_loss")
+
+
+@dataclasses.dataclass
+class AnalysisSettings:
+    """The sweep notebook's analysis settings (its parameters cell is rendered from these fields and defaults)."""
+
+    # ---- the analysis
+    metric: str = "val_acc"  # what "best" means: val_acc (highest) or val_loss (lowest)
+    n_boot: int = 2000  # bootstrap replicates for α's confidence interval
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> "AnalysisSettings":
+        """From the notebook's ``globals()``, checked before the grid trains, not after."""
+        return settings_from_mapping(cls, values, error=ValueError)
+
+    def validate(self) -> None:
+        """ValueError naming the parameter."""
+        if self.metric not in METRICS:
+            raise ValueError(f"metric = {self.metric!r}: choose one of {METRICS}")
+        if not is_whole(self.n_boot, minimum=10):
+            raise ValueError(f"n_boot = {self.n_boot!r}: use an integer of at least 10 bootstrap replicates "
+                             f"({AnalysisSettings.n_boot} is the default)")
 
 
 @dataclasses.dataclass
@@ -168,17 +190,8 @@ def fit_exponent(batches: np.ndarray, lrs: np.ndarray) -> tuple[float, float]:
     return float(alpha), float(log10_c)
 
 
-def check_analysis_settings(*, metric: str, n_boot: int) -> None:
-    """The sweep notebook's analysis parameters, checked before the grid trains (ValueError naming the parameter)."""
-    if metric not in METRICS:
-        raise ValueError(f"metric = {metric!r}: choose one of {METRICS}")
-    if not is_whole(n_boot, minimum=10):
-        raise ValueError(f"n_boot = {n_boot!r}: use an integer of at least 10 bootstrap replicates (2000 is the "
-                         "default)")
-
-
-def analyze_sweep(runs: pd.DataFrame, *, metric: str = "val_acc", refine: bool = True, n_boot: int = 2000,
-                  seed: int = 0, plot: bool = True) -> SweepAnalysis:
+def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, refine: bool = True,
+                  n_boot: int = AnalysisSettings.n_boot, seed: int = 0, plot: bool = True) -> SweepAnalysis:
     """Summarise ``runs`` (the rows of one grid and budget), find the best rate per batch size, fit and plot the law.
 
     Args:
@@ -187,7 +200,7 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = "val_acc", refine: bool =
         n_boot: Bootstrap replicates for α's interval; ``seed`` seeds them.
         plot: Also draw the heatmap (``SweepAnalysis.figure``).
     """
-    check_analysis_settings(metric=metric, n_boot=n_boot)
+    AnalysisSettings(metric=metric, n_boot=n_boot).validate()
     if runs.empty:
         raise ValueError("no finished cells to analyse yet")
     summary = summarize(runs)

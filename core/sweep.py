@@ -127,12 +127,13 @@ class SweepGrid:
         fold: The validation fold of the saved folds file that every cell trains without and is scored on.
     """
 
+    # ---- the grid: every batch size × learning rate × seed is one training run of fold sweep_fold
     batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
     learning_rates: tuple[float, ...] = (1e-3, 5e-4, 2e-4, 1e-4, 1e-5)
-    seeds: tuple[int, ...] = (42,)
-    min_lr_ratio: float = 0.01
-    budget: str = "epochs=3"
-    fold: int = 0
+    seeds: tuple[int, ...] = (42,)  # more seeds: mean ± sd per cell and an interval for α that includes training noise
+    min_lr_ratio: float = 0.01  # min_lr is learning_rate * min_lr_ratio (the end of each cosine)
+    budget: str = "epochs=3"  # per cell: "epochs=E" (same data) or "steps=S" (same number of optimizer steps)
+    fold: int = 0  # the validation fold every cell is scored on
 
     # notebook parameter name → field (the fold is ``sweep_fold`` there: ``folds_to_run`` belongs to training)
     PARAMETERS = {"batch_sizes": "batch_sizes", "learning_rates": "learning_rates", "seeds": "seeds",

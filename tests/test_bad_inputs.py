@@ -21,7 +21,7 @@ from core.data import PIXEL_COLUMNS, DataError, read_test, read_train
 from core.ensemble import run_ensemble
 from core.folds import load_or_make_folds, make_folds, save_folds
 from core.groups import EnsembleError, Group, check_compatible
-from core.lr_scaling import check_analysis_settings
+from core.lr_scaling import AnalysisSettings
 from core.manifest import ManifestError, read_manifest, verify_manifest, write_manifest
 from core.models import PretrainedWeightsError, create_model
 from core.oof import oof_frame
@@ -158,7 +158,7 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
     "ensemble steps = 0": (
         lambda d: run_ensemble([d], output_dir=d / "out", steps=0), ConfigError, ["steps = 0: must be a positive"]),
     "sweep n_boot = 0": (
-        lambda d: check_analysis_settings(metric="val_acc", n_boot=0), ValueError, ["n_boot = 0: use an integer of at"]),
+        lambda d: AnalysisSettings(metric="val_acc", n_boot=0).validate(), ValueError, ["n_boot = 0: use an integer of at"]),
     "device = cuda without a GPU": (
         lambda d: resolve_device("cuda"), ConfigError, ["device = 'cuda', but torch finds no GPU", "use device = 'auto'"]),
     "an unknown device": (

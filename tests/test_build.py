@@ -440,3 +440,31 @@ def test_papermill_sees_every_parameter_of_the_built_notebooks(tmp_path):
         cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
         seen = set(papermill.inspect_notebook(str(path)))
         assert set(rn.parameter_names(cell.source)) - seen == readable_only_by_us.get(kernel, set()), kernel
+
+
+def test_each_notebooks_defaults_are_its_settings_classes(tmp_path):
+    """One home per default: a notebook's parameters cell is rendered from the dataclass its cells read it into."""
+    import dataclasses
+
+    from core.config import Config
+    from core.ensemble import EnsembleSettings
+    from core.inference import InferenceSettings
+    from core.lr_scaling import AnalysisSettings
+    from core.sweep import SweepGrid
+
+    def defaults(kernel: str) -> dict:
+        nb = nbformat.read(build_kernel(kernel, repo=REPO, out_dir=tmp_path, owner="tester"), as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        values: dict = {}
+        exec(cell.source, {}, values)  # literals only: the cell papermill overrides
+        return values
+
+    def fields(cls, rename=None) -> dict:
+        return {(rename or {}).get(f.name, f.name): f.default for f in dataclasses.fields(cls)}
+
+    assert fields(Config).items() <= defaults("train").items()
+    assert fields(InferenceSettings).items() <= defaults("infer").items()
+    assert fields(EnsembleSettings).items() <= defaults("ensemble").items()
+    sweep = defaults("sweep")
+    assert fields(SweepGrid, {"fold": "sweep_fold"}).items() <= sweep.items()
+    assert fields(AnalysisSettings).items() <= sweep.items()
