@@ -61,8 +61,8 @@ def divergence_message(config: Config, *, fold: int, epoch: int, epochs: int, tr
     """One line: which fold and epoch, which loss, the setting that most likely caused it and what to try."""
     return (f"fold {fold} diverged in epoch {epoch}/{epochs}: train loss {train_loss:.4g}, validation loss "
             f"{val_loss:.4g} (not finite). learning_rate = {config.learning_rate:g} is probably too high for "
-            f"batch_size = {batch_size} (AdamW on these models: 1e-3..4e-3 at batch 128; README: Which learning "
-            f"rate for which batch size); lower it, e.g. learning_rate = {config.learning_rate / 10:g}"
+            f"batch_size = {batch_size} (AdamW on these models: 1e-3..4e-3 at batch 128; the sweep notebook "
+            f"finds the best rate per batch size); lower it, e.g. learning_rate = {config.learning_rate / 10:g}"
             + (f" with min_lr = {config.learning_rate / 100:g}" if config.min_lr > config.learning_rate / 10 else "")
             + ", and rerun. "
             f"Nothing of this fold is kept as inference weights and no submission is written")
