@@ -329,7 +329,7 @@ def forward_flops(model: nn.Module, in_chans: int = 1) -> int:
     counter = FlopCounterMode(display=False)
     try:
         with counter, torch.no_grad():
-            model.eval()(torch.zeros(1, in_chans, 28, 28, device=next(model.parameters()).device))
+            model.eval()(torch.zeros(1, in_chans, IMAGE_SIDE, IMAGE_SIDE, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
