@@ -155,7 +155,7 @@ def _template_imports(cells: list[tuple[str, list[str], str, int]], package_name
             continue
         try:
             tree = ast.parse(python_text(body))
-        except SyntaxError:  # reported with its line by _check_cell
+        except SyntaxError:  # reported with its line by tools.notebook_checks.check_cell
             continue
         for dotted, _, _ in imported(tree, package_name, f"{source_name} cell {n}"):
             parts = dotted.split(".")
@@ -174,7 +174,7 @@ def _core_cells(package_dir: Path, package_name: str, commit: str, roots: set[st
     """One visible markdown line, then hidden cells: makedirs, a ``%%writefile`` per module (by concept), import."""
     modules = by_concept(needed_modules(collect_modules(package_dir, package_name), roots))
     names = ", ".join(m.name for m in modules if m.name != "__init__")
-    intro = (f"**Library** — `{package_name}/` ({names}; {len(modules)} modules, digitkit commit {commit}) is written "
+    intro = (f"**Library** — `{package_name}/` ({names}, and `__init__`; digitkit commit {commit}) is written "
              "by the hidden cells below and imported; expand them to read the source.")
     makedirs = f'import os\nos.makedirs("{package_name}", exist_ok=True)'
     cells = [Cell("markdown", intro, "[core] expansion", intro),
@@ -277,6 +277,8 @@ def config_parameters(config_source: str, class_name: str = "Config", where: str
                 ast.literal_eval(value)
             except ValueError:
                 raise BuildError(f"{where}: {class_name}.{field} = {value} is not a literal; override it") from None
+            if value.startswith("(") and value.endswith(")") and isinstance(ast.literal_eval(value), tuple):
+                value = f"[{value[1:-1].rstrip(',')}]"  # a list is what a notebook user edits: [42], not (42,)
             out.append(f"{name} = {value}" + (f"  {comment}" if comment.startswith("#") else ""))
         return "\n".join(out)
 

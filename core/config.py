@@ -63,10 +63,6 @@ class Config:
     swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
 
     @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
         """Build from any mapping (a notebook's ``globals()``, a JSON dict); unknown keys are ignored."""
         return settings_from_mapping(cls, values, coercers={"pretrained": coerce_pretrained})
@@ -111,13 +107,12 @@ class Config:
         need(self.swa_epochs >= 0, f"swa_epochs = {self.swa_epochs}: use 0 (off) or a positive number of epochs")
         need(self.swa_epochs <= self.epochs,
              f"swa_epochs = {self.swa_epochs}: cannot average more than the {self.epochs} epochs trained")
-        if self.tta.strip() not in ("auto", "none"):
-            from .tta import parse_views  # imported here: the view names live in one place
+        from .tta import check_setting  # imported here: the view names live in one place
 
-            try:
-                parse_views(self.tta)
-            except ValueError as err:
-                raise ConfigError(f"tta = {self.tta!r}: {err}") from None
+        try:
+            check_setting(self.tta)
+        except ValueError as err:
+            raise ConfigError(f"tta = {self.tta!r}: {err}") from None
         self.fold_indices()  # raises on a malformed list
 
     def fold_indices(self) -> list[int]:
@@ -198,7 +193,9 @@ def coerce(name: str, value: Any, hint: Any, error: type[Exception] = ConfigErro
     """Turn parameter ``name`` (possibly a string from the command line) into ``hint`` (bool, int, float, str, or
     Optional of one); raises ``error`` naming the parameter when it cannot."""
     target = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
-    if isinstance(value, target) and not (target is int and isinstance(value, bool)):
+    if isinstance(value, bool) and target in (int, float):  # True is an int to Python, not a count or a rate
+        raise error(f"parameter {name} = {value!r}: expected {_KIND[target]}")
+    if isinstance(value, target):
         return value
     try:
         if target is bool:
@@ -220,5 +217,8 @@ def coerce(name: str, value: Any, hint: Any, error: type[Exception] = ConfigErro
             return str(value)
     except (TypeError, ValueError):
         pass
-    raise error(f"parameter {name} = {value!r}: expected a {target.__name__}")
+    raise error(f"parameter {name} = {value!r}: expected {_KIND.get(target, 'a ' + target.__name__)}")
+
+
+_KIND = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
 

@@ -29,11 +29,11 @@ import torch.nn as nn
 from .atomic import write_text_atomic
 from .config import ConfigError, is_whole, settings_from_mapping
 from .data import find_competition_file, read_test
+from .device import resolve_device
 from .groups import Group, check_compatible, load_groups
 from .inference import predict_folds
 from .stats import accuracy, mcnemar_exact
 from .submission import make_submission, write_submission
-from .device import resolve_device
 
 log = logging.getLogger(__name__)
 FUSE_CHOICES = ("auto", "learned", "mean")
@@ -71,6 +71,8 @@ class EnsembleSettings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+
 FitFn = Callable[..., np.ndarray]  # (probs (n, M, C), labels (n,), **kwargs) → weights (M,)
 
 
@@ -171,6 +173,9 @@ class Comparison:
     def _repr_html_(self) -> str:
         return self.table.drop(columns=["kind"]).to_html(index=False, float_format=lambda v: f"{v:.5f}")
 
+    def __repr__(self) -> str:  # the saved notebook's plain-text copy: the table, not the arrays and the figure
+        return self.table.drop(columns=["kind", "note"]).to_string(index=False, float_format=lambda v: f"{v:.5f}")
+
 
 def compare(names: Sequence[str], probs: np.ndarray, labels: np.ndarray, folds: np.ndarray, *,
             descriptions: Sequence[str] | None = None, **fit_kwargs) -> Comparison:
@@ -260,8 +265,7 @@ def load_ensemble_groups(group_dirs: Sequence[str | Path], *, data_dir: str | Pa
     """Step 1: load the groups, check they were trained on the same folds.csv and train.csv, and give each its test
     probabilities: its ``test_probs.npz``, else predicted here from its weights (as its manifest says: best/SWA,
     TTA), which needs ``data_dir`` (the competition)."""
-    if not is_whole(batch_size):
-        raise ConfigError(f"batch_size = {batch_size!r}: must be a positive integer")
+    EnsembleSettings(device=device, batch_size=batch_size).validate()
     resolve_device(device)
     groups = load_groups(group_dirs)
     _predict_missing_test_probs(groups, data_dir=data_dir, device=device, batch_size=batch_size)
@@ -279,6 +283,7 @@ def compare_groups(groups: Sequence[Group], *, output_dir: str | Path, steps: in
                    lr: float = EnsembleSettings.learning_rate, seed: int = EnsembleSettings.seed) -> Comparison:
     """Step 2: every fusion option scored on the same OOF rows (``compare``); writes ``ensemble_table.csv`` and
     ``ensemble_comparison.png``. The comparison's ``figure`` is the chart."""
+    EnsembleSettings(steps=steps, learning_rate=lr, seed=seed).validate()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     names = [g.name for g in groups]
@@ -301,6 +306,7 @@ def submit_ensemble(groups: Sequence[Group], comparison: Comparison, *, output_d
                     fuse: str = EnsembleSettings.fuse) -> EnsembleRun:
     """Step 3: fuse the groups' test probabilities with the learned weights or the plain mean (``fuse``, see
     ``run_ensemble``); writes ``test_probs.npz``, ``submission.csv`` and ``ensemble.json`` (groups, weights, scores)."""
+    EnsembleSettings(fuse=fuse).validate()
     output_dir = Path(output_dir)
     table, names = comparison.table, [g.name for g in groups]
     if fuse == "auto":

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
+from .manifest import MANIFEST_NAME, inference_choice, read_manifest, sha256_file, verify_files
 from .oof import CHANCE_ACC, PROB_COLUMNS, local_cv, read_oof
 from .paths import walk_folders
 
@@ -57,8 +57,7 @@ class Group:
 
     @property
     def inference_choice(self) -> tuple[str, list[str]]:
-        chosen = self.manifest.get("inference", {})
-        return chosen.get("weights", "best"), list(chosen.get("tta", []))
+        return inference_choice(self.manifest)
 
 
 def find_group_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:

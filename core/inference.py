@@ -24,15 +24,40 @@ from .checkpoint import load_weights
 from .config import ConfigError, is_whole, settings_from_mapping
 from .data import TestData, find_competition_file, read_test
 from .device import describe_device, resolve_device
-from .manifest import MANIFEST_NAME, ManifestError, describe_manifest, read_manifest, sha256_file, verify_files
+from .manifest import (MANIFEST_NAME, ManifestError, describe_manifest, inference_choice, read_manifest, sha256_file,
+                       verify_files)
 from .models import create_model_from_spec, is_convolutional
 from .paths import find_input_dir
 from .predict import predict_probs
 from .submission import make_submission, write_submission
-from .tta import make_views, parse_views
+from .tta import check_setting, make_views, parse_views
 
 log = logging.getLogger(__name__)
 WEIGHT_KINDS = ("best", "swa")
+
+
+@dataclasses.dataclass
+class InferenceSettings:
+    """The inference notebook's settings; its parameters cell is rendered from these fields and defaults."""
+
+    # ---- compute
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 1024  # test images per forward pass
+    # ---- test-time augmentation: auto (the views training found helpful on OOF), none, or comma-separated views
+    tta: str = "auto"  # e.g. "identity,shift_left,shift_right,rotate_ccw,rotate_cw"
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "InferenceSettings":
+        return settings_from_mapping(cls, values)
+
+    def validate(self) -> None:
+        if not is_whole(self.batch_size):
+            raise ConfigError(f"batch_size = {self.batch_size!r}: must be a positive integer (test images per "
+                              f"forward pass; {InferenceSettings.batch_size} is the default)")
+        try:
+            check_setting(self.tta)
+        except ValueError as err:
+            raise ConfigError(f"tta = {self.tta!r}: {err}") from None
 
 
 def fold_weights_file(entry: dict[str, Any], kind: str) -> str:
@@ -47,12 +72,10 @@ def fold_weights_file(entry: dict[str, Any], kind: str) -> str:
 
 def inference_views(setting: str, manifest: dict[str, Any]) -> list[str]:
     """The TTA views to use: "auto" = what training chose on OOF (``inference.tta``), "none" = [], else the list."""
-    setting = (setting or "auto").strip()
+    setting = check_setting(setting)
     if setting == "auto":
-        return parse_views(manifest.get("inference", {}).get("tta", []))
-    if setting == "none":
-        return []
-    return parse_views(setting)
+        return inference_choice(manifest)[1]
+    return [] if setting == "none" else parse_views(setting)
 
 
 def load_fold_model(spec: dict[str, Any], path: str | Path, *, device: torch.device,
@@ -68,7 +91,8 @@ def uses_channels_last(manifest: dict[str, Any]) -> bool:
 
 
 def predict_folds(weights_dir: str | Path, manifest: dict[str, Any], images: torch.Tensor, *, weights: str = "best",
-                  views: Sequence[str] = (), batch_size: int = 1024) -> dict[str, np.ndarray]:
+                  views: Sequence[str] = (),
+                  batch_size: int = InferenceSettings.batch_size) -> dict[str, np.ndarray]:
     """Every fold model's softmax on ``images``, averaged over ``views`` (none = the images as they are).
 
     Args:
@@ -91,31 +115,6 @@ def predict_folds(weights_dir: str | Path, manifest: dict[str, Any], images: tor
         log.info("fold %d predicted (%s weights, %d view%s)", entry["fold"], weights, len(view_fns),
                  "" if len(view_fns) == 1 else "s")
     return per_fold
-
-
-@dataclasses.dataclass
-class InferenceSettings:
-    """The inference notebook's settings; its parameters cell is rendered from these fields and defaults."""
-
-    # ---- compute
-    device: str = "auto"  # auto | cpu | cuda
-    batch_size: int = 1024  # test images per forward pass
-    # ---- test-time augmentation: auto (the views training found helpful on OOF), none, or comma-separated views
-    tta: str = "auto"  # e.g. "identity,shift_left,shift_right,rotate_ccw,rotate_cw"
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> "InferenceSettings":
-        return settings_from_mapping(cls, values)
-
-    def validate(self) -> None:
-        if not is_whole(self.batch_size):
-            raise ConfigError(f"batch_size = {self.batch_size!r}: must be a positive integer (test images per "
-                              f"forward pass; {InferenceSettings.batch_size} is the default)")
-        if self.tta.strip() not in ("auto", "none"):
-            try:
-                parse_views(self.tta)
-            except ValueError as err:
-                raise ConfigError(f"tta = {self.tta!r}: {err}") from None
 
 
 @dataclasses.dataclass
@@ -155,7 +154,7 @@ def chosen_views(tta: str, manifest: dict[str, Any]) -> list[str]:
     """``inference_views``, with a warning when they are not the views training chose (then oof.csv does not
     describe the test predictions)."""
     views = inference_views(tta, manifest)
-    chosen = list(manifest.get("inference", {}).get("tta", []))
+    chosen = inference_choice(manifest)[1]
     if views != chosen:
         log.warning("TTA %s differs from training's choice %s: oof.csv does not describe these test predictions",
                     views or "none", chosen or "none")
@@ -195,7 +194,7 @@ def run_inference(*, weights_dir: str | Path, data_dir: str | Path, output_dir: 
     torch_device = resolve_device(device)
     manifest = read_trained_manifest(weights_dir)
     views = chosen_views(tta, manifest)
-    weights = manifest.get("inference", {}).get("weights", "best")
+    weights = inference_choice(manifest)[0]
     log.info("device: %s; %s", describe_device(torch_device), describe_manifest(manifest, views=views))
     test = read_test(find_competition_file(data_dir, "test"))
     images = torch.from_numpy(test.images).to(torch_device)

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from .config import Config
+from .device import resolve_device
 from .distributed import ranks_agree
 from .fold_result import FoldResult, fold_file, load_fold_result
 from .models import PretrainedWeightsError
-from .device import resolve_device
 from .trainer import DivergedError, train_fold
 
 log = logging.getLogger(__name__)

@@ -236,8 +236,8 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
     return analysis
 
 
-def bootstrap_alpha(runs: pd.DataFrame, *, metric: str = "val_acc", refine: bool = True, n_boot: int = 2000,
-                    seed: int = 0) -> np.ndarray:
+def bootstrap_alpha(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, refine: bool = True,
+                    n_boot: int = AnalysisSettings.n_boot, seed: int = 0) -> np.ndarray:
     """α of ``n_boot`` bootstrap replicates (seeds redrawn within each cell, batch sizes redrawn); degenerate
     replicates (fewer than two distinct batch sizes, or one where every rate diverged) are dropped."""
     rng = np.random.default_rng(seed)

@@ -140,13 +140,20 @@ def verify_files(directory: str | Path, manifest: dict[str, Any], names: list[st
             + ". Re-download the train kernel's output or retrain; never mix files of two runs.")
 
 
+def inference_choice(manifest: dict[str, Any]) -> tuple[str, list[str]]:
+    """(weights, TTA views) that training chose for inference: ``manifest["inference"]``, "best" and no views for a
+    manifest without that choice."""
+    chosen = manifest.get("inference", {})
+    return chosen.get("weights", "best"), list(chosen.get("tta", []))
+
+
 def describe_manifest(manifest: dict[str, Any], folder: str | Path | None = None,
                       views: list[str] | None = None) -> str:
     """One line: the architecture × k folds, the local CV, which weights and TTA views inference uses (``views``
     when inference was told other views than training chose), and the files hashed in ``folder``."""
-    chosen = manifest.get("inference", {})
-    views = chosen.get("tta", []) if views is None else views
+    weights, chosen_views = inference_choice(manifest)
+    views = chosen_views if views is None else views
     where = f"; {len(manifest.get('files', {}))} files hashed in {Path(folder).resolve()}" if folder else ""
     return (f"{manifest['model']['spec']['name']} × {len(manifest['folds'])} folds, local CV "
-            f"{manifest.get('local_cv', float('nan')):.5f}; inference: {chosen.get('weights', 'best')} weights, TTA "
+            f"{manifest.get('local_cv', float('nan')):.5f}; inference: {weights} weights, TTA "
             f"{', '.join(views) or 'none'}{where}")

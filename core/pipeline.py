@@ -37,7 +37,7 @@ from .models import (count_parameters, create_model, describe_pretrained, forwar
                      model_spec, resolve_pretrained)
 from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
 from .paths import find_input_file, given_path, on_kaggle
-from .plots import plot_training_curves
+from .plots import plot_lr_schedule, plot_training_curves
 from .presets import expected_result
 from .recipe import describe_parallel, describe_recipe
 from .resume import adopt_previous_output, completed_fold
@@ -60,12 +60,13 @@ class RunSetup:
     output_dir: Path
     device: torch.device
     plan: ParallelPlan  # for all the folds of config.fold_indices(); train_folds re-plans for the folds left
+    pretrained_setting: bool | str = "auto"  # what the notebook asked for ("auto", True, False), for the words
 
     @property
     def recipe(self) -> str:
         """The run in one markdown paragraph (the notebook shows it first)."""
         gpus = torch.cuda.device_count() if self.device.type == "cuda" else 0
-        return describe_recipe(self.config, model=describe_pretrained(self.config.pretrained, self.config.model,
+        return describe_recipe(self.config, model=describe_pretrained(self.pretrained_setting, self.config.model,
                                                                       on_kaggle=on_kaggle()),
                                devices=describe_device(self.device),
                                parallel=describe_parallel(self.plan.mode, self.plan.workers, gpus=gpus),
@@ -104,8 +105,11 @@ class FoldSplit:
         return f"{self.describe()}\n{self.table()}"
 
     def describe(self) -> str:
-        return (f"folds {'made and saved to' if self.source == 'made' else 'reused from ' + self.source + ' →'} "
-                f"{self.path}")
+        if self.source == "made":
+            return f"folds made and saved to {self.path}"
+        if self.source == str(self.path):
+            return f"folds reused: {self.path}, made earlier in this output folder"
+        return f"folds reused from {self.source} → {self.path}"
 
 
 @dataclasses.dataclass
@@ -114,12 +118,12 @@ class OutOfFold:
 
     choice: InferenceChoice
     table: pd.DataFrame  # one row per fold (+ "all"): validation rows, best epoch, accuracy of each option
-    summary: str  # per-fold accuracy, the local CV and the options' paired tests, in words
+    n_rows: int  # rows of train.csv (the OOF rows cover them all unless folds_to_run picks some folds)
 
     @property
     def report(self) -> str:
-        """The local CV and the options compared (the per-fold figures are in ``table``)."""
-        return f"local CV (OOF accuracy): {self.local_cv:.5f} over {len(self.oof):,} rows\n{self.choice.report()}"
+        """The local CV and the options compared, with their paired tests (the per-fold figures are in ``table``)."""
+        return f"{report(self.oof, n_rows=self.n_rows)}\n{self.choice.report()}"
 
     @property
     def oof(self) -> pd.DataFrame:
@@ -164,10 +168,10 @@ def prepare_run(config: Config, *, output_dir: str | Path) -> RunSetup:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    config = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
-                                                                       on_kaggle=on_kaggle()))
-    return RunSetup(config=config, output_dir=output_dir, device=device,
-                    plan=plan_parallel(config, device, n_folds=len(config.fold_indices())))
+    resolved = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
+                                                                         on_kaggle=on_kaggle()))
+    return RunSetup(config=resolved, output_dir=output_dir, device=device, pretrained_setting=config.pretrained,
+                    plan=plan_parallel(resolved, device, n_folds=len(resolved.fold_indices())))
 
 
 # --------------------------------------------------------------------------------------------------- 3 · folds
@@ -187,11 +191,10 @@ def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path |
 
 # ------------------------------------------------------------------------------------- 4 · model and schedule
 def describe_model(setup: RunSetup) -> str:
-    """"smallcnn: 0.29 M parameters, 58 MFLOP per 28×28 image (forward)", from one model built here. When workers
-    will train from pretrained weights, this is their one download (one clear error if it fails; the workers then
-    find the weights in the hub's cache)."""
+    """"smallcnn: 0.29 M parameters, 58.3 MFLOP per 28×28 image (forward; training ≈ 3×)", from one model built
+    here with random weights (nothing is downloaded)."""
     config = setup.config
-    model = create_model(config.model, pretrained=bool(setup.plan.launches and config.pretrained))
+    model = create_model(config.model)
     return (f"{config.model}: {count_parameters(model) / 1e6:.2f} M parameters, {forward_flops(model) / 1e6:.1f} "
             f"MFLOP per 28×28 image (forward; training ≈ 3×)")
 
@@ -206,8 +209,6 @@ class Schedule:
     batch_size: int
 
     def figure(self, title: str = ""):
-        from .plots import plot_lr_schedule
-
         return plot_lr_schedule(self.rates, steps_per_epoch=self.steps_per_epoch, warmup_steps=self.warmup_steps,
                                 title=title or f"learning rate per optimizer step: {len(self.rates)} steps = "
                                                f"{len(self.rates) / self.steps_per_epoch:g} epochs × "
@@ -249,12 +250,16 @@ def train_folds(setup: RunSetup, train: TrainData, split: FoldSplit, *,
         """Keep a finished fold (train_fold wrote its _oof.npz) in a manifest marked incomplete (core.resume)."""
         done[result.fold] = result
         finished = [(done[fold], splits[fold][1]) for fold in splits if fold in done]
-        write_manifest(output_dir, _manifest(config, train, finished, complete=False),
-                       [name for r, _ in finished for name in entry_files(manifest_entry(config.model, r))])
+        manifest = _manifest(config, train, finished, complete=False)
+        write_manifest(output_dir, manifest, [name for entry in manifest["folds"] for name in entry_files(entry)])
         # the fold now resumes from its verified files: its optimizer-state checkpoint would only bloat the output
         (output_dir / fold_file(config.model, result.fold, "last")).unlink(missing_ok=True)
 
     plan = plan_parallel(config, setup.device, n_folds=len(todo))
+    if todo and plan.launches and config.pretrained:
+        # the workers' pretrained weights downloaded once, here: one clear error if that fails, and the workers then
+        # find them in the hub's cache instead of each downloading them
+        create_model(config.model, pretrained=True)
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
         train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=split.folds,
                                fold_list=todo, output_dir=output_dir, on_fold=record)
@@ -285,8 +290,7 @@ def score_out_of_fold(setup: RunSetup, train: TrainData,
     write_oof(output_dir / "oof.csv", choice.oof)
     for name in choice.frames if len(choice.frames) > 1 else []:
         write_oof(output_dir / variant_file(name), choice.frames[name])
-    summary = report(choice.oof, n_rows=len(train.labels)) + "\n" + choice.report()
-    return OutOfFold(choice=choice, table=_cv_table(choice, results), summary=summary)
+    return OutOfFold(choice=choice, table=_cv_table(choice, results), n_rows=len(train.labels))
 
 
 def _cv_table(choice: InferenceChoice, results: list[tuple[FoldResult, np.ndarray]]) -> pd.DataFrame:
@@ -312,7 +316,7 @@ def finish_run(setup: RunSetup, train: TrainData, results: list[tuple[FoldResult
     config, output_dir, choice = setup.config, setup.output_dir, scored.choice
     variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
     manifest = _manifest(config, train, results, complete=True, oof=choice.oof, choice=choice)
-    fold_names = [name for r, _ in results for name in entry_files(manifest_entry(config.model, r))]
+    fold_names = [name for entry in manifest["folds"] for name in entry_files(entry)]
     write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
     return read_manifest(output_dir)
 
@@ -321,8 +325,9 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
                  folds_path: str | Path | None = None, resume_from: str | Path | None = None) -> TrainingRun:
     """Every step of the train notebook in one call: ``data_dir``/train.csv → ``output_dir``.
 
-    Writes: ``<model>_fold<k>_best.pth`` and ``_log.csv`` per fold, ``folds.csv``, ``oof.csv``, ``config.json``,
-    ``training_curves.png`` and ``manifest.json`` (the contract read by the inference notebook).
+    Writes per fold ``<model>_fold<k>_best.pth`` (``_swa.pth`` with SWA), ``_log.csv`` and ``_oof.npz`` (its result,
+    core.fold_result), then ``folds.csv``, ``oof.csv`` (and ``oof_<option>.csv`` per inference option scored),
+    ``config.json``, ``training_curves.png`` and ``manifest.json`` (the contract read by the inference notebook).
     """
     setup = prepare_run(config, output_dir=output_dir)
     log.info("device: %s; model: %s; %d folds × %d epochs", describe_device(setup.device), config.model,
@@ -336,7 +341,7 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
     figure = training_curves(setup, results, scored)
     finish_run(setup, train, results, scored)
     return TrainingRun(output_dir=setup.output_dir, local_cv=scored.local_cv,
-                       fold_accuracy=fold_accuracies(scored.oof), summary=scored.summary, figure=figure,
+                       fold_accuracy=fold_accuracies(scored.oof), summary=scored.report, figure=figure,
                        choice=scored.choice)
 
 

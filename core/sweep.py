@@ -41,11 +41,11 @@ import torch
 from .atomic import write_text_atomic
 from .config import Config, coerce
 from .data import find_competition_file, read_train
+from .device import resolve_device
 from .fold_result import fold_file
 from .folds import load_or_make_folds
 from .oof import CHANCE_ACC
 from .paths import find_input_file, given_path
-from .device import resolve_device
 from .trainer import DivergedError, plan_steps, train_fold
 
 log = logging.getLogger(__name__)
@@ -353,8 +353,6 @@ def _check_same_setup(path: Path, config: Config, grid: SweepGrid, fingerprint: 
                              "comparable: set output_dir to another folder, or move it away")
     write_text_atomic(path, json.dumps({"setup": setup, "grid": grid.to_dict(), "config": config.to_dict()},
                                        indent=2) + "\n")
-
-
 
 
 def _complete_lines(text: str) -> str:

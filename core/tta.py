@@ -96,6 +96,14 @@ def parse_views(spec: str | Sequence[str]) -> list[str]:
     return names
 
 
+def check_setting(setting: str) -> str:
+    """A ``tta`` parameter, stripped: one of ``TTA_SETTINGS`` or a valid view list (ValueError naming the views)."""
+    setting = (setting or "auto").strip()
+    if setting not in TTA_SETTINGS:
+        parse_views(setting)
+    return setting
+
+
 def views_to_evaluate(setting: str) -> list[str]:
     """What training scores on OOF for ``Config.tta``: the default list for "auto", nothing for "none"."""
     if setting.strip() == "none":

@@ -55,7 +55,7 @@ def test_folds_are_made_once_then_reused_and_shown_as_a_fold_by_digit_table(setu
     assert table.loc["all", "all"] == 200 and (table.drop(index="all", columns="all") == 4).all().all()
     again = prepare_folds(setup, train)
     assert again.source == str(made.path) and np.array_equal(again.folds, made.folds)
-    assert "reused from" in repr(again) and "<table" in again._repr_html_()
+    assert "made earlier in this output folder" in repr(again) and "<table" in again._repr_html_()
 
 
 def test_the_planned_schedule_is_the_one_the_trainer_steps_through(setup):

@@ -1,6 +1,8 @@
 """core/presets.py: every named recipe is a valid Config, and tools.run_local applies it under the -p overrides."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from core.config import Config, ConfigError
@@ -10,7 +12,8 @@ from core.presets import PRESETS, preset_config, preset_parameters
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_each_preset_names_config_fields_that_from_mapping_accepts(name):
     values = preset_parameters(name)
-    assert set(values) <= set(Config.field_names()), sorted(set(values) - set(Config.field_names()))
+    names = {field.name for field in dataclasses.fields(Config)}
+    assert set(values) <= names, sorted(set(values) - names)
     config = Config.from_mapping(values)
     assert {key: getattr(config, key) for key in values} == values
     assert preset_config(name) == config

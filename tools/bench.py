@@ -40,11 +40,11 @@ from torch.utils.data import DataLoader, Dataset
 from core.augment import normalize, random_affine
 from core.config import Config
 from core.data import IMAGE_SIDE, NUM_CLASSES, find_competition_file, read_train
+from core.device import resolve_device
 from core.models import create_model, forward_flops, is_convolutional
 from core.predict import amp_dtype, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
-from core.device import resolve_device
 from core.trainer import SYNC_EVERY, FoldSetup, fold_batch, prepare_fold, seed_everything, train_step
 
 # Dense peak TFLOP/s per GPU from the vendors' data sheets: (16-bit tensor cores, fp32). Sparsity not counted.

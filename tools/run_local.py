@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from core.config import ConfigError
+from core.manifest import inference_choice
 from core.presets import PRESETS, preset_parameters
 from tools.run_notebook import add_runner_arguments, run_built
 
@@ -96,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     print(f"\nrun {args.run} finished in {time.perf_counter() - started:.0f} s: {run_dir}")
     print(f"local CV (OOF accuracy): {manifest['local_cv']:.5f}")
-    choice = manifest.get("inference", {})
-    print(f"inference: {choice.get('weights', 'best')} weights, TTA: {', '.join(choice.get('tta', [])) or 'none'} "
-          f"(OOF: {', '.join(f'{k} {v:.5f}' for k, v in choice.get('oof_acc', {}).items())})")
+    weights, views = inference_choice(manifest)
+    scored = manifest.get("inference", {}).get("oof_acc", {})  # every option training scored on the OOF rows
+    print(f"inference: {weights} weights, TTA: {', '.join(views) or 'none'} "
+          f"(OOF: {', '.join(f'{k} {v:.5f}' for k, v in scored.items())})")
     print(f"submission: {run_dir / 'submission.csv'}")
     return 0
 
