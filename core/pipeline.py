@@ -82,11 +82,10 @@ class RunSetup:
 
 @dataclasses.dataclass
 class FoldSplit:
-    """The run's folds: every row's fold, and where that fold array came from."""
+    """The run's folds (core.folds logs whether they were made or reused, and from where)."""
 
     folds: np.ndarray  # int64 (N,): the fold of each train.csv row
     path: Path  # the run's folds.csv
-    source: str  # "made" or the file it was reused from
     labels: np.ndarray  # int64 (N,)
 
     def splits(self, fold_indices: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -99,17 +98,10 @@ class FoldSplit:
                            margins=True, margins_name="all")
 
     def _repr_html_(self) -> str:
-        return f"<p>{self.describe()}</p>" + self.table().to_html()
+        return self.table().to_html()
 
     def __repr__(self) -> str:
-        return f"{self.describe()}\n{self.table()}"
-
-    def describe(self) -> str:
-        if self.source == "made":
-            return f"folds made and saved to {self.path}"
-        if self.source == str(self.path):
-            return f"folds reused: {self.path}, made earlier in this output folder"
-        return f"folds reused from {self.source} → {self.path}"
+        return str(self.table())
 
 
 @dataclasses.dataclass
@@ -181,11 +173,9 @@ def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path |
     config = setup.config
     reuse_from = given_path(folds_path, "folds_path", folder=False) or find_input_file("folds.csv")
     path = setup.output_dir / "folds.csv"
-    existed = path.is_file()
     folds = load_or_make_folds(path, train.labels, fingerprint=train.fingerprint, n_folds=config.n_folds,
                                method=config.fold_method, seed=config.seed, groups=train.groups, reuse_from=reuse_from)
-    source = str(reuse_from) if reuse_from is not None else str(path) if existed else "made"
-    return FoldSplit(folds=np.asarray(folds, dtype=np.int64), path=path, source=source,
+    return FoldSplit(folds=np.asarray(folds, dtype=np.int64), path=path,
                      labels=np.asarray(train.labels, dtype=np.int64))
 
 
