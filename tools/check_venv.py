@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 # distribution name -> module name, where they differ
-MODULES = {"scikit-learn": "sklearn", "pillow": "PIL", "pyyaml": "yaml", "python-dateutil": "dateutil"}
+MODULES = {"scikit-learn": "sklearn", "pillow": "PIL", "pyyaml": "yaml", "python-dateutil": "dateutil", "ipython": "IPython"}
 # always checked, with requirements.txt's pins: the packages these environments borrow from the main .venv
 BORROWED = ("torch", "torchvision")
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)")
