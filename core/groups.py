@@ -62,8 +62,8 @@ class Group:
 
 def find_group_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
     """Every folder under ``root`` (itself included, ``max_depth`` levels) holding manifest.json and oof.csv, sorted."""
-    found = [folder for folder in walk_folders(root, max_depth + 1)
-             if (folder / MANIFEST_NAME).is_file() and (folder / "oof.csv").is_file()]
+    found = [folder for folder, files in walk_folders(root, max_depth + 1)
+             if MANIFEST_NAME in files and "oof.csv" in files]
     if not found:
         raise EnsembleError(f"no model group under {root}: a group is a folder holding manifest.json and oof.csv "
                             "(a train run's output); attach two or more, or set groups to a comma-separated list")

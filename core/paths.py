@@ -1,6 +1,7 @@
 """Where a notebook finds its inputs and writes its outputs, on Kaggle and locally."""
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 from typing import Iterator
@@ -68,17 +69,23 @@ def search_inputs(patterns: tuple[str, ...], root: Path = KAGGLE_INPUT, max_dept
     """The first folder under ``root`` (breadth-first, ``max_depth`` levels, names in order) holding a file that
     matches one of the glob ``patterns`` ("manifest.json", "smallcnn_fold*_last.pth"); None when none does. Kaggle
     mounts competitions, datasets and kernel outputs at different depths below /kaggle/input: this is the one search."""
-    return next((folder for folder in walk_folders(root, max_depth)
-                 if any(path.is_file() for pattern in patterns for path in folder.glob(pattern))), None)
+    return next((folder for folder, files in walk_folders(root, max_depth)
+                 if any(fnmatch.fnmatchcase(name, pattern) for name in files for pattern in patterns)), None)
 
 
-def walk_folders(root: str | Path, max_depth: int) -> Iterator[Path]:
-    """``root`` and the folders below it, breadth-first (``max_depth`` levels, ``root`` the first), names in order;
-    nothing when ``root`` is not a folder."""
+def walk_folders(root: str | Path, max_depth: int) -> Iterator[tuple[Path, list[str]]]:
+    """(folder, the names of the files in it) for ``root`` and the folders below it, breadth-first (``max_depth``
+    levels, ``root`` first), names in order; each folder is listed once, when it is reached (an attached dataset of
+    many files costs one listing, not a stat per name asked for); nothing when ``root`` is not a folder."""
     level = [Path(root)] if Path(root).is_dir() else []
     for _ in range(max_depth):
-        yield from sorted(level)
-        level = [child for folder in sorted(level) for child in sorted(folder.iterdir()) if child.is_dir()]
+        below: list[Path] = []
+        for folder in sorted(level):
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+            below += [Path(entry.path) for entry in entries if entry.is_dir()]
+            yield folder, [entry.name for entry in entries if entry.is_file()]
+        level = below
 
 
 def find_input_file(name: str, root: Path = KAGGLE_INPUT) -> Path | None:
