@@ -42,7 +42,7 @@ from .presets import expected_result
 from .recipe import describe_parallel, describe_recipe
 from .resume import adopt_previous_output, completed_fold
 from .scheduler import schedule_rates
-from .trainer import plan_steps, train_fold
+from .trainer import plan_fold, train_fold
 from .tta import views_to_evaluate
 
 log = logging.getLogger(__name__)
@@ -209,10 +209,9 @@ def planned_schedule(setup: RunSetup, split: FoldSplit) -> Schedule:
     """The schedule a fold follows (its training rows: all rows but the first trained fold's)."""
     config = setup.config
     n_train = int((split.folds != config.fold_indices()[0]).sum())
-    batch, per_epoch, total = plan_steps(n_train, batch_size=config.batch_size, epochs=config.epochs,
-                                         max_steps=config.max_steps)
+    batch, per_epoch, total, epochs = plan_fold(config, n_train)
     rates, warmup = schedule_rates(scheduler=config.scheduler, learning_rate=config.learning_rate,
-                                   min_lr=config.min_lr, total_steps=total, epochs=-(-total // per_epoch))
+                                   min_lr=config.min_lr, total_steps=total, epochs=epochs)
     return Schedule(rates=rates, steps_per_epoch=per_epoch, warmup_steps=warmup, batch_size=batch)
 
 

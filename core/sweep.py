@@ -46,7 +46,7 @@ from .fold_result import fold_file
 from .folds import load_or_make_folds
 from .oof import CHANCE_ACC
 from .paths import find_input_file, given_path
-from .trainer import DivergedError, plan_steps, train_fold
+from .trainer import DivergedError, for_steps, plan_fold, train_fold
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ class Budget:
         """``config`` with ``epochs``/``max_steps`` set so that a fold of ``n_train`` rows trains for this budget."""
         if self.kind == "epochs":
             return dataclasses.replace(config, epochs=self.value, max_steps=0)
-        _, steps_per_epoch, _ = plan_steps(n_train, batch_size=config.batch_size, epochs=1)
-        return dataclasses.replace(config, epochs=-(-self.value // steps_per_epoch), max_steps=self.value)
+        return for_steps(config, n_train, self.value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +275,7 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
              grid.fold, len(train_idx), len(val_idx), grid.budget, total - len(todo), total, runs_path, len(todo))
     for number, cell in enumerate(todo, start=1):
         cfg = cell_config(config, cell, len(train_idx))
-        _, _, steps = plan_steps(len(train_idx), batch_size=cfg.batch_size, epochs=cfg.epochs, max_steps=cfg.max_steps)
+        steps = plan_fold(cfg, len(train_idx))[2]
         log.info("cell %d/%d: batch %d, lr %g (min_lr %g), seed %d, %s → %d steps", number, len(todo), cell.batch,
                  cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
         started = time.perf_counter()

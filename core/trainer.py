@@ -88,6 +88,21 @@ def plan_steps(n_train: int, *, batch_size: int, epochs: int, max_steps: int = 0
     return batch_size, steps_per_epoch, min(total, max_steps) if max_steps > 0 else total
 
 
+def plan_fold(config: Config, n_train: int) -> tuple[int, int, int, int]:
+    """``plan_steps`` for ``config`` and the epochs it runs: (batch size, steps per epoch, steps in all, epochs) —
+    ``config.epochs``, or fewer when ``max_steps`` stops the run early."""
+    batch_size, steps_per_epoch, total_steps = plan_steps(n_train, batch_size=config.batch_size,
+                                                          epochs=config.epochs, max_steps=config.max_steps)
+    return batch_size, steps_per_epoch, total_steps, -(-total_steps // steps_per_epoch)
+
+
+def for_steps(config: Config, n_train: int, steps: int) -> Config:
+    """``config`` set to train exactly ``steps`` optimizer steps on ``n_train`` rows: the epochs that hold them, cut
+    at ``max_steps = steps``."""
+    _, steps_per_epoch, _ = plan_steps(n_train, batch_size=config.batch_size, epochs=1)
+    return dataclasses.replace(config, epochs=-(-steps // steps_per_epoch), max_steps=steps)
+
+
 @dataclasses.dataclass
 class FoldSetup:
     """What one fold trains with, built by :func:`prepare_fold`. ``model`` may be wrapped in nn.DataParallel or
@@ -150,9 +165,7 @@ def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.devic
         log.info("fold %d: DistributedDataParallel, %d ranks (BatchNorm sees batch/%d per rank)", fold, world, world)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    batch_size, steps_per_epoch, total_steps = plan_steps(n_train, batch_size=config.batch_size,
-                                                          epochs=config.epochs, max_steps=config.max_steps)
-    epochs = -(-total_steps // steps_per_epoch)
+    batch_size, steps_per_epoch, total_steps, epochs = plan_fold(config, n_train)
     optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
     use_amp = config.amp and device.type == "cuda"
     return FoldSetup(model=model, train_model=torch.compile(model) if config.compile else model,

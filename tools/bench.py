@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import os
 import re
 import sys
@@ -45,7 +44,7 @@ from core.models import create_model, forward_flops, is_convolutional
 from core.predict import amp_dtype, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
-from core.trainer import SYNC_EVERY, FoldSetup, fold_batch, prepare_fold, seed_everything, train_step
+from core.trainer import SYNC_EVERY, FoldSetup, fold_batch, for_steps, prepare_fold, seed_everything, train_step
 
 # Dense peak TFLOP/s per GPU from the vendors' data sheets: (16-bit tensor cores, fp32). Sparsity not counted.
 GPU_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
@@ -117,9 +116,7 @@ def _wait_for(device: torch.device) -> None:
 
 def _setup(config: Config, *, n_train: int, steps: int, device: torch.device) -> FoldSetup:
     """The trainer's own setup for a run of exactly ``steps`` optimizer steps on ``n_train`` rows."""
-    per_epoch = max(1, n_train // min(config.batch_size, n_train))
-    run = dataclasses.replace(config, epochs=math.ceil(steps / per_epoch), max_steps=steps)
-    return prepare_fold(run, n_train=n_train, fold=0, device=device)
+    return prepare_fold(for_steps(config, n_train, steps), n_train=n_train, fold=0, device=device)
 
 
 def _time_steps(setup: FoldSetup, next_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor, float]], *,
