@@ -43,15 +43,15 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: str | Path, manifest: dict[str, Any], file_names: list[str]) -> Path:
-    """Hash ``file_names`` (relative to ``directory``) into ``manifest["files"]`` and write manifest.json."""
+def write_manifest(directory: str | Path, manifest: dict[str, Any], file_names: list[str]) -> dict[str, Any]:
+    """Hash ``file_names`` (relative to ``directory``) into ``manifest["files"]``, write manifest.json and return
+    what was written."""
     directory = Path(directory)
     body = dict(manifest)
     body.setdefault("format", FORMAT_VERSION)
     body["files"] = {name: sha256_file(directory / name) for name in sorted(set(file_names))}
-    path = directory / MANIFEST_NAME
-    write_text_atomic(path, json.dumps(body, indent=2, sort_keys=False) + "\n")
-    return path
+    write_text_atomic(directory / MANIFEST_NAME, json.dumps(body, indent=2, sort_keys=False) + "\n")
+    return body
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

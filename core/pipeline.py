@@ -32,7 +32,7 @@ from .device import describe_device, resolve_device
 from .fold_result import FoldResult, entry_files, fold_file, manifest_entry
 from .folds import load_or_make_folds
 from .launch import ParallelPlan, plan_parallel, train_folds_in_workers
-from .manifest import read_manifest, write_manifest
+from .manifest import write_manifest
 from .models import (count_parameters, create_model, describe_pretrained, forward_flops, is_convolutional,
                      model_spec, resolve_pretrained)
 from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
@@ -304,10 +304,9 @@ def finish_run(setup: RunSetup, train: TrainData, results: list[tuple[FoldResult
     """Write the complete manifest.json (with every file's sha256): what inference loads. Returns the manifest."""
     config, output_dir, choice = setup.config, setup.output_dir, scored.choice
     variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
-    manifest = _manifest(config, train, results, complete=True, oof=choice.oof, choice=choice)
+    manifest = _manifest(config, train, results, complete=True, choice=choice)
     fold_names = [name for entry in manifest["folds"] for name in entry_files(entry)]
-    write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
-    return read_manifest(output_dir)
+    return write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
 
 
 def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path,
@@ -335,8 +334,9 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
 
 
 def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, np.ndarray]], *, complete: bool,
-              oof=None, choice: InferenceChoice | None = None) -> dict:
-    """manifest.json's body; ``complete`` is False while folds are still being trained (see core.resume)."""
+              choice: InferenceChoice | None = None) -> dict:
+    """manifest.json's body; ``complete`` is False while folds are still being trained (see core.resume), and the
+    local CV and inference choice come with ``choice`` once every fold is scored."""
     manifest = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "complete": complete,
@@ -347,7 +347,7 @@ def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, 
         "train_sha256": train.fingerprint,
         "config": config.to_dict(),
     }
-    if oof is not None and choice is not None:
-        manifest.update(local_cv=local_cv(oof), oof_rows=int(len(oof)), inference=choice.manifest_entry())
+    if choice is not None:
+        manifest.update(local_cv=local_cv(choice.oof), oof_rows=int(len(choice.oof)), inference=choice.manifest_entry())
     return manifest
 
