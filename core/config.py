@@ -107,12 +107,7 @@ class Config:
         need(self.swa_epochs >= 0, f"swa_epochs = {self.swa_epochs}: use 0 (off) or a positive number of epochs")
         need(self.swa_epochs <= self.epochs,
              f"swa_epochs = {self.swa_epochs}: cannot average more than the {self.epochs} epochs trained")
-        from .tta import check_setting  # imported here: the view names live in one place
-
-        try:
-            check_setting(self.tta)
-        except ValueError as err:
-            raise ConfigError(f"tta = {self.tta!r}: {err}") from None
+        check_tta(self.tta)
         self.fold_indices()  # raises on a malformed list
 
     def fold_indices(self) -> list[int]:
@@ -145,6 +140,16 @@ class Config:
         from .atomic import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def check_tta(tta: str) -> None:
+    """A ``tta`` parameter (train and infer notebooks): "auto", "none" or known views, else ConfigError naming it."""
+    from .tta import check_setting  # imported here: the view names live in one place, with their torch code
+
+    try:
+        check_setting(tta)
+    except ValueError as err:
+        raise ConfigError(f"tta = {tta!r}: {err}") from None
 
 
 Settings = typing.TypeVar("Settings")

@@ -244,7 +244,6 @@ def plot_comparison(table: pd.DataFrame, path: str | Path | None = None, title: 
 class EnsembleRun:
     groups: list[Group]
     comparison: Comparison
-    figure: object  # matplotlib Figure of the comparison
     submission_path: Path
     verdict: str  # the honest comparison in words, and what was submitted
 
@@ -253,10 +252,14 @@ class EnsembleRun:
         return self.comparison.table
 
     @property
+    def figure(self):
+        """The comparison chart (matplotlib Figure)."""
+        return self.comparison.figure
+
+    @property
     def summary(self) -> str:
         """The comparison table as text, then the verdict (what a script prints)."""
-        text = self.table.drop(columns=["kind", "note"]).to_string(index=False, float_format=lambda v: f"{v:.5f}")
-        return f"{text}\n\n{self.verdict}"
+        return f"{self.comparison!r}\n\n{self.verdict}"
 
 
 def load_ensemble_groups(group_dirs: Sequence[str | Path], *, data_dir: str | Path | None = None,
@@ -324,8 +327,8 @@ def submit_ensemble(groups: Sequence[Group], comparison: Comparison, *, output_d
               "nested_fold_weights": {str(f): w.tolist() for f, w in comparison.nested.fold_weights.items()},
               "table": json.loads(table.to_json(orient="records"))}
     write_text_atomic(output_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
-    return EnsembleRun(groups=list(groups), comparison=comparison, figure=comparison.figure,
-                       submission_path=submission, verdict=_verdict(table, names, submit_weights, submission, fuse))
+    return EnsembleRun(groups=list(groups), comparison=comparison, submission_path=submission,
+                       verdict=_verdict(table, names, submit_weights, submission, fuse))
 
 
 def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, data_dir: str | Path | None = None,

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from .atomic import write_text_atomic
 from .checkpoint import load_weights
-from .config import ConfigError, is_whole, settings_from_mapping
+from .config import ConfigError, check_tta, is_whole, settings_from_mapping
 from .data import TestData, find_competition_file, read_test
 from .device import describe_device, resolve_device
 from .manifest import (MANIFEST_NAME, ManifestError, describe_manifest, inference_choice, read_manifest, sha256_file,
@@ -54,10 +54,7 @@ class InferenceSettings:
         if not is_whole(self.batch_size):
             raise ConfigError(f"batch_size = {self.batch_size!r}: must be a positive integer (test images per "
                               f"forward pass; {InferenceSettings.batch_size} is the default)")
-        try:
-            check_setting(self.tta)
-        except ValueError as err:
-            raise ConfigError(f"tta = {self.tta!r}: {err}") from None
+        check_tta(self.tta)
 
 
 def fold_weights_file(entry: dict[str, Any], kind: str) -> str:
