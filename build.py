@@ -297,11 +297,10 @@ def build_kernel(kernel: str, *, repo: Path, out_dir: Path, owner: str | None = 
                "build_command": f"python build.py {kernel}",
                "build_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                **(extra or {})}
-    if (repo / "core" / "config.py").is_file() and "config_parameters" not in context:
-        context["config_parameters"] = config_parameters((repo / "core" / "config.py").read_text(encoding="utf-8"))
 
     def parameters_of(module: str, class_name: str, rename: dict[str, str] | None = None, **overrides: str) -> str:
-        """``{{ parameters_of("inference", "InferenceSettings") }}``: a parameters block from a core/ dataclass."""
+        """``{{ parameters_of("config", "Config", batch_size="None  # swept") }}``: a parameters block rendered from
+        a core/ dataclass (``config_parameters``), the one home of the notebook's defaults."""
         where = f"core/{module}.py"
         render = config_parameters((repo / where).read_text(encoding="utf-8"), class_name, where)
         return render(rename, **overrides)
