@@ -82,7 +82,7 @@ def find_competition_file(data_dir: str | Path, stem: str) -> Path:
     """
     data_dir = Path(data_dir)
     if data_dir.is_file():
-        raise DataError(f"data folder {data_dir} is a file, not a folder: point DATA (data_dir) at the folder that "
+        raise DataError(f"data folder {data_dir} is a file, not a folder: point data_dir at the folder that "
                         f"holds train.csv and test.csv, e.g. {data_dir.parent}")
     candidates = [data_dir / f"{stem}.csv", data_dir / f"{stem}.csv.gz"]
     found = [path for path in candidates if path.is_file()]
