@@ -15,6 +15,10 @@ PRESETS: dict[str, dict[str, object]] = {
         "model": "fastcnn", "epochs": 20, "batch_size": 256, "learning_rate": 4e-3, "parallel": "folds", "workers": 2,
     },
 }
+# `make sweep`'s grid (sweep notebook parameters over its own defaults, core.sweep.SweepGrid): 4 batch sizes × 5
+# learning rates × 150 steps, about 10 minutes on two CPU cores; the notebook's default grid is sized for a GPU.
+SWEEP_LOCAL: dict[str, object] = {"batch_sizes": [8, 16, 32, 64], "learning_rates": [3e-2, 1e-2, 3e-3, 1e-3, 3e-4],
+                                  "seeds": [42], "budget": "steps=150"}
 # What a recipe is known to reach and cost, where measured (the train notebook's recipe paragraph says it); the
 # Kaggle T4×2 recipe has no measured figure yet.
 EXPECTED: dict[str, str] = {

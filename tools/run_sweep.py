@@ -3,8 +3,8 @@
     python -m tools.run_sweep --run sweep --data data/digit-recognizer -p batch_sizes=[16,64] -p budget=steps=200
 
 This is the very notebook `make push` sends to Kaggle. Its own defaults are the full grid for a GPU; locally the
-grid and budget below (``LOCAL_DEFAULTS``: 4 batch sizes × 5 learning rates × 150 steps, about 10 minutes on two
-CPU cores with the embedded data) apply unless a ``-p`` overrides them. Any parameter of the notebook works:
+grid and budget of ``core.presets.SWEEP_LOCAL`` (4 batch sizes × 5 learning rates × 150 steps, about 10 minutes on
+two CPU cores with the embedded data) apply unless a ``-p`` overrides them. Any parameter of the notebook works:
 ``batch_sizes``, ``learning_rates``, ``seeds``, ``min_lr_ratio``, ``budget``, ``sweep_fold``, ``metric``, ``n_boot``
 and every training setting (``model``, ``weight_decay``, ...). Ends by printing α and where the outputs are.
 """
@@ -16,11 +16,9 @@ import os
 import sys
 import time
 
+from core.presets import SWEEP_LOCAL
 from tools.run_local import add_run_arguments, prepare_run
 from tools.run_notebook import run_built
-
-LOCAL_DEFAULTS = {"batch_sizes": [8, 16, 32, 64], "learning_rates": [3e-2, 1e-2, 3e-3, 1e-3, 3e-4], "seeds": [42],
-                  "budget": "steps=150"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"make sweep failed: {err}", file=sys.stderr)
         return 2
-    params.update({**LOCAL_DEFAULTS, **dict(args.param)})
+    params.update({**SWEEP_LOCAL, **dict(args.param)})
     # On a shared CPU, OpenMP threads that spin while waiting stall each other (measured here: 10-50x slower steps).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits this process's environment
 
