@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .atomic import write_text_atomic
 from .config import Config
 from .device import resolve_device
 from .distributed import ranks_agree
@@ -43,6 +44,9 @@ from .trainer import DivergedError, train_fold
 
 log = logging.getLogger(__name__)
 ERROR_MARK = "digitkit-error:"  # a worker's last word when it stops on one of digitkit's own errors
+# In the launch's work folder: how many CPU threads each fold worker still running may use now. The parent rewrites
+# it when a worker finishes, so that the folds left (5 folds on 2 workers: the fifth alone) take the freed cores.
+THREADS_FILE = "threads"
 
 
 class WorkerFailed(RuntimeError):
@@ -134,13 +138,17 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
         log.info("parallel = %s: %d worker process(es) for folds %s, running the %s package in %s", plan.mode,
                  plan.workers, list(fold_list), __package__, _package_root())
         seen: dict[int, tuple[FoldResult, np.ndarray]] = {}
+        shares_cores = plan.mode == "folds" and not _visible_gpus()  # CPU fold workers: the threads are shared out
 
-        def collect() -> None:  # train_fold writes its _oof.npz last, in one rename: one that exists is whole
+        def collect(running: int = 0) -> None:  # train_fold writes its _oof.npz last, in one rename: one that
+            # exists is whole
             for fold, path in results.items():
                 if fold not in seen and path.is_file():
                     seen[fold] = load_fold_result(path)
                     if on_fold is not None:
                         on_fold(*seen[fold])
+            if shares_cores and running:
+                share_threads(work, running=running)
 
         _run_all(commands, envs, tags, timeout=timeout, poll=collect)
         collect()
@@ -163,17 +171,48 @@ def _visible_gpus() -> list[str]:
     return ids or [str(i) for i in range(torch.cuda.device_count())]
 
 
+def threads_per_worker(running: int) -> int:
+    """CPU threads for each of ``running`` worker processes: the cores shared out, at least one each."""
+    return max(1, (os.cpu_count() or 1) // max(1, running))
+
+
+def share_threads(work: Path, *, running: int) -> None:
+    """Tell the fold workers still running how many threads each may use (``THREADS_FILE``; written on change)."""
+    path, threads = work / THREADS_FILE, str(threads_per_worker(running))
+    if not path.is_file() or path.read_text(encoding="utf-8") != threads:
+        write_text_atomic(path, threads)
+
+
+def follow_thread_share(work: Path) -> Callable[[int], None]:
+    """The fold worker's ``before_epoch`` hook: take up the thread count the parent last wrote to ``THREADS_FILE``.
+
+    torch.set_num_threads applies to the calling thread's later operations, so it is called here, in the training
+    thread, between epochs (never from a watcher thread)."""
+    path = work / THREADS_FILE
+
+    def before_epoch(epoch: int) -> None:
+        try:
+            threads = int(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not written yet, or being replaced: keep the present count
+            return
+        if threads != torch.get_num_threads():
+            log.info("epoch %d: %d CPU threads from now on (a fellow worker has finished)", epoch + 1, threads)
+            torch.set_num_threads(threads)
+
+    return before_epoch
+
+
 def _worker_env(workers: int) -> dict[str, str]:
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     paths = [str(_package_root()), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
             "OMP_NUM_THREADS": str(threads), "DIGITKIT_THREADS": str(threads)}
 
 
 def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[str], *,
-             timeout: float | None, poll: Callable[[], None] = lambda: None) -> None:
+             timeout: float | None, poll: Callable[[int], None] = lambda running: None) -> None:
     """Start every command, forward its lines (prefixed with its tag) to stdout, wait; stop all when one fails.
-    ``poll`` is called every 0.2 s while they run."""
+    ``poll`` is called every 0.2 s while they run, with the number of them still running."""
     procs, tails, said, threads = [], [], [], []
     for command, env, tag in zip(commands, envs, tags):
         log.info("[%s] %s", tag, " ".join(command))
@@ -194,7 +233,7 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
             failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
             if deadline is not None and time.monotonic() > deadline:
                 failed = -1
-            poll()
+            poll(sum(p.poll() is None for p in procs))
             time.sleep(0.2)
         failed = failed if failed is not None else next((i for i, p in enumerate(procs) if p.returncode), None)
     finally:
@@ -254,7 +293,8 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
                     shutil.copy(output_dir / last, scratch / last)
             train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
             result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
-                                fold=fold, output_dir=fold_dir, device=device)
+                                fold=fold, output_dir=fold_dir, device=device,
+                                before_epoch=follow_thread_share(work) if world == 1 else None)
             if not ranks_agree(result.val_probs):
                 log.warning("fold %d: the ranks' validation predictions differ; rank 0's are kept", fold)
     finally:

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -231,8 +231,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
 
 
 def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, train_idx: np.ndarray,
-               val_idx: np.ndarray, fold: int, output_dir: str | Path,
-               device: torch.device | None = None) -> FoldResult:
+               val_idx: np.ndarray, fold: int, output_dir: str | Path, device: torch.device | None = None,
+               before_epoch: Callable[[int], None] | None = None) -> FoldResult:
     """Train ``config.model`` on ``train_idx`` rows, keep the epoch with the best accuracy on ``val_idx`` rows.
 
     Args:
@@ -241,6 +241,8 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         train_idx, val_idx: row indices of this fold's training and validation parts.
         output_dir: receives ``<model>_fold<k>_best.pth``, ``_log.csv``, the resume checkpoint ``_last.pth`` and,
             when the fold is finished, its result ``_oof.npz`` (core.fold_result names and writes them all).
+        before_epoch: called with each 0-based epoch before it trains, in this thread (core.launch's fold workers
+            take up the CPU threads a finished worker left free there).
 
     Raises:
         DivergedError: a loss is not finite after some epoch (the fold's best weights are deleted).
@@ -271,6 +273,8 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         log.info("fold %d: resuming at epoch %d/%d (best so far %.5f)", fold, start_epoch + 1, epochs, best_acc)
 
     for epoch in range(start_epoch, epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
         started = time.perf_counter()
         train_loss = _train_epoch(setup, config, images, labels, train_rows, fold=fold, epoch=epoch)
         broadcast_buffers(unwrap(setup.model))  # BatchNorm statistics of rank 0 everywhere: all ranks score alike

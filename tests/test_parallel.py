@@ -236,3 +236,28 @@ def test_a_worker_whose_fold_diverges_reports_that_one_line(tmp_path, mode):
     assert not list(out.glob("*_best.pth"))
     manifest = out / "manifest.json"
     assert not manifest.exists() or json.loads(manifest.read_text())["complete"] is False  # inference refuses it
+
+
+def test_the_threads_of_a_finished_fold_worker_go_to_those_still_running(tmp_path, monkeypatch, caplog):
+    """5 folds on 2 CPU workers: once one worker is done, the other trains its last fold on both cores."""
+    from core.launch import THREADS_FILE, follow_thread_share, share_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    before_epoch = follow_thread_share(tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        before_epoch(0)  # nothing written yet: the count the worker started with stays
+        assert torch.get_num_threads() == threads
+        share_threads(tmp_path, running=2)
+        assert (tmp_path / THREADS_FILE).read_text() == "2"
+        share_threads(tmp_path, running=1)
+        assert (tmp_path / THREADS_FILE).read_text() == "4"
+        with caplog.at_level("INFO", logger="core.launch"):
+            before_epoch(3)
+        assert torch.get_num_threads() == 4
+        assert "epoch 4: 4 CPU threads from now on" in caplog.text
+        (tmp_path / THREADS_FILE).write_text("garbled")  # a half-read file is ignored, not fatal
+        before_epoch(4)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)

@@ -24,8 +24,10 @@ def config():
 
 def test_train_fold_writes_fold_tagged_files(tmp_path, config):
     images, labels, val_idx, train_idx = tiny_fold()
+    epochs_started = []
     result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=3,
-                        output_dir=tmp_path)
+                        output_dir=tmp_path, before_epoch=epochs_started.append)
+    assert epochs_started == [0, 1]  # the hook runs before each epoch (fold workers take up freed threads there)
     assert result.weights_path.name == "smallcnn_fold3_best.pth" == fold_file("smallcnn", 3, "best")
     state = torch.load(result.weights_path, weights_only=True)
     assert not any(k.startswith("module.") for k in state)
