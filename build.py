@@ -44,7 +44,7 @@ CELL_MAGICS_WITH_PYTHON_BODY = ("time", "timeit", "capture")
 CONCEPT_ORDER = (
     "__init__",
     "config", "presets", "recipe",  # the recipe
-    "paths", "data", "folds", "groups",  # the inputs
+    "paths", "data", "folds", "pseudo", "groups",  # the inputs
     "targets", "augment", "models", "scheduler", "trainer", "swa", "checkpoint", "fold_result", "resume",  # one fold
     "pipeline", "device", "launch", "distributed",  # running the folds
     "oof", "stats", "choice",  # judging them

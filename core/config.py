@@ -61,6 +61,11 @@ class Config:
     # ---- what inference will do: chosen on the out-of-fold rows, recorded in manifest.json
     tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
     swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
+    # ---- pseudo-labels: test rows an earlier run on the same folds is sure of, added to each fold's training rows
+    pseudo_labels: str = ""  # "": off; else that run's inference output (test_probs.npz, or its folder; relative
+    # paths start in the notebook's working folder); fold k uses fold k's earlier model only, so the local CV stays honest
+    pseudo_threshold: float = 0.8  # keep a test row when that model's top probability is at least this (≈0.91 at most
+    # with label_smoothing 0.1)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
@@ -107,6 +112,10 @@ class Config:
         need(self.swa_epochs >= 0, f"swa_epochs = {self.swa_epochs}: use 0 (off) or a positive number of epochs")
         need(self.swa_epochs <= self.epochs,
              f"swa_epochs = {self.swa_epochs}: cannot average more than the {self.epochs} epochs trained")
+        need(0 < self.pseudo_threshold <= 1,
+             f"pseudo_threshold = {self.pseudo_threshold}: use 0 < threshold <= 1 (0.8 is the default; with "
+             f"label_smoothing = {self.label_smoothing} a model's top probability reaches about "
+             f"{1 - self.label_smoothing * 0.9:.2f} at most)")
         check_tta(self.tta)
         self.fold_indices()  # raises on a malformed list
 
@@ -127,7 +136,7 @@ class Config:
     # Settings that change what training computes: saved work made under other values is never reused.
     TRAINING_KEYS = ("model", "pretrained", "epochs", "max_steps", "batch_size", "learning_rate", "min_lr",
                      "weight_decay", "scheduler", "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed",
-                     "n_folds", "fold_method", "group_column", "swa_epochs")
+                     "n_folds", "fold_method", "group_column", "swa_epochs", "pseudo_labels", "pseudo_threshold")
 
     def training_settings(self) -> dict[str, Any]:
         """The values of ``TRAINING_KEYS``: equal settings mean a saved fold or epoch can be reused."""

@@ -170,6 +170,7 @@ def write_predictions(output_dir: str | Path, per_fold: dict[str, np.ndarray], *
     provenance = {"weights": weights, "tta": list(views), "test_sha256": test.fingerprint,
                   "n_test": int(len(mean_probs)),
                   "manifest_sha256": sha256_file(Path(weights_dir) / MANIFEST_NAME),
+                  "folds_sha256": manifest.get("files", {}).get("folds.csv", ""),  # pseudo-labels need the same folds
                   "model": manifest["model"]["spec"]["name"]}
     write_text_atomic(output_dir / "test_probs.json", json.dumps(provenance, indent=2) + "\n")
     path = write_submission(output_dir / "submission.csv", make_submission(mean_probs), n_test=len(mean_probs))

@@ -40,6 +40,7 @@ from .device import resolve_device
 from .distributed import ranks_agree
 from .fold_result import FoldResult, fold_file, load_fold_result
 from .models import PretrainedWeightsError
+from .pseudo import PseudoLabels
 from .trainer import DivergedError, train_fold
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
                            folds: np.ndarray, fold_list: Sequence[int], output_dir: str | Path,
                            timeout: float | None = None,
                            on_fold: Callable[[FoldResult, np.ndarray], None] | None = None,
-                           ) -> list[tuple[FoldResult, np.ndarray]]:
+                           pseudo: PseudoLabels | None = None) -> list[tuple[FoldResult, np.ndarray]]:
     """Train ``fold_list`` in ``plan.workers`` processes and return [(FoldResult, val_idx)] in ``fold_list`` order.
 
     Args:
@@ -105,6 +106,7 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
         timeout: Seconds before the workers are stopped (None: no limit).
         on_fold: Called in this process with (FoldResult, val_idx) as soon as a worker finishes a fold (the
             pipeline records the fold in manifest.json then, so a kill loses no finished fold).
+        pseudo: Test rows each fold also trains on (core.pseudo), passed to the workers with the data.
 
     Raises:
         RuntimeError: A worker failed; the message holds the end of its output.
@@ -117,7 +119,8 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
         path.unlink(missing_ok=True)
     work = Path(tempfile.mkdtemp(prefix="digitkit-launch-"))
     try:
-        np.savez(work / "data.npz", images=images, labels=labels, folds=folds)
+        extra = {} if pseudo is None else {"pseudo_images": pseudo.images, "pseudo_labels": pseudo.labels}
+        np.savez(work / "data.npz", images=images, labels=labels, folds=folds, **extra)
         (work / "config.json").write_text(json.dumps(config.to_dict()), encoding="utf-8")
         env = _worker_env(plan.workers)
         common = ["--work", str(work), "--output", str(output_dir), "--parent-pid", str(os.getpid())]
@@ -280,8 +283,10 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
     if world > 1:
         torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     with np.load(work / "data.npz") as data:
-        images, labels, folds = (torch.from_numpy(data["images"]), torch.from_numpy(data["labels"]),
-                                 data["folds"])
+        images, labels, folds = data["images"], data["labels"], data["folds"]
+        pseudo = (PseudoLabels(images=data["pseudo_images"], labels=data["pseudo_labels"],
+                               threshold=config.pseudo_threshold, source=Path(config.pseudo_labels))
+                  if "pseudo_images" in data.files else None)
     scratch = Path(tempfile.mkdtemp(prefix=f"digitkit-rank{rank}-")) if rank > 0 else None
     try:
         for fold in fold_list:
@@ -292,7 +297,11 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
                 if (output_dir / last).is_file():
                     shutil.copy(output_dir / last, scratch / last)
             train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-            result = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
+            fold_images, fold_labels = images, labels
+            if pseudo is not None:
+                fold_images, fold_labels, train_idx = pseudo.extend(images, labels, train_idx, fold)
+            result = train_fold(config, images=torch.from_numpy(fold_images), labels=torch.from_numpy(fold_labels),
+                                train_idx=train_idx, val_idx=val_idx,
                                 fold=fold, output_dir=fold_dir, device=device,
                                 before_epoch=follow_thread_share(work) if world == 1 else None)
             if not ranks_agree(result.val_probs):

@@ -27,18 +27,19 @@ import torch
 
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
 from .config import Config
-from .data import TrainData, find_competition_file, read_train
+from .data import TrainData, find_competition_file, read_test, read_train
 from .device import describe_device, resolve_device
 from .fold_result import FoldResult, entry_files, fold_file, manifest_entry
 from .folds import load_or_make_folds
 from .launch import ParallelPlan, plan_parallel, train_folds_in_workers
-from .manifest import write_manifest
+from .manifest import sha256_file, write_manifest
 from .models import (count_parameters, create_model, describe_pretrained, forward_flops, is_convolutional,
                      model_spec, resolve_pretrained)
 from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
 from .paths import find_input_file, given_path, on_kaggle
 from .plots import plot_lr_schedule, plot_training_curves
 from .presets import expected_result
+from .pseudo import PseudoLabels, load_pseudo_labels
 from .recipe import describe_parallel, describe_recipe
 from .resume import adopt_previous_output, completed_fold
 from .scheduler import schedule_rates
@@ -87,10 +88,15 @@ class FoldSplit:
     folds: np.ndarray  # int64 (N,): the fold of each train.csv row
     path: Path  # the run's folds.csv
     labels: np.ndarray  # int64 (N,)
+    pseudo: PseudoLabels | None = None  # test rows each fold also trains on (config.pseudo_labels)
 
     def splits(self, fold_indices: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """fold → (training row indices, validation row indices)."""
         return {f: (np.flatnonzero(self.folds != f), np.flatnonzero(self.folds == f)) for f in fold_indices}
+
+    def n_train(self, fold: int) -> int:
+        """Rows fold ``fold`` trains on: train.csv's other folds, plus its pseudo-labelled test rows."""
+        return int((self.folds != fold).sum()) + (len(self.pseudo.rows(fold)) if self.pseudo is not None else 0)
 
     def table(self) -> pd.DataFrame:
         """Rows per fold (rows) and digit (columns), with totals: each fold should hold every digit alike."""
@@ -98,10 +104,14 @@ class FoldSplit:
                            margins=True, margins_name="all")
 
     def _repr_html_(self) -> str:
-        return self.table().to_html()
+        html = self.table().to_html()
+        if self.pseudo is not None:
+            html += (f"<p>and pseudo-labelled test rows per fold (from {self.pseudo.source}, fold k's own earlier "
+                     f"model, top probability ≥ {self.pseudo.threshold:g}):</p>{self.pseudo.table().to_html()}")
+        return html
 
     def __repr__(self) -> str:
-        return str(self.table())
+        return str(self.table()) + (f"\n{self.pseudo!r}" if self.pseudo is not None else "")
 
 
 @dataclasses.dataclass
@@ -167,16 +177,24 @@ def prepare_run(config: Config, *, output_dir: str | Path) -> RunSetup:
 
 
 # --------------------------------------------------------------------------------------------------- 3 · folds
-def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path | None = None) -> FoldSplit:
+def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path | None = None,
+                  data_dir: str | Path | None = None) -> FoldSplit:
     """The run's ``folds.csv``: reused from ``folds_path`` (refused when made for another train.csv or another k) or
-    one attached among Kaggle's inputs, else the output folder's own (made on first use, then reused)."""
+    one attached among Kaggle's inputs, else the output folder's own (made on first use, then reused); with
+    ``config.pseudo_labels``, each fold's pseudo-labelled rows of ``data_dir``'s test.csv (core.pseudo)."""
     config = setup.config
     reuse_from = given_path(folds_path, "folds_path", folder=False) or find_input_file("folds.csv")
     path = setup.output_dir / "folds.csv"
     folds = load_or_make_folds(path, train.labels, fingerprint=train.fingerprint, n_folds=config.n_folds,
                                method=config.fold_method, seed=config.seed, groups=train.groups, reuse_from=reuse_from)
-    return FoldSplit(folds=np.asarray(folds, dtype=np.int64), path=path,
-                     labels=np.asarray(train.labels, dtype=np.int64))
+    split = FoldSplit(folds=np.asarray(folds, dtype=np.int64), path=path,
+                      labels=np.asarray(train.labels, dtype=np.int64))
+    if config.pseudo_labels:
+        assert data_dir is not None, "pseudo-labels need data_dir: the folder of this run's test.csv"
+        split.pseudo = load_pseudo_labels(config.pseudo_labels, test=read_test(find_competition_file(data_dir, "test")),
+                                          n_folds=config.n_folds, folds_sha256=sha256_file(path),
+                                          threshold=config.pseudo_threshold)
+    return split
 
 
 # ------------------------------------------------------------------------------------- 4 · model and schedule
@@ -208,7 +226,7 @@ class Schedule:
 def planned_schedule(setup: RunSetup, split: FoldSplit) -> Schedule:
     """The schedule a fold follows (its training rows: all rows but the first trained fold's)."""
     config = setup.config
-    n_train = int((split.folds != config.fold_indices()[0]).sum())
+    n_train = split.n_train(config.fold_indices()[0])
     batch, per_epoch, total, epochs = plan_fold(config, n_train)
     rates, warmup = schedule_rates(scheduler=config.scheduler, learning_rate=config.learning_rate,
                                    min_lr=config.min_lr, total_steps=total, epochs=epochs)
@@ -251,14 +269,17 @@ def train_folds(setup: RunSetup, train: TrainData, split: FoldSplit, *,
         create_model(config.model, pretrained=True)
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
         train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=split.folds,
-                               fold_list=todo, output_dir=output_dir, on_fold=record)
+                               fold_list=todo, output_dir=output_dir, on_fold=record, pseudo=split.pseudo)
     else:
-        images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
         for fold in todo:
             train_idx, val_idx = splits[fold]
+            images, labels = train.images, train.labels
+            if split.pseudo is not None:
+                images, labels, train_idx = split.pseudo.extend(images, labels, train_idx, fold)
             log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
-            record(train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=fold,
-                              output_dir=output_dir, device=setup.device), val_idx)
+            record(train_fold(config, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
+                              train_idx=train_idx, val_idx=val_idx, fold=fold, output_dir=output_dir,
+                              device=setup.device), val_idx)
     return [(done[fold], splits[fold][1]) for fold in splits]
 
 
@@ -322,7 +343,7 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
              config.n_folds, config.epochs)
     log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle()))
     train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
-    split = prepare_folds(setup, train, folds_path=folds_path)
+    split = prepare_folds(setup, train, data_dir=data_dir, folds_path=folds_path)
     log.info("%s", describe_model(setup))
     results = train_folds(setup, train, split, resume_from=resume_from)
     scored = score_out_of_fold(setup, train, results)

@@ -41,8 +41,11 @@ def describe_recipe(config: Config, *, model: str, devices: str, parallel: str, 
            "none": "no test-time augmentation"}.get(config.tta.strip(), f"test-time augmentation views {config.tta}")
     swa = f"SWA over the last {config.swa_epochs} epochs, used only if it helps on OOF" if config.swa_epochs else \
         "no SWA"
+    pseudo = (f" on its rows plus the test rows that fold's model in `{config.pseudo_labels}` labels with top "
+              f"probability ≥ {config.pseudo_threshold:g} (**pseudo-labels**; that model never saw the fold's validation rows)"
+              if config.pseudo_labels else "")
     text = (f"**Recipe.** {model}. {folds}: each fold trains **{config.epochs} epochs** at batch "
-            f"**{config.batch_size}** with {describe_schedule(config)}, {smoothing}, and "
+            f"**{config.batch_size}**{pseudo} with {describe_schedule(config)}, {smoothing}, and "
             f"{describe_augmentation(config)}; the epoch with the best validation accuracy is kept as the fold's "
             f"weights. Then every training row is scored by the fold model that never saw it: that out-of-fold "
             f"accuracy is **the local CV**. Inference: {tta}; {swa}. Hardware: {devices}; {parallel}.")
