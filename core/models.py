@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import json
 import logging
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import timm
 import torch
@@ -128,8 +129,10 @@ class PretrainedWeightsError(RuntimeError):
     """timm could not fetch a model's pretrained weights (no internet, or the hub refused)."""
 
 
-# digitkit's own architectures (no pretrained weights); every other name goes to timm.
-OWN_MODELS: dict[str, type[nn.Module]] = {"smallcnn": SmallCNN, "fastcnn": FastCNN}
+# digitkit's own architectures (no pretrained weights); every other name goes to timm. ``fastcnn_wide`` is fastcnn at
+# 1.5x the widths (0.16 M parameters, 24 MFLOP per image; about 1.8x fastcnn's time per epoch on a CPU core).
+OWN_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "smallcnn": SmallCNN, "fastcnn": FastCNN, "fastcnn_wide": functools.partial(FastCNN, widths=(24, 48, 96))}
 
 
 class PadTo(nn.Module):

@@ -30,13 +30,16 @@ def test_the_named_recipes():
     local = preset_config("local")
     assert (local.model, local.epochs) == ("smallcnn", 4)
     cpu = preset_config("cpu-recipe")
-    assert cpu == Config(model="fastcnn", epochs=20, batch_size=256, learning_rate=4e-3, parallel="folds", workers=2)
+    assert cpu == Config(model="fastcnn_wide", epochs=15, learning_rate=3e-3, parallel="folds", workers=2)
+    quick = preset_config("cpu-quick")
+    assert quick == Config(model="fastcnn", epochs=8, learning_rate=3e-3, parallel="folds", workers=2,
+                           tta="identity,rotate_ccw,rotate_cw")
 
 
 def test_preset_parameters_is_a_copy_and_unknown_names_list_the_known_ones():
     preset_parameters("local")["epochs"] = 99
     assert preset_parameters("local")["epochs"] == 4
-    with pytest.raises(ConfigError, match="preset = 'fast': choose one of kaggle, local, cpu-recipe"):
+    with pytest.raises(ConfigError, match="preset = 'fast': choose one of kaggle, local, cpu-recipe, cpu-quick"):
         preset_parameters("fast")
 
 
@@ -54,8 +57,8 @@ def test_run_local_applies_the_preset_then_the_p_overrides(tmp_path, monkeypatch
     assert run_local.main(common) == 1
     assert seen["train"]["epochs"] == 4 and "model" not in seen["train"]
     assert run_local.main([*common, "--preset", "cpu-recipe", "-p", "epochs=2", "-p", "seed=7"]) == 1
-    assert {k: seen["train"][k] for k in ("model", "epochs", "batch_size", "workers", "seed")} == {
-        "model": "fastcnn", "epochs": 2, "batch_size": 256, "workers": 2, "seed": 7}
+    assert {k: seen["train"][k] for k in ("model", "epochs", "learning_rate", "workers", "seed")} == {
+        "model": "fastcnn_wide", "epochs": 2, "learning_rate": 3e-3, "workers": 2, "seed": 7}
 
 
 def test_run_local_refuses_an_unknown_preset_naming_the_known_ones(tmp_path, capsys):
@@ -63,4 +66,4 @@ def test_run_local_refuses_an_unknown_preset_naming_the_known_ones(tmp_path, cap
 
     with pytest.raises(SystemExit):
         run_local.main(["--run", "x", "--runs", str(tmp_path / "runs"), "--preset", "fast"])
-    assert "preset = 'fast': choose one of kaggle, local, cpu-recipe" in capsys.readouterr().err
+    assert "preset = 'fast': choose one of kaggle, local, cpu-recipe, cpu-quick" in capsys.readouterr().err
