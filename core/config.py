@@ -62,10 +62,8 @@ class Config:
     tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
     swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
     # ---- pseudo-labels: test rows an earlier run on the same folds is sure of, added to each fold's training rows
-    pseudo_labels: str = ""  # "": off; else that run's inference output (test_probs.npz, or its folder; relative
-    # paths start in the notebook's working folder); fold k uses fold k's earlier model only, so the local CV stays honest
-    pseudo_threshold: float = 0.8  # keep a test row when that model's top probability is at least this (≈0.91 at most
-    # with label_smoothing 0.1)
+    pseudo_labels: str = ""  # "": off | that run's inference output folder (test_probs.npz); fold k uses its own model
+    pseudo_threshold: float = 0.8  # keep a test row at top probability >= this (at most ≈0.91 with ε = 0.1)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Config":

@@ -130,7 +130,7 @@ class PretrainedWeightsError(RuntimeError):
 
 
 # digitkit's own architectures (no pretrained weights); every other name goes to timm. ``fastcnn_wide`` is fastcnn at
-# 1.5x the widths (0.16 M parameters, 24 MFLOP per image; about 1.8x fastcnn's time per epoch on a CPU core).
+# 1.5x the widths (0.16 M parameters, 25 MFLOP per image; about 1.8x fastcnn's time per epoch on a CPU core).
 OWN_MODELS: dict[str, Callable[..., nn.Module]] = {
     "smallcnn": SmallCNN, "fastcnn": FastCNN, "fastcnn_wide": functools.partial(FastCNN, widths=(24, 48, 96))}
 
@@ -182,7 +182,7 @@ def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1,
     """Resolve a model name into everything needed to rebuild its architecture.
 
     Args:
-        name: ``"smallcnn"``, ``"fastcnn"`` or a timm model name, with or without a pretrained tag
+        name: ``"smallcnn"``, ``"fastcnn"``, ``"fastcnn_wide"`` or a timm model name, with or without a pretrained tag
             (``"convnext_atto.d2_in1k"``).
         num_classes: Output logits per image.
         in_chans: Input channels (1 for MNIST; timm adapts a pretrained stem to it).

@@ -42,7 +42,8 @@ def describe_recipe(config: Config, *, model: str, devices: str, parallel: str, 
     swa = f"SWA over the last {config.swa_epochs} epochs, used only if it helps on OOF" if config.swa_epochs else \
         "no SWA"
     pseudo = (f" on its rows plus the test rows that fold's model in `{config.pseudo_labels}` labels with top "
-              f"probability ≥ {config.pseudo_threshold:g} (**pseudo-labels**; that model never saw the fold's validation rows)"
+              f"probability ≥ {config.pseudo_threshold:g} (**pseudo-labels**; that model never saw the fold's "
+              "validation rows)"
               if config.pseudo_labels else "")
     text = (f"**Recipe.** {model}. {folds}: each fold trains **{config.epochs} epochs** at batch "
             f"**{config.batch_size}**{pseudo} with {describe_schedule(config)}, {smoothing}, and "

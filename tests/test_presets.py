@@ -32,7 +32,7 @@ def test_the_named_recipes():
     cpu = preset_config("cpu-recipe")
     assert cpu == Config(model="fastcnn_wide", epochs=15, learning_rate=3e-3, parallel="folds", workers=2)
     quick = preset_config("cpu-quick")
-    assert quick == Config(model="fastcnn", epochs=12, learning_rate=3e-3, parallel="folds", workers=2, tta="none")
+    assert quick == Config(model="fastcnn", epochs=14, learning_rate=3e-3, parallel="folds", workers=2, tta="none")
 
 
 def test_preset_parameters_is_a_copy_and_unknown_names_list_the_known_ones():
