@@ -63,7 +63,7 @@ class Config:
     swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
     # ---- pseudo-labels: test rows an earlier run on the same folds is sure of, added to each fold's training rows
     pseudo_labels: str = ""  # "": off | that run's inference output folder (test_probs.npz); fold k uses its own model
-    pseudo_threshold: float = 0.8  # keep a test row at top probability >= this (at most ≈0.91 with ε = 0.1)
+    pseudo_threshold: float = 0.8  # keep a test row whose top probability is at least this (≈0.91 at most, at ε 0.1)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
