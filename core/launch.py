@@ -40,7 +40,7 @@ from .device import resolve_device
 from .distributed import ranks_agree
 from .fold_result import FoldResult, fold_file, load_fold_result
 from .models import PretrainedWeightsError
-from .pseudo import PseudoLabels
+from .pseudo import PseudoLabels, fold_training_data
 from .trainer import DivergedError, train_fold
 
 log = logging.getLogger(__name__)
@@ -297,9 +297,7 @@ def run_worker(*, work: Path, output_dir: Path, fold_list: Sequence[int]) -> Non
                 if (output_dir / last).is_file():
                     shutil.copy(output_dir / last, scratch / last)
             train_idx, val_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-            fold_images, fold_labels = images, labels
-            if pseudo is not None:
-                fold_images, fold_labels, train_idx = pseudo.extend(images, labels, train_idx, fold)
+            fold_images, fold_labels, train_idx = fold_training_data(pseudo, images, labels, train_idx, fold)
             result = train_fold(config, images=torch.from_numpy(fold_images), labels=torch.from_numpy(fold_labels),
                                 train_idx=train_idx, val_idx=val_idx,
                                 fold=fold, output_dir=fold_dir, device=device,

@@ -39,7 +39,7 @@ from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
 from .paths import find_input_file, given_path, on_kaggle
 from .plots import plot_lr_schedule, plot_training_curves
 from .presets import expected_result
-from .pseudo import PseudoLabels, load_pseudo_labels
+from .pseudo import PseudoLabels, fold_training_data, load_pseudo_labels
 from .recipe import describe_parallel, describe_recipe
 from .resume import adopt_previous_output, completed_fold
 from .scheduler import schedule_rates
@@ -273,9 +273,7 @@ def train_folds(setup: RunSetup, train: TrainData, split: FoldSplit, *,
     else:
         for fold in todo:
             train_idx, val_idx = splits[fold]
-            images, labels = train.images, train.labels
-            if split.pseudo is not None:
-                images, labels, train_idx = split.pseudo.extend(images, labels, train_idx, fold)
+            images, labels, train_idx = fold_training_data(split.pseudo, train.images, train.labels, train_idx, fold)
             log.info("fold %d: %d train rows, %d validation rows", fold, len(train_idx), len(val_idx))
             record(train_fold(config, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
                               train_idx=train_idx, val_idx=val_idx, fold=fold, output_dir=output_dir,

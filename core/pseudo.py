@@ -75,6 +75,13 @@ class PseudoLabels:
                 f"{self.table()}")
 
 
+def fold_training_data(pseudo: PseudoLabels | None, images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray,
+                       fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, train_idx) fold ``fold`` trains on: as given, or with its pseudo-labelled rows appended
+    (``PseudoLabels.extend``) when ``pseudo`` is set."""
+    return (images, labels, train_idx) if pseudo is None else pseudo.extend(images, labels, train_idx, fold)
+
+
 def load_pseudo_labels(source: str | Path, *, test: TestData, n_folds: int, folds_sha256: str,
                        threshold: float) -> PseudoLabels:
     """Read an earlier run's per-fold test predictions and keep, per fold, the rows at or above ``threshold``.
