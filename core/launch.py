@@ -142,6 +142,7 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
                  plan.workers, list(fold_list), __package__, _package_root())
         seen: dict[int, tuple[FoldResult, np.ndarray]] = {}
         shares_cores = plan.mode == "folds" and not _visible_gpus()  # CPU fold workers: the threads are shared out
+        shared_for = [0]  # the number of running workers the last THREADS_FILE was written for
 
         def collect(running: int = 0) -> None:  # train_fold writes its _oof.npz last, in one rename: one that
             # exists is whole
@@ -150,8 +151,9 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
                     seen[fold] = load_fold_result(path)
                     if on_fold is not None:
                         on_fold(*seen[fold])
-            if shares_cores and running:
+            if shares_cores and running and running != shared_for[0]:
                 share_threads(work, running=running)
+                shared_for[0] = running
 
         _run_all(commands, envs, tags, timeout=timeout, poll=collect)
         collect()
@@ -180,10 +182,8 @@ def threads_per_worker(running: int) -> int:
 
 
 def share_threads(work: Path, *, running: int) -> None:
-    """Tell the fold workers still running how many threads each may use (``THREADS_FILE``; written on change)."""
-    path, threads = work / THREADS_FILE, str(threads_per_worker(running))
-    if not path.is_file() or path.read_text(encoding="utf-8") != threads:
-        write_text_atomic(path, threads)
+    """Tell the fold workers still running how many threads each may use (``THREADS_FILE``)."""
+    write_text_atomic(work / THREADS_FILE, str(threads_per_worker(running)))
 
 
 def follow_thread_share(work: Path) -> Callable[[int], None]:
