@@ -101,6 +101,7 @@ class TrainingState:
     best_acc: float
     best_epoch: int  # 1-based
     swa: dict[str, Any] | None = None  # SwaAverager.state_dict() when SWA is on
+    noise: dict[str, Any] | None = None  # core.noise_scale.NoiseScale.state_dict() when it is measured
 
     def save(self, path: str | Path) -> None:
         """Write atomically to ``path`` (a kill leaves the previous epoch's checkpoint whole)."""

@@ -58,6 +58,7 @@ class Config:
     channels_last: bool = True  # only for convolutional models
     compile: bool = False
     eval_batch_size: int = 1024
+    noise_scale_every: int = 20  # 0: off; else measure the gradient noise scale every N steps (about 1/N extra time)
     # ---- what inference will do: chosen on the out-of-fold rows, recorded in manifest.json
     tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
     swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
@@ -90,6 +91,8 @@ class Config:
              f"weight_decay = {self.weight_decay:g}: use 0 (none) or a positive number (1e-2 is the default)")
         need(self.eval_batch_size >= 1, f"eval_batch_size = {self.eval_batch_size}: must be a positive integer "
                                         "(images per validation forward pass; 1024 is the default)")
+        need(self.noise_scale_every >= 0, f"noise_scale_every = {self.noise_scale_every}: use 0 (off) or a number "
+                                          "of optimizer steps between measurements (20 is the default)")
         need(0 <= self.seed < 2**32, f"seed = {self.seed}: use an integer 0..2**32-1 (42 is the default)")
         need(0 <= self.rotate_deg <= MAX_ROTATE_DEG,
              f"rotate_deg = {self.rotate_deg:g}: use 0..{MAX_ROTATE_DEG:g} degrees (10-15 is typical); digitkit never "

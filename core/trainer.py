@@ -32,6 +32,7 @@ from .config import Config
 from .device import resolve_device
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
 from .fold_result import FoldResult, fold_file, save_fold_result
+from .noise_scale import MICRO_BATCHES, NoiseScale, gradient_norms
 from .models import create_model, is_convolutional, resolve_pretrained
 from .paths import on_kaggle
 from .predict import autocast_context, amp_dtype, predict_logits
@@ -122,6 +123,7 @@ class FoldSetup:
     steps_per_epoch: int
     total_steps: int
     epochs: int  # config.epochs, or fewer when max_steps stops the run early
+    noise: NoiseScale | None = None  # the gradient noise scale's running estimate; None when not measured
 
     def state(self, settings: dict[str, Any], *, epoch: int, history: list[dict[str, float]], best_acc: float,
               best_epoch: int, swa: SwaAverager | None) -> TrainingState:
@@ -131,7 +133,8 @@ class FoldSetup:
             scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
             generator=self.generator.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch, history=history,
-            best_acc=best_acc, best_epoch=best_epoch, swa=swa.state_dict() if swa is not None else None)
+            best_acc=best_acc, best_epoch=best_epoch, swa=swa.state_dict() if swa is not None else None,
+            noise=self.noise.state_dict() if self.noise is not None else None)
 
     def restore(self, state: TrainingState, swa: SwaAverager | None) -> None:
         """Put model, optimizer, scheduler, scaler, RNGs (and ``swa``) back where ``state`` left them."""
@@ -145,6 +148,8 @@ class FoldSetup:
         torch.set_rng_state(state.torch_rng)
         if swa is not None and state.swa is not None:
             swa.load_state_dict(state.swa)
+        if self.noise is not None and state.noise is not None:
+            self.noise.load_state_dict(state.noise)
 
 
 def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.device) -> FoldSetup:
@@ -175,7 +180,8 @@ def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.devic
                      scaler=grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16),
                      generator=torch.Generator().manual_seed(config.seed * 1000 + fold), device=device, amp=use_amp,
                      channels_last=channels_last, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-                     total_steps=total_steps, epochs=epochs)
+                     total_steps=total_steps, epochs=epochs,
+                     noise=NoiseScale() if config.noise_scale_every else None)
 
 
 def fold_batch(config: Config, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, *,
@@ -232,7 +238,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
 
 def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, train_idx: np.ndarray,
                val_idx: np.ndarray, fold: int, output_dir: str | Path, device: torch.device | None = None,
-               before_epoch: Callable[[int], None] | None = None) -> FoldResult:
+               before_epoch: Callable[[int], None] | None = None,
+               after_step: Callable[[int, FoldSetup], None] | None = None) -> FoldResult:
     """Train ``config.model`` on ``train_idx`` rows, keep the epoch with the best accuracy on ``val_idx`` rows.
 
     Args:
@@ -243,6 +250,9 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
             when the fold is finished, its result ``_oof.npz`` (core.fold_result names and writes them all).
         before_epoch: called with each 0-based epoch before it trains, in this thread (core.launch's fold workers
             take up the CPU threads a finished worker left free there).
+        after_step: called after every optimizer step with the number of steps taken so far (1-based, over all
+            epochs) and the fold's setup (the sweep scores its learning curves there; it must leave the model in
+            training mode).
 
     Raises:
         DivergedError: a loss is not finite after some epoch (the fold's best weights are deleted).
@@ -276,11 +286,13 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         if before_epoch is not None:
             before_epoch(epoch)
         started = time.perf_counter()
-        train_loss = _train_epoch(setup, config, images, labels, train_rows, fold=fold, epoch=epoch)
+        train_loss = _train_epoch(setup, config, images, labels, train_rows, fold=fold, epoch=epoch,
+                                  after_step=after_step)
         broadcast_buffers(unwrap(setup.model))  # BatchNorm statistics of rank 0 everywhere: all ranks score alike
         val_loss, val_acc, _ = evaluate(setup.eval_model, images[val_rows], labels[val_rows], **scoring)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc,
-                        "lr": setup.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started})
+                        "lr": setup.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
+                        "noise_scale": noise_scale_now(setup)})
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             best_path.unlink(missing_ok=True)  # an earlier epoch's "best" of a fold that blew up is no result
             raise DivergedError(divergence_message(config, fold=fold, epoch=epoch + 1, epochs=epochs,
@@ -291,8 +303,10 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         if improved:
             best_acc, best_epoch = val_acc, epoch + 1
             save_state_dict(setup.model, best_path)
-        log.info("fold %d epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.5f%s  (%.1fs)", fold, epoch + 1,
-                 epochs, train_loss, val_loss, val_acc, "  *best*" if improved else "", history[-1]["seconds"])
+        noise = history[-1]["noise_scale"]
+        log.info("fold %d epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.5f%s%s  (%.1fs)", fold, epoch + 1,
+                 epochs, train_loss, val_loss, val_acc, "  *best*" if improved else "",
+                 f"  B_simple {noise:,.0f}" if noise is not None else "", history[-1]["seconds"])
         write_text_atomic(log_path, pd.DataFrame(history).to_csv(index=False))
         if swa is not None:
             swa.after_epoch(unwrap(setup.model), epoch)
@@ -315,10 +329,29 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     return result
 
 
+def noise_scale_now(setup: FoldSetup) -> float | None:
+    """The fold's current gradient noise scale B_simple in examples; None when it is not measured (or not yet)."""
+    value = setup.noise.value if setup.noise is not None else float("nan")
+    return value if math.isfinite(value) else None
+
+
+def measure_noise(setup: FoldSetup, x: torch.Tensor, targets: torch.Tensor) -> None:
+    """One measurement of the gradient noise scale on this batch (core.noise_scale), folded into ``setup.noise``.
+    Under ddp every rank measures its own share and the squared norms are averaged over ranks."""
+    if setup.batch_size // rank_and_world()[1] < 2 * MICRO_BATCHES:  # under 2 rows per micro-batch: nothing to say
+        return
+    g2_small, g2_big, b_small, b_big = gradient_norms(
+        unwrap(setup.model), x, targets, soft_target_cross_entropy,
+        autocast=lambda: autocast_context(x.device, setup.amp))
+    setup.noise.update(mean_over_ranks(g2_small, setup.device), mean_over_ranks(g2_big, setup.device), b_small, b_big)
+
+
 def _train_epoch(setup: FoldSetup, config: Config, images: torch.Tensor, labels: torch.Tensor,
-                 train_rows: torch.Tensor, *, fold: int, epoch: int) -> float:
+                 train_rows: torch.Tensor, *, fold: int, epoch: int,
+                 after_step: Callable[[int, FoldSetup], None] | None = None) -> float:
     """Train one epoch (0-based ``epoch``) over ``train_rows`` in a fresh random order; return the mean training loss
-    over its steps and the ranks. The epoch after ``max_steps`` is reached stops early."""
+    over its steps and the ranks. The epoch after ``max_steps`` is reached stops early. Every
+    ``config.noise_scale_every`` steps the batch also measures the gradient noise scale (:func:`measure_noise`)."""
     setup.model.train()
     order = train_rows[torch.randperm(len(train_rows), generator=setup.generator).to(setup.device)]
     loss_sum, smoothed = torch.zeros((), device=setup.device), None  # summed on the device: no sync per step
@@ -328,9 +361,14 @@ def _train_epoch(setup: FoldSetup, config: Config, images: torch.Tensor, labels:
         rows = order[step * setup.batch_size:(step + 1) * setup.batch_size]
         x, targets, weight = fold_batch(config, images, labels, rows, channels_last=setup.channels_last,
                                         generator=setup.generator)
+        done = epoch * setup.steps_per_epoch + step + 1  # optimizer steps after this one
+        if setup.noise is not None and done % config.noise_scale_every == 0:
+            measure_noise(setup, x, targets)
         loss = train_step(setup.train_model, setup.optimizer, setup.scheduler, setup.scaler, x, targets,
                           amp=setup.amp, weight=weight)
         loss_sum += loss.detach()
+        if after_step is not None:
+            after_step(done, setup)
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == n_steps:  # .item() waits for the device: not every step
             value = loss.item()
             smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value

@@ -32,7 +32,7 @@ def test_train_fold_writes_fold_tagged_files(tmp_path, config):
     state = torch.load(result.weights_path, weights_only=True)
     assert not any(k.startswith("module.") for k in state)
     log = pd.read_csv(tmp_path / "smallcnn_fold3_log.csv")
-    assert list(log.columns) == ["epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds"]
+    assert list(log.columns) == ["epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds", "noise_scale"]
     assert log["epoch"].tolist() == [1, 2]
     assert result.best_val_acc == pytest.approx(log["val_acc"].max())
     assert result.best_epoch == int(log.loc[log["val_acc"].idxmax(), "epoch"])
