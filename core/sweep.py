@@ -8,6 +8,10 @@ a fixed *budget*, the same for every cell:
 * ``steps=S``: every cell takes S optimizer steps (``Config.max_steps``; the cosine schedule ends at step S);
   a large batch then sees more data. The two answer different questions, so both are offered.
 
+``budget`` may name both, ``"epochs=1,steps=500"``: every cell then trains once per budget. When a batch size's best
+learning rate (mean over seeds) sits on an edge of the grid, the sweep adds the next rate beyond it (the grid's own
+spacing) for that batch size and budget, up to ``refine_rounds`` times, so that the optimum is bracketed.
+
 Each finished cell becomes one row of ``runs.csv`` (long format): ``batch``, ``lr`` and ``min_lr`` (per optimizer
 step), ``seed``, ``budget`` (``epochs=3`` / ``steps=500``), ``steps`` (optimizer steps taken), ``val_acc`` and
 ``val_loss`` (hard-label cross-entropy) on the fold's validation rows, ``diverged`` (True/False) and ``seconds``
@@ -16,6 +20,11 @@ is rewritten beside itself and renamed over the old one, so a kill never leaves 
 without its newline, e.g. from a hand edit, is ignored when reading). A rerun skips the cells already there, so a
 killed or extended sweep (more batch sizes, learning rates or seeds) only trains what is missing. A cell killed
 mid-way resumes at its last finished epoch from the trainer's own checkpoint in ``cells/<cell>/``.
+
+While a cell trains, ``curve_points`` evenly spaced steps score ``curve_rows`` fixed validation rows and read the
+gradient noise scale (core.noise_scale): ``curves.csv`` (one row per point: the cell's keys, ``step``, ``examples`` =
+step × batch, ``val_acc`` on those rows, ``noise_scale``) is what steps-to-target, examples-to-target and the
+critical batch size are read from (core.critical_batch). A cell resumed mid-way has no points before the resume.
 
 A cell counts as **diverged** when any epoch's training or validation loss is not finite, or when its final
 validation accuracy is at most ``CHANCE_ACC`` (0.2; chance is 0.1): it did not learn within the budget, whether it
@@ -46,13 +55,15 @@ from .fold_result import fold_file
 from .folds import load_or_make_folds
 from .oof import CHANCE_ACC
 from .paths import find_input_file, given_path
-from .trainer import DivergedError, for_steps, plan_fold, train_fold
+from .trainer import DivergedError, FoldSetup, evaluate, for_steps, noise_scale_now, plan_fold, train_fold
 
 log = logging.getLogger(__name__)
 
 RUNS_FILE = "runs.csv"
 SETUP_FILE = "sweep.json"
+CURVES_FILE = "curves.csv"
 RUNS_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "steps", "val_acc", "val_loss", "diverged", "seconds"]
+CURVE_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "step", "examples", "val_acc", "noise_scale"]
 BUDGET_KINDS = ("epochs", "steps")
 # Settings that change what a cell computes besides the swept ones: runs.csv made under others is not reused.
 _FIXED_SETTINGS = ("model", "pretrained", "weight_decay", "scheduler", "label_smoothing", "augment", "rotate_deg",
@@ -82,6 +93,14 @@ class Budget:
             raise SweepError(f"budget = {text!r}: write 'epochs=E' (same data per cell) or 'steps=S' (same number "
                              "of optimizer steps per cell), with a positive integer")
         return budget
+
+    @classmethod
+    def parse_all(cls, text: str) -> list["Budget"]:
+        """One budget or several separated by commas: ``"epochs=1,steps=500"`` (duplicates dropped)."""
+        budgets = [cls.parse(part) for part in str(text).replace(";", ",").split(",") if part.strip()]
+        if not budgets:
+            raise SweepError(f"budget = {text!r}: write 'epochs=E', 'steps=S' or both, e.g. 'epochs=1,steps=500'")
+        return _unique(budgets)
 
     def __str__(self) -> str:
         return f"{self.kind}={self.value}"
@@ -122,8 +141,11 @@ class SweepGrid:
         learning_rates: Peak learning rates (per optimizer step).
         seeds: Trainer seeds (model init, batch order, augmentation); more seeds give mean ± sd per cell.
         min_lr_ratio: ``min_lr = lr * min_lr_ratio``, the end of the cosine, so each schedule keeps its shape.
-        budget: ``"epochs=E"`` or ``"steps=S"`` (see :class:`Budget`).
+        budget: ``"epochs=E"``, ``"steps=S"`` or both, comma-separated (see :class:`Budget`).
         fold: The validation fold of the saved folds file that every cell trains without and is scored on.
+        refine_rounds: How many rates at most the sweep adds beyond an edge of the grid where the best rate sits.
+        curve_points: Points of each cell's learning curve (curves.csv); 0: none.
+        curve_rows: Validation rows those points are scored on (a fixed random subset of the fold; all if fewer).
     """
 
     # ---- the grid: every batch size × learning rate × seed is one training run of fold sweep_fold
@@ -131,12 +153,16 @@ class SweepGrid:
     learning_rates: tuple[float, ...] = (1e-3, 5e-4, 2e-4, 1e-4, 1e-5)
     seeds: tuple[int, ...] = (42,)  # more seeds: mean ± sd per cell and an interval for α that includes training noise
     min_lr_ratio: float = 0.01  # min_lr is learning_rate * min_lr_ratio (the end of each cosine)
-    budget: str = "epochs=3"  # per cell: "epochs=E" (same data) or "steps=S" (same number of optimizer steps)
+    budget: str = "epochs=3"  # per cell: "epochs=E" (same data) or "steps=S" (same steps), or both comma-separated
     fold: int = 0  # the validation fold every cell is scored on
+    refine_rounds: int = 2  # a best rate on the grid's edge: add up to this many rates beyond it, for that batch size
+    curve_points: int = 6  # validation points per cell (steps- and examples-to-target, the critical batch size)
+    curve_rows: int = 2000  # validation rows scored at those points
 
     # notebook parameter name → field (the fold is ``sweep_fold`` there: ``folds_to_run`` belongs to training)
     PARAMETERS = {"batch_sizes": "batch_sizes", "learning_rates": "learning_rates", "seeds": "seeds",
-                  "min_lr_ratio": "min_lr_ratio", "budget": "budget", "sweep_fold": "fold"}
+                  "min_lr_ratio": "min_lr_ratio", "budget": "budget", "sweep_fold": "fold",
+                  "refine_rounds": "refine_rounds", "curve_points": "curve_points", "curve_rows": "curve_rows"}
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "SweepGrid":
@@ -149,7 +175,11 @@ class SweepGrid:
             if field in ("batch_sizes", "seeds", "learning_rates"):
                 kwargs[field] = _as_tuple(name, value, float if field == "learning_rates" else int)
                 continue
-            kwargs[field] = coerce(name, value, {"min_lr_ratio": float, "fold": int, "budget": str}[field], SweepError)
+            if field == "budget" and isinstance(value, (list, tuple)):
+                value = ",".join(map(str, value))
+            kinds = {"min_lr_ratio": float, "fold": int, "budget": str, "refine_rounds": int, "curve_points": int,
+                     "curve_rows": int}
+            kwargs[field] = coerce(name, value, kinds[field], SweepError)
         grid = cls(**kwargs)
         grid.validate()
         return grid
@@ -166,18 +196,34 @@ class SweepGrid:
         need(len(self.seeds) > 0, "seeds: give at least one seed")
         need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio = {self.min_lr_ratio}: use 0..1 (min_lr = lr * ratio)")
         need(self.fold >= 0, f"sweep_fold = {self.fold}: use a fold index 0..n_folds-1")
-        Budget.parse(self.budget)
+        need(self.refine_rounds >= 0, f"refine_rounds = {self.refine_rounds}: use 0 (keep the grid) or more")
+        need(self.curve_points >= 0, f"curve_points = {self.curve_points}: use 0 (no curves) or more")
+        need(self.curve_rows >= 1, f"curve_rows = {self.curve_rows}: use a positive number of validation rows")
+        Budget.parse_all(self.budget)
+
+    def budgets(self) -> list[str]:
+        """The budgets as runs.csv writes them, e.g. ``["epochs=1", "steps=500"]``."""
+        return [str(b) for b in Budget.parse_all(self.budget)]
+
+    def cell(self, batch: int, lr: float, seed: int, budget: str) -> Cell:
+        return Cell(batch=batch, lr=lr, min_lr=float(f"{lr * self.min_lr_ratio:.12g}"), seed=seed, budget=budget)
 
     def cells(self) -> list[Cell]:
-        """Every cell, seed by seed (a partial sweep holds whole grids), then batch size, then learning rate."""
-        budget = str(Budget.parse(self.budget))
-        return [Cell(batch=b, lr=lr, min_lr=float(f"{lr * self.min_lr_ratio:.12g}"), seed=s, budget=budget)
-                for s in _unique(self.seeds) for b in _unique(self.batch_sizes) for lr in _unique(self.learning_rates)]
+        """Every cell of the grid, budget by budget, seed by seed (a partial sweep holds whole grids), then batch
+        size, then learning rate (the rates added beyond an edge are :func:`extension_cells`)."""
+        return [self.cell(b, lr, s, budget) for budget in self.budgets() for s in _unique(self.seeds)
+                for b in _unique(self.batch_sizes) for lr in _unique(self.learning_rates)]
+
+    def lr_step(self) -> float:
+        """The grid's spacing of learning rates, a factor (geometric mean of neighbouring ratios; 3 for one rate)."""
+        lrs = sorted(set(self.learning_rates))
+        return (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1)) if len(lrs) > 1 else 3.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"batch_sizes": list(self.batch_sizes), "learning_rates": list(self.learning_rates),
                 "seeds": list(self.seeds), "min_lr_ratio": self.min_lr_ratio, "budget": self.budget,
-                "fold": self.fold}
+                "fold": self.fold, "refine_rounds": self.refine_rounds, "curve_points": self.curve_points,
+                "curve_rows": self.curve_rows}
 
 
 # ---------------------------------------------------------------------------------------------------- runs.csv
@@ -205,12 +251,29 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 def append_run(path: str | Path, row: Mapping[str, Any]) -> None:
     """Add one finished cell to ``path``: the whole file is written beside it and renamed over it (never half a row)."""
+    append_rows(path, RUNS_COLUMNS, [row])
+
+
+def append_rows(path: str | Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add ``rows`` to the CSV file ``path`` (header ``columns`` when new), written beside it and renamed over it."""
     path = Path(path)
     text = _complete_lines(path.read_text(encoding="utf-8")) if path.is_file() else ""
     if not text.strip():
-        text = ",".join(RUNS_COLUMNS) + "\n"
-    text += ",".join(_format(row[column]) for column in RUNS_COLUMNS) + "\n"
+        text = ",".join(columns) + "\n"
+    text += "".join(",".join(_format(row[column]) for column in columns) + "\n" for row in rows)
     write_text_atomic(path, text)
+
+
+def read_curves(path: str | Path) -> pd.DataFrame:
+    """The learning-curve points in ``path`` (columns ``CURVE_COLUMNS``; empty when there is no such file)."""
+    path = Path(path)
+    text = _complete_lines(path.read_text(encoding="utf-8")) if path.is_file() else ""
+    if not text.strip():
+        return pd.DataFrame({c: pd.Series(dtype="str" if c == "budget" else "float64") for c in CURVE_COLUMNS})
+    frame = pd.read_csv(io.StringIO(text), dtype={"budget": str})
+    if list(frame.columns) != CURVE_COLUMNS:
+        raise SweepError(f"{path}: columns are {list(frame.columns)}, expected {CURVE_COLUMNS}; move it away")
+    return frame
 
 
 def cell_key(row: Mapping[str, Any]) -> tuple:
@@ -220,16 +283,60 @@ def cell_key(row: Mapping[str, Any]) -> tuple:
 
 
 def pending_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
-    """The cells of ``grid`` that ``runs`` does not hold yet, in :meth:`SweepGrid.cells` order."""
+    """The cells of ``grid`` and of its edge extensions that ``runs`` does not hold yet, grid first."""
     done = {cell_key(row) for row in runs.to_dict("records")}
-    return [cell for cell in grid.cells() if cell.key() not in done]
+    return [cell for cell in grid.cells() + extension_cells(grid, runs) if cell.key() not in done]
+
+
+def extension_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
+    """The next rate beyond each edge of the grid where a batch size's best rate sits (``grid.refine_rounds`` at
+    most per edge), for every seed; only for batch sizes and budgets whose tried rates are finished for all seeds.
+
+    "Best" is the highest mean accuracy over seeds (ties: the lower mean loss); an upward extension stops where the
+    rates diverge, and a batch size where every rate diverged (blew up, or did not learn) gets none.
+    """
+    from .lr_scaling import best_lr, summarize  # the analysis's own notion of "best"
+
+    ours = grid_runs(grid, runs)
+    if not len(ours) or not grid.refine_rounds:
+        return []
+    seeds, step = _unique(grid.seeds), grid.lr_step()
+    low, high = min(grid.learning_rates), max(grid.learning_rates)
+    extra = []
+    for (budget, batch), part in ours.groupby(["budget", "batch"], sort=False):
+        if batch not in grid.batch_sizes or budget not in grid.budgets():
+            continue
+        summary = summarize(part).sort_values("lr")
+        tried = set(summary["lr"].round(12))
+        grid_lrs = {round(lr, 12) for lr in grid.learning_rates}
+        if not grid_lrs <= tried or (summary["n"] < len(seeds)).any():
+            continue  # the grid of this batch size is not finished yet
+        lrs = summary["lr"].to_numpy()
+        diverged = (summary["diverged"] * 2 > summary["n"]).to_numpy()
+        acc = summary["val_acc_mean"].fillna(0.0).to_numpy()
+        loss = -summary["val_loss_mean"].fillna(np.inf).replace(np.inf, 1e30).to_numpy()
+        if diverged.all():
+            continue  # blew up or crawled at every rate: no direction to look in (the analysis says so)
+        i = best_lr(lrs, acc, diverged, tiebreak=loss, refine=False)[0]
+        if i == len(lrs) - 1 and not diverged[i] and (lrs > high * 1.0001).sum() < grid.refine_rounds:
+            extra.append((budget, int(batch), float(f"{lrs[i] * step:.4g}")))
+        elif i == 0 and (lrs < low / 1.0001).sum() < grid.refine_rounds:
+            extra.append((budget, int(batch), float(f"{lrs[i] / step:.4g}")))
+    return [grid.cell(batch, lr, seed, budget) for budget, batch, lr in extra for seed in seeds]
 
 
 def grid_runs(grid: SweepGrid, runs: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``runs`` that belong to ``grid`` (runs.csv may also hold cells of earlier, other grids)."""
-    keys = {cell.key() for cell in grid.cells()}
-    mask = [cell_key(row) in keys for row in runs.to_dict("records")]
-    return runs[np.asarray(mask, dtype=bool)].reset_index(drop=True) if len(runs) else runs
+    """The rows of ``runs`` that belong to ``grid``: its batch sizes, seeds and budgets at its ``min_lr_ratio``, at
+    the grid's learning rates or those the sweep added beyond its edges (runs.csv may hold other grids' cells)."""
+    if not len(runs):
+        return runs
+    lr, low, high = runs["lr"].to_numpy(), min(grid.learning_rates), max(grid.learning_rates)
+    on_grid = np.isclose(lr[:, None], np.asarray(grid.learning_rates)[None, :], rtol=1e-9).any(1)
+    beyond = (lr > high * 1.0001) | (lr < low / 1.0001)
+    mask = (runs["batch"].isin(grid.batch_sizes) & runs["seed"].isin(grid.seeds) & runs["budget"].isin(grid.budgets())
+            & np.isclose(runs["min_lr"] / runs["lr"], grid.min_lr_ratio, rtol=1e-6, atol=1e-12)
+            & (on_grid | beyond))
+    return runs[mask.to_numpy()].reset_index(drop=True)
 
 
 def is_diverged(history: Sequence[Mapping[str, float]]) -> bool:
@@ -256,45 +363,80 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
         images: uint8 (N, 28, 28), every train row.
         labels: int64 (N,).
         folds: int64 (N,) fold index per row; cells train on ``folds != grid.fold`` and score ``folds == grid.fold``.
-        output_dir: Receives ``runs.csv`` and ``cells/<cell>/`` (the trainer's per-epoch log; weights are deleted
+        output_dir: Receives ``runs.csv``, ``curves.csv`` and ``cells/<cell>/`` (the trainer's per-epoch log; weights are deleted
             once the cell is recorded).
 
     Returns:
         The rows of runs.csv that belong to ``grid``.
     """
     output_dir = Path(output_dir)
-    runs_path = output_dir / RUNS_FILE
+    runs_path, curves_path = output_dir / RUNS_FILE, output_dir / CURVES_FILE
     train_idx, val_idx = np.flatnonzero(folds != grid.fold), np.flatnonzero(folds == grid.fold)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise SweepError(f"sweep_fold = {grid.fold}: the folds file has no such fold (folds {sorted(set(folds))})")
     device = device or resolve_device(config.device)
     images, labels = images.to(device), labels.to(device)  # once, not per cell
+    curve_idx = np.sort(np.random.default_rng(grid.fold).permutation(val_idx)[:grid.curve_rows])
+    total, number = len(grid.cells()), 0
     todo = pending_cells(grid, read_runs(runs_path))
-    total = len(grid.cells())
-    log.info("sweep on fold %d (%d train / %d validation rows), budget %s: %d of %d cells in %s, %d to train",
+    log.info("sweep on fold %d (%d train / %d validation rows), budget %s: %d of %d grid cells in %s, %d to train",
              grid.fold, len(train_idx), len(val_idx), grid.budget, total - len(todo), total, runs_path, len(todo))
-    for number, cell in enumerate(todo, start=1):
-        cfg = cell_config(config, cell, len(train_idx))
-        steps = plan_fold(cfg, len(train_idx))[2]
-        log.info("cell %d/%d: batch %d, lr %g (min_lr %g), seed %d, %s → %d steps", number, len(todo), cell.batch,
-                 cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
-        started = time.perf_counter()
-        try:
-            history = train_fold(cfg, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
-                                 fold=grid.fold, output_dir=output_dir / "cells" / cell.name, device=device).history
-        except DivergedError as err:  # a cell that blows up is a finding of the sweep, not a failure of it
-            history = err.history
-        last = history[-1]
-        row = {"batch": cell.batch, "lr": cell.lr, "min_lr": cell.min_lr, "seed": cell.seed, "budget": cell.budget,
-               "steps": steps, "val_acc": last["val_acc"], "val_loss": last["val_loss"],
-               "diverged": is_diverged(history), "seconds": time.perf_counter() - started}
-        append_run(runs_path, row)
-        for weights in (output_dir / "cells" / cell.name).glob("*.pth"):
-            weights.unlink()
-        (output_dir / "cells" / cell.name / fold_file(cfg.model, grid.fold, "oof")).unlink(missing_ok=True)
-        log.info("cell %d/%d done: val_acc %.5f  val_loss %.4f%s  (%.1f s)", number, len(todo), row["val_acc"],
-                 row["val_loss"], "  DIVERGED" if row["diverged"] else "", row["seconds"])
+    while todo:  # the grid, then the rates added beyond its edges, until the best rates are bracketed
+        for cell in todo:
+            number += 1
+            cfg = cell_config(config, cell, len(train_idx))
+            steps = plan_fold(cfg, len(train_idx))[2]
+            log.info("cell %d (%d left): batch %d, lr %g (min_lr %g), seed %d, %s → %d steps", number,
+                     len(todo) - todo.index(cell) - 1, cell.batch, cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
+            probe = CurveProbe(images[curve_idx], labels[curve_idx], total_steps=steps, points=grid.curve_points,
+                               batch_size=config.eval_batch_size)
+            started = time.perf_counter()
+            try:
+                history = train_fold(cfg, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
+                                     fold=grid.fold, output_dir=output_dir / "cells" / cell.name, device=device,
+                                     after_step=probe).history
+            except DivergedError as err:  # a cell that blows up is a finding of the sweep, not a failure of it
+                history = err.history
+            last = history[-1]
+            keys = {"batch": cell.batch, "lr": cell.lr, "min_lr": cell.min_lr, "seed": cell.seed,
+                    "budget": cell.budget}
+            row = {**keys, "steps": steps, "val_acc": last["val_acc"], "val_loss": last["val_loss"],
+                   "diverged": is_diverged(history), "seconds": time.perf_counter() - started}
+            if probe.points:  # the curve first: a cell in runs.csv has its curve
+                append_rows(curves_path, CURVE_COLUMNS, [{**keys, **point} for point in probe.points])
+            append_run(runs_path, row)
+            for weights in (output_dir / "cells" / cell.name).glob("*.pth"):
+                weights.unlink()
+            (output_dir / "cells" / cell.name / fold_file(cfg.model, grid.fold, "oof")).unlink(missing_ok=True)
+            noise = last.get("noise_scale")
+            log.info("cell %d done: val_acc %.5f  val_loss %.4f%s%s  (%.1f s)", number, row["val_acc"],
+                     row["val_loss"], f"  B_simple {noise:,.0f}" if noise else "",
+                     "  DIVERGED" if row["diverged"] else "", row["seconds"])
+        todo = pending_cells(grid, read_runs(runs_path))
+        if todo:
+            log.info("best rate on the grid's edge: %d more cells (%s)", len(todo),
+                     ", ".join(sorted({f"batch {c.batch} lr {c.lr:g} {c.budget}" for c in todo})))
     return grid_runs(grid, read_runs(runs_path))
+
+
+class CurveProbe:
+    """``after_step`` hook of a sweep cell: at ``points`` evenly spaced steps of ``total_steps``, score uint8
+    (n, 28, 28) ``images`` against ``labels`` and read the noise scale; ``points`` collects one dict per point."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, total_steps: int, points: int,
+                 batch_size: int):
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.at = {max(1, round(total_steps * j / points)) for j in range(1, points + 1)} if points else set()
+        self.points: list[dict[str, Any]] = []
+
+    def __call__(self, step: int, setup: FoldSetup) -> None:
+        if step not in self.at:
+            return
+        acc = evaluate(setup.eval_model, self.images, self.labels, batch_size=self.batch_size,
+                       channels_last=setup.channels_last, amp=setup.amp)[1]  # back in training mode afterwards
+        noise = noise_scale_now(setup)
+        self.points.append({"step": step, "examples": step * setup.batch_size, "val_acc": acc,
+                            "noise_scale": float("nan") if noise is None else noise})
 
 
 def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_dir: str | Path,
@@ -302,7 +444,7 @@ def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_d
     """Read ``data_dir``/train.csv, take the training folds, and train the grid's missing cells into ``output_dir``.
 
     Writes ``folds.csv``, ``sweep.json`` (the resolved config, the grid and the settings runs.csv depends on),
-    ``runs.csv`` and ``cells/``. Refuses to continue a runs.csv made for other data, another fold or other fixed
+    ``runs.csv``, ``curves.csv`` and ``cells/``. Refuses to continue a runs.csv made for other data, another fold or other fixed
     settings (model, weight decay, augmentation, ...): its cells would not be comparable.
 
     Args:
@@ -332,9 +474,9 @@ def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_d
     if earlier is not None and earlier.is_file() and not (output_dir / RUNS_FILE).is_file():
         shutil.copyfile(earlier, output_dir / RUNS_FILE)
         log.info("continuing the sweep of %s", earlier)
-        setup = earlier.with_name(SETUP_FILE)
-        if setup.is_file() and not (output_dir / SETUP_FILE).is_file():
-            shutil.copyfile(setup, output_dir / SETUP_FILE)
+        for name in (SETUP_FILE, CURVES_FILE):  # what belongs to that runs.csv
+            if earlier.with_name(name).is_file() and not (output_dir / name).is_file():
+                shutil.copyfile(earlier.with_name(name), output_dir / name)
     _check_same_setup(output_dir / SETUP_FILE, config, grid, train.fingerprint)
     return run_cells(config, grid, images=torch.from_numpy(train.images), labels=torch.from_numpy(train.labels),
                      folds=folds, output_dir=output_dir, device=device)

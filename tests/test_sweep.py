@@ -172,7 +172,8 @@ class Killed(Exception):
 
 def test_an_interrupted_sweep_resumes_without_repeating_a_cell(tmp_path, config, monkeypatch):
     images, labels, folds = tiny_data()
-    grid = SweepGrid(batch_sizes=(8, 16), learning_rates=(3e-3, 1e-3), seeds=(0,), budget="steps=2", fold=1)
+    grid = SweepGrid(batch_sizes=(8, 16), learning_rates=(3e-3, 1e-3), seeds=(0,), budget="steps=2", fold=1,
+                     refine_rounds=0)
     trained, killed = [], []
     real_train_fold = sweep.train_fold
 
@@ -194,10 +195,56 @@ def test_an_interrupted_sweep_resumes_without_repeating_a_cell(tmp_path, config,
     assert not list(tmp_path.glob("cells/*/*.pth"))  # recorded cells keep their log, not their weights
     assert len(list(tmp_path.glob("cells/*/smallcnn_fold1_log.csv"))) == 4
 
-    wider = SweepGrid(batch_sizes=(8, 16), learning_rates=(3e-3, 1e-3, 3e-4), seeds=(0,), budget="steps=2", fold=1)
+    wider = SweepGrid(batch_sizes=(8, 16), learning_rates=(3e-3, 1e-3, 3e-4), seeds=(0,), budget="steps=2", fold=1,
+                      refine_rounds=0)
     runs = run_cells(config, wider, images=images, labels=labels, folds=folds, output_dir=tmp_path)
     assert trained[4:] == [(8, 3e-4), (16, 3e-4)]  # an extended grid trains only its new cells
     assert len(runs) == 6
+
+
+def test_both_budgets_train_every_cell_once_each_and_write_learning_curves(tmp_path, config):
+    images, labels, folds = tiny_data()
+    grid = SweepGrid(batch_sizes=(8,), learning_rates=(3e-3,), seeds=(0, 1), budget="steps=4, epochs=1", fold=1,
+                     refine_rounds=0, curve_points=2, curve_rows=10)
+    assert grid.budgets() == ["steps=4", "epochs=1"]
+    assert SweepGrid.from_mapping({"budget": ["epochs=1", "steps=4"]}).budgets() == ["epochs=1", "steps=4"]
+    with pytest.raises(SweepError, match="budget"):
+        SweepGrid(budget="epochs=1,speed=3").validate()
+    runs = run_cells(Config(**{**config.to_dict(), "noise_scale_every": 1}), grid, images=images, labels=labels,
+                     folds=folds, output_dir=tmp_path)
+    assert sorted(zip(runs["budget"], runs["seed"])) == [("epochs=1", 0), ("epochs=1", 1), ("steps=4", 0),
+                                                         ("steps=4", 1)]
+    curves = sweep.read_curves(tmp_path / "curves.csv")
+    assert len(curves) == 8 and set(curves.groupby(["budget", "seed"]).size()) == {2}  # 2 points per cell
+    four = curves[curves["budget"] == "steps=4"]
+    assert sorted(set(four["step"])) == [2, 4] and (four["examples"] == four["step"] * 8).all()
+    assert ((curves["val_acc"] >= 0) & (curves["val_acc"] <= 1)).all()
+    assert (curves["noise_scale"].dropna() > 0).all() and curves["noise_scale"].notna().any()
+
+
+def test_a_best_rate_on_the_grid_edge_gets_rates_beyond_it(tmp_path):
+    grid = SweepGrid(batch_sizes=(8, 32), learning_rates=(1e-4, 1e-3), seeds=(0, 1), budget="steps=2",
+                     refine_rounds=2)
+    acc = {(8, 1e-4): 0.9, (8, 1e-3): 0.8, (32, 1e-4): 0.8, (32, 1e-3): 0.9}  # 8: best at the low edge; 32: high
+    done = [row(batch=b, lr=lr, seed=s, val_acc=a) for (b, lr), a in acc.items() for s in (0, 1)]
+    runs = pd.DataFrame(done)
+    added = sorted({(c.batch, c.lr) for c in sweep.extension_cells(grid, runs)})
+    assert added == [(8, 1e-5), (32, 1e-2)] and len(sweep.extension_cells(grid, runs)) == 4  # for both seeds
+    assert sweep.extension_cells(grid, runs[runs["seed"] == 0]) == []  # not before every seed is in
+    # the new rate is better again at batch 32: one more; then the cap of refine_rounds = 2 stops it
+    more = done + [row(batch=8, lr=1e-5, seed=s, val_acc=0.7) for s in (0, 1)]
+    more += [row(batch=32, lr=1e-2, seed=s, val_acc=0.95) for s in (0, 1)]
+    assert sorted({(c.batch, c.lr) for c in sweep.extension_cells(grid, pd.DataFrame(more))}) == [(32, 0.1)]
+    more += [row(batch=32, lr=0.1, seed=s, val_acc=0.97) for s in (0, 1)]
+    assert sweep.extension_cells(grid, pd.DataFrame(more)) == []
+    # a diverged best on the upper edge is not extended upwards; where every rate diverged, nothing is added
+    blown = done[:4] + [row(batch=32, lr=1e-4, seed=s, val_acc=0.1, diverged=True) for s in (0, 1)]
+    blown += [row(batch=32, lr=1e-3, seed=s, val_acc=0.15, diverged=True) for s in (0, 1)]
+    assert sorted({(c.batch, c.lr) for c in sweep.extension_cells(grid, pd.DataFrame(blown))}) == [(8, 1e-5)]
+    upper = done[:4] + [row(batch=32, lr=1e-4, seed=s, val_acc=0.9) for s in (0, 1)]
+    upper += [row(batch=32, lr=1e-3, seed=s, val_acc=0.1, diverged=True) for s in (0, 1)]
+    assert sorted({(c.batch, c.lr) for c in sweep.extension_cells(grid, pd.DataFrame(upper))}) == [(8, 1e-5),
+                                                                                                 (32, 1e-5)]
 
 
 def test_a_sweep_of_other_settings_is_refused(tmp_path, config):
@@ -324,11 +371,17 @@ def test_sweep_notebook_runs_a_tiny_grid(tmp_path):
     nb = run_notebook(notebook, run_dir / "sweep.ipynb", cwd=run_dir, stream=False, parameters=params)
 
     runs = read_runs(run_dir / "runs.csv")
-    assert sorted(zip(runs["batch"], runs["lr"])) == [(8, 3e-4), (8, 3e-3), (32, 3e-4), (32, 3e-3)]
+    grid = {(8, 3e-4), (8, 3e-3), (32, 3e-4), (32, 3e-3)}
+    cells = set(zip(runs["batch"], runs["lr"]))
+    assert grid <= cells and len(cells) <= 8  # + up to 2 rates beyond an edge per batch size (two rates: always one)
+    assert all(lr < 3e-4 or lr > 3e-3 for _, lr in cells - grid)
     assert (runs["budget"] == "steps=3").all() and (runs["steps"] == 3).all()
     assert (run_dir / "folds.csv").is_file() and (run_dir / "lr_batch_heatmap.png").stat().st_size > 0
     fit = json.loads((run_dir / "fit.json").read_text())
-    assert {"alpha", "ci95", "best", "warnings"} <= set(fit)
+    assert {"alpha", "ci95", "best", "warnings", "verdict"} <= set(fit)
+    study = json.loads((run_dir / "study.json").read_text())
+    assert study["recommendation"]  # at 3 steps every cell may still be at chance: then it says so
+    assert len(sweep.read_curves(run_dir / "curves.csv")) == len(runs) * 3  # 3 steps: one point per step
     text = "".join("".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
-    assert "fitted law: lr*(B)" in text
+    assert "fitted law: lr*(B)" in text and f"RECOMMENDATION: {study['recommendation']}" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))  # the heatmap
