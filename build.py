@@ -45,11 +45,11 @@ CONCEPT_ORDER = (
     "__init__",
     "config", "presets", "recipe",  # the recipe
     "paths", "data", "folds", "pseudo", "groups",  # the inputs
-    "targets", "augment", "models", "scheduler", "trainer", "swa", "checkpoint", "fold_result", "resume",  # one fold
+    "targets", "augment", "models", "scheduler", "trainer", "noise_scale", "swa", "checkpoint", "fold_result", "resume",  # one fold
     "pipeline", "device", "launch", "distributed",  # running the folds
     "oof", "stats", "choice",  # judging them
     "predict", "tta", "inference", "ensemble", "submission", "manifest",  # predicting, shipping
-    "sweep", "lr_scaling",  # experiments
+    "sweep", "lr_scaling", "critical_batch", "sweep_report",  # experiments
     "plots", "progress", "atomic",  # helpers
 )
 # Kaggle's and Jupyter's keys for a collapsed cell: the library's source is there to expand, not in the way.

@@ -34,6 +34,9 @@ from .config import is_whole, settings_from_mapping
 log = logging.getLogger(__name__)
 
 METRICS = ("val_acc", "val_loss")
+# SweepAnalysis.best: per batch size, the best grid rate, it refined, its 95 % bootstrap interval, the score there,
+# whether it sits on an edge of the grid, and the accuracy there (mean, sd over its n seeds)
+BEST_COLUMNS = ["batch", "lr_grid", "lr_refined", "lr_lo", "lr_hi", "score", "edge", "val_acc_mean", "val_acc_sd", "n"]
 
 
 @dataclasses.dataclass
@@ -43,6 +46,7 @@ class AnalysisSettings:
     # ---- the analysis
     metric: str = "val_acc"  # what "best" means: val_acc (highest) or val_loss (lowest)
     n_boot: int = 2000  # bootstrap replicates for α's confidence interval
+    target_acc: float = 0.0  # steps-to-target accuracy for the critical batch size; 0: the highest every batch size reaches
 
     @classmethod
     def from_mapping(cls, values: dict) -> "AnalysisSettings":
@@ -53,6 +57,9 @@ class AnalysisSettings:
         """ValueError naming the parameter."""
         if self.metric not in METRICS:
             raise ValueError(f"metric = {self.metric!r}: choose one of {METRICS}")
+        if not 0 <= self.target_acc < 1:
+            raise ValueError(f"target_acc = {self.target_acc!r}: use 0 (chosen from the curves) or an accuracy "
+                             "below 1, e.g. 0.98")
         if not is_whole(self.n_boot, minimum=10):
             raise ValueError(f"n_boot = {self.n_boot!r}: use an integer of at least 10 bootstrap replicates "
                              f"({AnalysisSettings.n_boot} is the default)")
@@ -101,30 +108,48 @@ class SweepAnalysis:
                  self.table().to_string(), "", "best learning rate per batch size:"]
         for row in self.best.itertuples():
             edge = f"  (on the {row.edge} edge of the grid)" if row.edge else ""
-            lines.append(f"  batch {row.batch:>5}: lr {row.lr_grid:.3g} (refined {row.lr_refined:.3g}){edge}")
+            interval = f" [{row.lr_lo:.3g}, {row.lr_hi:.3g}]" if np.isfinite(row.lr_lo) else ""
+            lines.append(f"  batch {row.batch:>5}: lr {row.lr_grid:.3g} (refined {row.lr_refined:.3g}{interval}), "
+                         f"accuracy {row.val_acc_mean:.4f} ± {row.val_acc_sd:.4f} over {row.n} seed(s){edge}")
         lines += ["", f"fitted law: lr*(B) = {10 ** self.log10_c:.3g} · B^α with α = {self.alpha:.2f} "
                       f"(95% bootstrap CI {lo:.2f} … {hi:.2f}, {self.n_boot} replicates); "
-                      "linear scaling is α = 1, square-root α = 0.5",
+                      "linear scaling is α = 1, square-root α = 0.5", "  " + self.verdict(),
                   "", "wall time per cell (s):", self.seconds_table().to_string(),
                   f"total: {self.summary['seconds_mean'].mul(self.summary['n']).sum():.0f} s"]
         lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
+    def verdict(self) -> str:
+        """Which of α = 0, ½ and 1 the 95 % interval rules out, in one sentence."""
+        lo, hi = self.ci
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return "no interval for α (fewer than two batch sizes, or too few bootstrap replicates)"
+        inside = [name for value, name in ((0.0, "0 (no dependence)"), (0.5, "½ (square root)"), (1.0, "1 (linear)"))
+                  if lo <= value <= hi]
+        if len(inside) == 1:
+            return f"the interval holds α = {inside[0]} only: the data tell the rules apart"
+        if not inside:
+            return "the interval holds none of α = 0, ½, 1"
+        return (f"the interval holds α = {' and '.join(inside)}: these data cannot tell them apart "
+                "(more seeds, or batch sizes further apart, narrow it)")
+
     def to_dict(self) -> dict:
-        return {"alpha": self.alpha, "ci95": list(self.ci), "log10_c": self.log10_c, "n_boot": self.n_boot,
+        return {"alpha": self.alpha, "ci95": list(self.ci), "verdict": self.verdict(), "log10_c": self.log10_c, "n_boot": self.n_boot,
                 "metric": self.metric, "budget": self.budget, "warnings": self.warnings,
                 "best": self.best.to_dict("records"), "cells": int(self.summary["n"].sum()),
                 "seconds_total": float(self.summary["seconds_mean"].mul(self.summary["n"]).sum())}
 
-    def save(self, output_dir: str | Path) -> list[Path]:
-        """Write ``sweep_summary.csv``, ``sweep_table.txt``, ``fit.json`` and ``lr_batch_heatmap.png``."""
+    def save(self, output_dir: str | Path, suffix: str = "") -> list[Path]:
+        """Write ``sweep_summary.csv``, ``sweep_table.txt``, ``fit.json`` and ``lr_batch_heatmap.png`` (each name
+        with ``suffix`` before its extension, e.g. ``fit_steps500.json``)."""
         output_dir = Path(output_dir)
-        paths = [output_dir / name for name in ("sweep_summary.csv", "sweep_table.txt", "fit.json")]
+        paths = [output_dir / f"{stem}{suffix}{ext}" for stem, ext in (("sweep_summary", ".csv"),
+                                                                       ("sweep_table", ".txt"), ("fit", ".json"))]
         write_text_atomic(paths[0], self.summary.to_csv(index=False))
         write_text_atomic(paths[1], self.report() + "\n")
-        write_text_atomic(paths[2], json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
+        write_text_atomic(paths[2], json.dumps(self.to_dict(), indent=2, default=json_default) + "\n")
         if self.figure is not None:
-            paths.append(output_dir / "lr_batch_heatmap.png")
+            paths.append(output_dir / f"lr_batch_heatmap{suffix}.png")
             self.figure.savefig(paths[-1], dpi=110)
         return paths
 
@@ -221,10 +246,17 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
                             f"{'largest' if edge == 'high' else 'smallest'} of the grid, so the optimum may lie "
                             f"beyond it: extend learning_rates {way}")
         rows.append({"batch": int(batch), "lr_grid": float(lrs[i]), "lr_refined": refined,
-                     "score": float(part[f"{metric}_mean"].iloc[i]), "edge": edge})
-    best = pd.DataFrame(rows, columns=["batch", "lr_grid", "lr_refined", "score", "edge"])
+                     "score": float(part[f"{metric}_mean"].iloc[i]), "edge": edge,
+                     "val_acc_mean": float(part["val_acc_mean"].iloc[i]),
+                     "val_acc_sd": float(part["val_acc_sd"].fillna(0.0).iloc[i]), "n": int(part["n"].iloc[i])})
+    best = pd.DataFrame(rows, columns=[c for c in BEST_COLUMNS if c not in ("lr_lo", "lr_hi")])
     alpha, log10_c = fit_exponent(best["batch"], best["lr_refined"])
-    samples = bootstrap_alpha(runs, metric=metric, refine=refine, n_boot=n_boot, seed=seed)
+    samples, lr_samples = _bootstrap(runs, metric=metric, refine=refine, n_boot=n_boot, seed=seed)
+    for row in rows:  # each batch size's best rate: a 95 % interval over the same replicates
+        drawn = lr_samples.get(row["batch"], [])
+        row["lr_lo"], row["lr_hi"] = ((float(np.percentile(drawn, 2.5)), float(np.percentile(drawn, 97.5)))
+                                      if len(drawn) >= 20 else (float("nan"), float("nan")))
+    best = pd.DataFrame(rows, columns=BEST_COLUMNS)
     ci = (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))) if len(samples) >= 20 else (
         float("nan"), float("nan"))
     for text in warnings:
@@ -240,7 +272,14 @@ def bootstrap_alpha(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric
                     n_boot: int = AnalysisSettings.n_boot, seed: int = 0) -> np.ndarray:
     """α of ``n_boot`` bootstrap replicates (seeds redrawn within each cell, batch sizes redrawn); degenerate
     replicates (fewer than two distinct batch sizes, or one where every rate diverged) are dropped."""
+    return _bootstrap(runs, metric=metric, refine=refine, n_boot=n_boot, seed=seed)[0]
+
+
+def _bootstrap(runs: pd.DataFrame, *, metric: str, refine: bool, n_boot: int,
+               seed: int) -> tuple[np.ndarray, dict[int, list[float]]]:
+    """(α of each kept replicate, batch size → its refined best rate in every replicate) — see bootstrap_alpha."""
     rng = np.random.default_rng(seed)
+    lr_samples: dict[int, list[float]] = {}
     per_batch = []  # (batch, ascending lrs, per-lr (seeds, 3) arrays of accuracy, loss, diverged)
     for batch, part in runs.groupby("batch", sort=True):
         groups = [g for _, g in part.groupby("lr", sort=True)]
@@ -256,12 +295,13 @@ def bootstrap_alpha(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric
             if not div.all():
                 scores, tiebreak = _scores(means[:, 0], means[:, 1], metric)
                 points.append((batch, best_lr(lrs, scores, div, tiebreak=tiebreak, refine=refine)[1]))
+                lr_samples.setdefault(int(batch), []).append(points[-1][1])
         if len(points) < 2:
             continue
         chosen = [points[k] for k in rng.integers(0, len(points), len(points))]
         if len({b for b, _ in chosen}) >= 2:
             alphas.append(fit_exponent(*zip(*chosen))[0])
-    return np.asarray(alphas)
+    return np.asarray(alphas), lr_samples
 
 
 # ------------------------------------------------------------------------------------------------------ figure
@@ -364,7 +404,8 @@ def _pivot(summary: pd.DataFrame, text, best: pd.DataFrame | None) -> pd.DataFra
     return table
 
 
-def _json_default(value):
+def json_default(value):
+    """``json.dumps(default=...)`` for numpy scalars."""
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):

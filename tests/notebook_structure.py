@@ -12,7 +12,8 @@ STEPS = {
     "infer": ["1 · The trained run: manifest.json", "2 · Test data", "3 · Each fold's model predicts every test digit",
               "4 · Folds averaged → submission.csv", "5 · What was predicted"],
     "ensemble": ["1 · The groups", "2 · Every option on the same OOF rows", "3 · Fuse → submission.csv"],
-    "sweep": ["1 · The grid", "2 · Training every cell (resumable)", "3 · Which learning rate for which batch size"],
+    "sweep": ["1 · The grid", "2 · Training every cell (resumable)", "3 · Which learning rate for which batch size",
+              "4 · Critical batch size and the gradient noise scale"],
 }
 HIDE_KEYS = {"_kg_hide-input": True, "_kg_hide-output": True}
 

@@ -5,8 +5,10 @@
 This is the very notebook `make push` sends to Kaggle. Its own defaults are the full grid for a GPU; locally the
 grid and budget of ``core.presets.SWEEP_LOCAL`` (4 batch sizes × 5 learning rates × 150 steps, about 10 minutes on
 two CPU cores with the embedded data) apply unless a ``-p`` overrides them. Any parameter of the notebook works:
-``batch_sizes``, ``learning_rates``, ``seeds``, ``min_lr_ratio``, ``budget``, ``sweep_fold``, ``metric``, ``n_boot``
-and every training setting (``model``, ``weight_decay``, ...). Ends by printing α and where the outputs are.
+``batch_sizes``, ``learning_rates``, ``seeds``, ``min_lr_ratio``, ``budget``, ``sweep_fold``, ``refine_rounds``,
+``curve_points``, ``curve_rows``, ``metric``, ``n_boot``, ``target_acc`` and every training setting (``model``,
+``weight_decay``, ...). Ends by printing α per budget, the critical batch size beside the noise scale, the
+recommendation and where the outputs are.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import sys
 import time
 
 from core.presets import SWEEP_LOCAL
+from core.sweep_report import STUDY_FILE
 from tools.run_local import add_run_arguments, prepare_run
 from tools.run_notebook import run_built
 
@@ -38,14 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     code = run_built("sweep", run_dir, params, build=args.build, timeout=args.timeout, target="make sweep")
     if code:
         return code
-    fit = json.loads((run_dir / "fit.json").read_text())
-    lo, hi = fit["ci95"]
+    study = json.loads((run_dir / STUDY_FILE).read_text())
     print(f"\nsweep {args.run} finished in {time.perf_counter() - started:.0f} s: {run_dir}")
-    print(f"lr*(B) ∝ B^α: α = {fit['alpha']:.2f} (95% bootstrap CI {lo:.2f} … {hi:.2f}), budget {fit['budget']}")
-    for warning in fit["warnings"]:
-        print(f"warning: {warning}")
-    for name in ("runs.csv", "sweep_table.txt", "fit.json", "lr_batch_heatmap.png"):
+    for budget, fit in study["budgets"].items():
+        lo, hi = fit["ci95"]
+        print(f"budget {budget}: lr*(B) ∝ B^α, α = {fit['alpha']:.2f} (95% bootstrap CI {lo:.2f} … {hi:.2f}); "
+              f"{fit['verdict']}")
+        for warning in fit["warnings"]:
+            print(f"  warning: {warning}")
+    critical = study["critical_batch"]
+    if critical:
+        print(f"critical batch size (steps to accuracy {critical['target']:.3f}): {critical['agreement']}")
+    print(f"RECOMMENDATION: {study['recommendation']}")
+    for name in ("runs.csv", "curves.csv", "sweep_report.txt", STUDY_FILE, "critical_batch.png"):
         print(f"  {run_dir / name}")
+    print(f"  {run_dir}/lr_batch_heatmap*.png")
     return 0
 
 
