@@ -109,6 +109,11 @@ def load_fold_result(path: str | Path) -> tuple[FoldResult, np.ndarray]:
     return result, val_idx
 
 
+def final_noise_scale(history: list[dict[str, Any]]) -> float | None:
+    """The gradient noise scale B_simple (examples) at the fold's last epoch that measured one; None if none did."""
+    return next((row["noise_scale"] for row in reversed(history) if row.get("noise_scale") is not None), None)
+
+
 def manifest_entry(model: str, result: FoldResult, n_val: int | None = None) -> dict[str, Any]:
     """One fold of manifest.json: its weights, scores, history and the files holding its OOF rows and log.
     ``n_val`` (validation rows) is left out when None."""
@@ -117,6 +122,7 @@ def manifest_entry(model: str, result: FoldResult, n_val: int | None = None) -> 
                              "log_file": fold_file(model, result.fold, "log"), "history": result.history}
     if n_val is not None:
         entry["n_val"] = int(n_val)
+    entry["noise_scale"] = final_noise_scale(result.history)
     if result.swa_weights_path is not None:
         entry.update(swa_weights=result.swa_weights_path.name, swa_val_acc=result.swa_val_acc)
     return entry

@@ -29,10 +29,11 @@ from .choice import InferenceChoice, choose_inference, fold_predictions, variant
 from .config import Config
 from .data import TrainData, find_competition_file, read_test, read_train
 from .device import describe_device, resolve_device
-from .fold_result import FoldResult, entry_files, fold_file, manifest_entry
+from .fold_result import FoldResult, entry_files, final_noise_scale, fold_file, manifest_entry
 from .folds import load_or_make_folds
 from .launch import ParallelPlan, plan_parallel, train_folds_in_workers
 from .manifest import sha256_file, write_manifest
+from .noise_scale import batch_hint
 from .models import (count_parameters, create_model, describe_pretrained, forward_flops, is_convolutional,
                      model_spec, resolve_pretrained)
 from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
@@ -119,13 +120,15 @@ class OutOfFold:
     """Step 6's result: the OOF predictions of what inference will do, the options compared, the local CV."""
 
     choice: InferenceChoice
-    table: pd.DataFrame  # one row per fold (+ "all"): validation rows, best epoch, accuracy of each option
+    table: pd.DataFrame  # one row per fold (+ "all"): validation rows, best epoch, B_simple, accuracy of each option
     n_rows: int  # rows of train.csv (the OOF rows cover them all unless folds_to_run picks some folds)
+    noise: str = ""  # the gradient noise scale beside the batch size, with a hint when they are far apart
 
     @property
     def report(self) -> str:
         """The local CV and the options compared, with their paired tests (the per-fold figures are in ``table``)."""
-        return f"{report(self.oof, n_rows=self.n_rows)}\n{self.choice.report()}"
+        return f"{report(self.oof, n_rows=self.n_rows)}\n{self.choice.report()}" + (f"\n{self.noise}" if self.noise
+                                                                                     else "")
 
     @property
     def oof(self) -> pd.DataFrame:
@@ -298,15 +301,32 @@ def score_out_of_fold(setup: RunSetup, train: TrainData,
     write_oof(output_dir / "oof.csv", choice.oof)
     for name in choice.frames if len(choice.frames) > 1 else []:
         write_oof(output_dir / variant_file(name), choice.frames[name])
-    return OutOfFold(choice=choice, table=_cv_table(choice, results), n_rows=len(train.labels))
+    return OutOfFold(choice=choice, table=_cv_table(choice, results), n_rows=len(train.labels),
+                     noise=describe_noise_scale([final_noise_scale(r.history) for r, _ in results],
+                                                batch_size=config.batch_size))
+
+
+def describe_noise_scale(values: list[float | None], *, batch_size: int) -> str:
+    """One line: the folds' gradient noise scale B_simple at their last epoch beside the batch size, and a hint
+    (core.noise_scale.batch_hint) when the two are far apart; "" when no fold measured one."""
+    measured = [v for v in values if v is not None]
+    if not measured:
+        return ""
+    median = float(np.median(measured))
+    line = (f"gradient noise scale B_simple at the last epoch: {', '.join(f'{v:,.0f}' for v in measured)} "
+            f"(median {median:,.0f}) with batch_size = {batch_size}")
+    hint = batch_hint(batch_size, median)
+    return line + (f"\nhint: {hint}" if hint else "")
 
 
 def _cv_table(choice: InferenceChoice, results: list[tuple[FoldResult, np.ndarray]]) -> pd.DataFrame:
     by_option = {name: fold_accuracies(frame) for name, frame in choice.frames.items()}
+    noise = {r.fold: final_noise_scale(r.history) for r, _ in results}
     rows = [{"fold": r.fold, "validation rows": len(idx), "best epoch": r.best_epoch,
+             "B_simple": f"{noise[r.fold]:,.0f}" if noise[r.fold] is not None else "",
              **{name: acc[r.fold] for name, acc in by_option.items()}} for r, idx in results]
     rows.append({"fold": "all (local CV)", "validation rows": sum(len(idx) for _, idx in results), "best epoch": "",
-                 **{name: local_cv(frame) for name, frame in choice.frames.items()}})
+                 "B_simple": "", **{name: local_cv(frame) for name, frame in choice.frames.items()}})
     table = pd.DataFrame(rows).set_index("fold")
     return table.rename(columns={choice.variant: f"{choice.variant} (inference)"})
 
@@ -315,7 +335,8 @@ def _cv_table(choice: InferenceChoice, results: list[tuple[FoldResult, np.ndarra
 def training_curves(setup: RunSetup, results: list[tuple[FoldResult, np.ndarray]], scored: OutOfFold):
     """Loss, accuracy and learning rate per epoch of every fold, saved as training_curves.png; returns the figure."""
     return plot_training_curves({r.fold: r.history for r, _ in results}, setup.output_dir / "training_curves.png",
-                                title=f"{setup.config.model}: local CV {scored.local_cv:.5f}")
+                                title=f"{setup.config.model}: local CV {scored.local_cv:.5f}",
+                                batch_size=setup.config.batch_size)
 
 
 def finish_run(setup: RunSetup, train: TrainData, results: list[tuple[FoldResult, np.ndarray]],

@@ -59,24 +59,34 @@ def plot_lr_schedule(lrs: Sequence[float], *, steps_per_epoch: int, warmup_steps
 
 
 def plot_training_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], path: str | Path | None = None,
-                         title: str = "") -> plt.Figure:
-    """Loss, validation accuracy and learning rate per epoch, one line per fold.
+                         title: str = "", batch_size: int = 0) -> plt.Figure:
+    """Loss, validation accuracy, learning rate and (where measured) the gradient noise scale per epoch, one line per
+    fold; ``batch_size`` is drawn beside the noise scale.
 
     Args:
-        histories: fold → the trainer's per-epoch rows (epoch, train_loss, val_loss, val_acc, lr).
+        histories: fold → the trainer's per-epoch rows (epoch, train_loss, val_loss, val_acc, lr, noise_scale).
         path: where to save the PNG (optional).
     """
-    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
+    noise = any(r.get("noise_scale") is not None for rows in histories.values() for r in rows)
+    fig, axes = plt.subplots(1, 4 if noise else 3, figsize=(20 if noise else 15, 4))
+    ax_loss, ax_acc, ax_lr = axes[:3]
     for fold, rows in sorted(histories.items()):
         epochs = [r["epoch"] for r in rows]
         line, = ax_loss.plot(epochs, [r["train_loss"] for r in rows], "--", label=f"fold {fold} train")
         ax_loss.plot(epochs, [r["val_loss"] for r in rows], "-", color=line.get_color(), label=f"fold {fold} val")
         ax_acc.plot(epochs, [r["val_acc"] for r in rows], "o-", color=line.get_color(), label=f"fold {fold}")
         ax_lr.plot(epochs, [r["lr"] for r in rows], "-", color=line.get_color(), label=f"fold {fold}")
+        if noise:
+            values = [np.nan if r.get("noise_scale") is None else r["noise_scale"] for r in rows]
+            axes[3].plot(epochs, values, "o-", color=line.get_color(), label=f"fold {fold}")
     ax_loss.set(title="loss (train: smoothed targets, val: hard labels)", xlabel="epoch")
     ax_acc.set(title="validation accuracy", xlabel="epoch")
     ax_lr.set(title="learning rate at epoch end", xlabel="epoch", yscale="log")
-    for ax in (ax_loss, ax_acc, ax_lr):
+    if noise:
+        if batch_size:
+            axes[3].axhline(batch_size, color="black", ls=":", label=f"batch size {batch_size}")
+        axes[3].set(title="gradient noise scale B_simple (examples)", xlabel="epoch", yscale="log")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _finish(fig, path, title)
