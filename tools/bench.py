@@ -44,7 +44,8 @@ from core.models import create_model, forward_flops, is_convolutional
 from core.predict import amp_dtype, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
-from core.trainer import SYNC_EVERY, FoldSetup, fold_batch, for_steps, prepare_fold, seed_everything, train_step
+from core.trainer import (SYNC_EVERY, FoldSetup, fold_batch, for_steps, measure_noise, prepare_fold, seed_everything,
+                          train_step)
 
 # Dense peak TFLOP/s per GPU from the vendors' data sheets: (16-bit tensor cores, fp32). Sparsity not counted.
 GPU_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
@@ -139,12 +140,14 @@ def _time_steps(setup: FoldSetup, next_batch: Callable[[int], tuple[torch.Tensor
 
 
 def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, steps: int, warmup: int,
-                  device: torch.device) -> Timing:
+                  device: torch.device, noise_every: int = 0) -> Timing:
     """Train ``warmup + steps`` steps with the trainer's setup, batches and step; images/s over the last ``steps``.
 
     Each epoch's order is a fresh permutation of all rows, as in ``train_fold``; its per-epoch validation and
-    checkpoint writes are not part of the loop.
+    checkpoint writes are not part of the loop. ``noise_every`` > 0 also measures the gradient noise scale every
+    that many steps, as the trainer does (``core.trainer.measure_noise``).
     """
+    config = dataclasses.replace(config, noise_scale_every=noise_every)
     setup = _setup(config, n_train=len(labels), steps=warmup + steps, device=device)
     images_on, labels_on = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
     order = torch.arange(len(labels), device=device)
@@ -154,8 +157,11 @@ def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, ste
         start = step % setup.steps_per_epoch * setup.batch_size
         if start == 0:
             order = order[torch.randperm(len(order), generator=setup.generator).to(device)]
-        return fold_batch(config, images_on, labels_on, order[start:start + setup.batch_size],
-                          channels_last=setup.channels_last, generator=setup.generator)
+        batch = fold_batch(config, images_on, labels_on, order[start:start + setup.batch_size],
+                           channels_last=setup.channels_last, generator=setup.generator)
+        if noise_every and (step + 1) % noise_every == 0:
+            measure_noise(setup, *batch[:2])
+        return batch
 
     stamps = _time_steps(setup, next_batch, steps=steps, warmup=warmup)
     return _timing(stamps, warmup=warmup, batch_size=setup.batch_size, precision=_precision(config, device))
@@ -308,13 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {path} ({len(train.labels)} rows); model {config.model}: {flops / 1e6:.1f} MFLOP per image "
           f"forward; batch {config.batch_size}; {args.steps} timed steps after {args.warmup} warm-up steps")
 
-    seeds, fasts, ceilings = [], [], []
+    seeds, fasts, ceilings, noisy = [], [], [], []
     for round_ in range(1, args.rounds + 1):  # alternate, so that a change of load hits all loops alike
         seeds.append(time_seed_style(config, frame, steps=args.steps, warmup=args.warmup, device=device,
                                      loader_workers=args.loader_workers))
         fasts.append(time_digitkit(config, train.images, train.labels, steps=args.steps, warmup=args.warmup,
                                    device=device))
         ceilings.append(time_ceiling(config, steps=args.steps, warmup=args.warmup, device=device))
+        noisy.append(time_digitkit(config, train.images, train.labels, steps=args.steps, warmup=args.warmup,
+                                   device=device, noise_every=Config.noise_scale_every))
         print(f"round {round_}/{args.rounds}: seed-style {seeds[-1].images_per_s:,.0f} img/s, digitkit "
               f"{fasts[-1].images_per_s:,.0f} img/s ({fasts[-1].images_per_s / seeds[-1].images_per_s:.2f}x), "
               f"compute ceiling {ceilings[-1].images_per_s:,.0f} img/s")
@@ -331,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
           f"path): {ceiling.images_per_s:,.0f} img/s (median of {args.rounds}); digitkit reaches {100 * share:.0f} % "
           f"of it; the ceiling is {ceiling_ratio:.2f}x the seed-style loop, the most any data path can gain "
           f"with this model on this machine")
+
+    cost = float(np.median([f.images_per_s / n.images_per_s - 1 for f, n in zip(fasts, noisy)]))
+    print(f"digitkit + the gradient noise scale measured every {Config.noise_scale_every} steps (as training does): "
+          f"{_median(noisy).images_per_s:,.0f} img/s (median of {args.rounds}); the measurement costs "
+          f"{100 * cost:+.1f} % training time")
 
     rows = min(args.infer_rows, len(train.labels))
     per_s, n_views, source = time_inference(config, train.images[:rows], folds=args.folds, device=device)
