@@ -44,13 +44,15 @@ def unbiased_estimates(g2_small: float, g2_big: float, b_small: int, b_big: int)
 
 def gradient_norms(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
-                   micro_batches: int = MICRO_BATCHES,
-                   autocast: Callable[[], object] | None = None) -> tuple[float, float, int, int]:
+                   micro_batches: int = MICRO_BATCHES, autocast: Callable[[], object] | None = None,
+                   loss_scale: float = 1.0) -> tuple[float, float, int, int]:
     """(mean |G_b|² over the micro-batches, |G_B|², b, B) for one batch ``x`` (n, ...) with ``targets`` (n, ...).
 
     The batch is cut into ``micro_batches`` micro-batches of b = n // micro_batches rows (the remainder is left out:
     B = micro_batches · b); G_B is the mean of their gradients. ``loss_fn(output, targets)`` must be a mean over rows.
     The model's parameters' ``.grad``, its buffers (BatchNorm running statistics) and the RNG are left as they were.
+    Under fp16 autocast pass ``loss_scale`` (e.g. 1024, as a GradScaler would): the loss is multiplied by it before
+    the backward pass, so that small gradients do not underflow, and the gradients divided by it afterwards.
     """
     b = len(x) // micro_batches
     if b < 1:
@@ -65,12 +67,14 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
             rows = slice(i * b, (i + 1) * b)
             with autocast() if autocast is not None else contextlib.nullcontext():
                 output = model(x[rows])
-            grads = torch.autograd.grad(loss_fn(output.float(), targets[rows]), params, allow_unused=True)
+            grads = torch.autograd.grad(loss_fn(output.float(), targets[rows]) * loss_scale, params,
+                                        allow_unused=True)
             sq = torch.zeros((), device=x.device)
             for acc, g in zip(total, grads):
                 if g is not None:
-                    acc += g.float()
-                    sq += g.float().pow(2).sum()
+                    g = g.float() / loss_scale
+                    acc += g
+                    sq += g.pow(2).sum()
             small_sq += float(sq)
     with torch.no_grad():
         for buf, saved in zip(model.buffers(), buffers):

@@ -104,3 +104,10 @@ def test_batch_hint_speaks_only_when_the_batch_is_far_from_the_noise_scale():
     assert "far above" in batch_hint(4096, 100)
     assert batch_hint(128, 500) == ""
     assert batch_hint(128, float("nan")) == ""
+
+
+def test_a_loss_scale_changes_nothing_but_the_underflow():
+    x, y, model, _, _ = least_squares(n=256)
+    plain = gradient_norms(model, x[:64], y[:64], half_mse)
+    scaled = gradient_norms(model, x[:64], y[:64], half_mse, loss_scale=1024.0)
+    assert scaled == pytest.approx(plain, rel=1e-9)
