@@ -149,11 +149,11 @@ class SweepGrid:
     """
 
     # ---- the grid: every batch size × learning rate × seed is one training run of fold sweep_fold
-    batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
-    learning_rates: tuple[float, ...] = (1e-3, 5e-4, 2e-4, 1e-4, 1e-5)
-    seeds: tuple[int, ...] = (42,)  # more seeds: mean ± sd per cell and an interval for α that includes training noise
+    batch_sizes: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+    learning_rates: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3)  # AdamW; rates beyond an edge are added
+    seeds: tuple[int, ...] = (1, 2, 3)  # mean ± sd per cell, and intervals that include the training noise
     min_lr_ratio: float = 0.01  # min_lr is learning_rate * min_lr_ratio (the end of each cosine)
-    budget: str = "epochs=3"  # per cell: "epochs=E" (same data) or "steps=S" (same steps), or both comma-separated
+    budget: str = "epochs=2,steps=1000"  # per cell: "epochs=E" (same data) or "steps=S" (same steps), or both
     fold: int = 0  # the validation fold every cell is scored on
     refine_rounds: int = 2  # a best rate on the grid's edge: add up to this many rates beyond it, for that batch size
     curve_points: int = 6  # validation points per cell (steps- and examples-to-target, the critical batch size)

@@ -148,7 +148,8 @@ def test_a_line_cut_short_is_ignored_and_overwritten(tmp_path):
 
 
 def test_pending_cells_skips_finished_ones():
-    grid = SweepGrid(batch_sizes=(8, 16), learning_rates=(1e-3, 1e-4), budget="steps=2", min_lr_ratio=0.01)
+    grid = SweepGrid(batch_sizes=(8, 16), learning_rates=(1e-3, 1e-4), seeds=(42,), budget="steps=2",
+                     min_lr_ratio=0.01)
     runs = pd.DataFrame([row(batch=8, lr=1e-3, seed=42), row(batch=16, lr=1e-4, seed=42),
                          row(batch=8, lr=1e-4, seed=42, budget="steps=3")])  # another budget: not this grid's
     assert [(c.batch, c.lr) for c in pending_cells(grid, runs)] == [(8, 1e-4), (16, 1e-3)]
