@@ -26,7 +26,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .stats import percentile_interval
+
+MIN_TARGET = 0.5  # the automatic target ignores batch sizes that never got this far
 CHANCE = 0.1  # accuracy of a guess among ten digits: where every learning curve starts, at step 0
+BOUND_FACTOR = 10.0  # a fitted B_crit this far outside the batch sizes tried is only a one-sided bound
 TABLE_COLUMNS = ["batch", "lr", "budget", "steps", "examples", "noise_scale", "n_seeds"]
 _GROUP = ["batch", "lr", "budget"]
 
@@ -47,9 +51,12 @@ def crossing_step(steps: np.ndarray, accs: np.ndarray, target: float) -> float:
 
 def auto_target(curves: pd.DataFrame) -> float:
     """The highest accuracy (rounded down to 0.001, less 0.001) that every batch size reaches on every seed of at
-    least one of its (lr, budget) curves."""
+    least one of its (lr, budget) curves; batch sizes that never reach ``MIN_TARGET`` are left out of the choice (they
+    get no steps-to-target)."""
     worst_seed = curves.groupby(_GROUP + ["seed"])["val_acc"].max().groupby(_GROUP).min()
-    reach = worst_seed.groupby("batch").max().min()
+    per_batch = worst_seed.groupby("batch").max()
+    learned = per_batch[per_batch >= MIN_TARGET]  # a batch size that never learned would pull the target to chance
+    reach = (learned if len(learned) else per_batch).min()
     return math.floor(round(reach * 1000, 6)) / 1000 - 0.001
 
 
@@ -80,7 +87,7 @@ def fit_tradeoff(batches: np.ndarray, steps: np.ndarray) -> tuple[float, float, 
 
     B_crit is searched on a log grid from 1e-3 to 1e4 times the batch range; a best fit at the top of it means the
     steps kept falling in proportion to 1/B (every batch tried is below B_crit): B_crit = inf, E_min = NaN. NaNs with
-    fewer than two finite points.
+    fewer than two finite points. A finite B_crit far outside the batch sizes is only a bound (CriticalBatch.bound).
     """
     b, s = np.asarray(batches, dtype=float), np.asarray(steps, dtype=float)
     keep = np.isfinite(s) & (s > 0)
@@ -119,44 +126,63 @@ class CriticalBatch:
         values = self.table["noise_scale"].to_numpy(dtype=float)
         return float(np.nanmedian(values)) if np.isfinite(values).any() else math.nan
 
+    def bound(self) -> str:
+        """"beyond" / "below" when the fitted B_crit lies more than ``BOUND_FACTOR`` × outside the batch sizes tried
+        (the data then only bound it from one side: the steps kept falling as 1/B, or did not fall at all), "none"
+        when it could not be fitted, else ""."""
+        finite = self.table[np.isfinite(self.table["steps"])]["batch"]
+        if math.isnan(self.b_crit) or finite.empty:
+            return "none"
+        if self.b_crit > BOUND_FACTOR * finite.max():
+            return "beyond"
+        if self.b_crit < finite.min() / BOUND_FACTOR:
+            return "below"
+        return ""
+
+    def describe(self) -> str:
+        """B_crit in words, with its interval or its one-sided bound."""
+        batches = self.table[np.isfinite(self.table["steps"])]["batch"]
+        bound, (lo, hi) = self.bound(), self.ci
+        if bound == "none":
+            return "B_crit could not be fitted (fewer than two batch sizes reached the target)"
+        if bound == "beyond":
+            return (f"B_crit is beyond the batch sizes tried: up to batch {int(batches.max())} the steps to the "
+                    "target kept falling about in proportion to 1/B")
+        if bound == "below":
+            return (f"B_crit is below the batch sizes tried: from batch {int(batches.min())} up the steps to the "
+                    "target hardly fell, a bigger batch only spent more data")
+        upper = f"{hi:,.0f}" if math.isfinite(hi) else "beyond the grid"
+        return f"B_crit = E_min/S_min ≈ {self.b_crit:,.0f} (95% bootstrap CI {lo:,.0f} … {upper})"
+
     def agreement(self) -> str:
         """B_crit beside B_simple, in one sentence."""
         if not math.isfinite(self.b_simple):
             return "no noise scale was measured (noise_scale_every = 0?)"
-        if math.isinf(self.b_crit):
-            return (f"B_simple ≈ {self.b_simple:,.0f}; B_crit lies beyond the largest batch tried "
-                    f"({int(self.table['batch'].max())}), so only its lower bound can be compared")
-        if not math.isfinite(self.b_crit):
-            return f"B_simple ≈ {self.b_simple:,.0f}; B_crit could not be fitted"
+        if self.bound():
+            return f"B_simple ≈ {self.b_simple:,.0f} at the target; {self.describe()}"
         ratio = self.b_crit / self.b_simple
-        return (f"B_crit ≈ {self.b_crit:,.0f} against B_simple ≈ {self.b_simple:,.0f}: a factor {ratio:.2g} apart "
-                + ("(the same order, as the paper found)" if 1 / 4 <= ratio <= 4 else
-                   "(further apart than the paper's small factor)"))
+        return (f"B_crit ≈ {self.b_crit:,.0f} against B_simple ≈ {self.b_simple:,.0f} at the target: a factor "
+                f"{ratio:.2g} apart " + ("(the same order, as the paper found)" if 1 / 4 <= ratio <= 4 else
+                                          "(further apart than the paper's small factor)"))
 
     def report(self) -> str:
-        lo, hi = self.ci
-        lines = [f"steps and examples to validation accuracy {self.target:.3f} (best rate per batch size):"]
+        lines = [f"steps and examples to validation accuracy {self.target:.3f} (per batch size the fewest steps over "
+                 "its rates and budgets, mean over seeds):"]
         for row in self.table.itertuples():
             noise = f", B_simple there {row.noise_scale:,.0f}" if np.isfinite(row.noise_scale) else ""
             lines.append(f"  batch {row.batch:>5}: {row.steps:8,.0f} steps, {row.examples:10,.0f} examples "
                          f"(lr {row.lr:.3g}, {row.budget}){noise}")
-        if math.isinf(self.b_crit):
-            lines.append("trade-off (S/S_min − 1)(E/E_min − 1) = 1: the steps fell in proportion to 1/B over every "
-                         "batch size tried, so B_crit is beyond them")
-        elif math.isfinite(self.b_crit):
-            lines.append(f"trade-off (S/S_min − 1)(E/E_min − 1) = 1: S_min ≈ {self.s_min:,.0f} steps, "
-                         f"E_min ≈ {self.e_min:,.0f} examples, B_crit = E_min/S_min ≈ {self.b_crit:,.0f} "
-                         f"(95% bootstrap CI {lo:,.0f} … {hi:,.0f})")
+        fitted = f"S_min ≈ {self.s_min:,.0f} steps, E_min ≈ {self.e_min:,.0f} examples; " if not self.bound() else ""
+        lines.append(f"trade-off (S/S_min − 1)(E/E_min − 1) = 1: {fitted}{self.describe()}")
         lines.append(self.agreement())
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "s_min": _finite(self.s_min), "e_min": _finite(self.e_min),
-                "b_crit": _finite(self.b_crit), "b_crit_beyond_grid": math.isinf(self.b_crit),
-                "b_crit_ci95": [_finite(v) for v in self.ci], "b_simple": _finite(self.b_simple),
-                "agreement": self.agreement(),
-                "table": [{k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}
-                          for row in self.table.to_dict("records")]}
+        """Plain numbers (NaN and inf are written as null by core.lr_scaling.json_text; ``b_crit_bound`` says which
+        side of the batch sizes tried an unbounded B_crit lies on)."""
+        return {"target": self.target, "s_min": self.s_min, "e_min": self.e_min, "b_crit": self.b_crit,
+                "b_crit_bound": self.bound(), "b_crit_ci95": list(self.ci), "b_simple": self.b_simple,
+                "agreement": self.agreement(), "table": self.table.to_dict("records")}
 
 
 def analyze_critical_batch(curves: pd.DataFrame, *, target: float = 0.0, n_boot: int = 500, seed: int = 0,
@@ -183,8 +209,7 @@ def analyze_critical_batch(curves: pd.DataFrame, *, target: float = 0.0, n_boot:
             fewest[batch] = min(fewest[batch], float(steps[rng.integers(0, len(steps), len(steps))].mean()))
         samples.append(fit_tradeoff(batches, np.array([fewest[b] for b in batches]))[2])
     samples = np.asarray([v for v in samples if not math.isnan(v)])
-    ci = (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))) if len(samples) >= 20 else (
-        math.nan, math.nan)
+    ci = percentile_interval(samples)
     result = CriticalBatch(target=target, table=table, s_min=s_min, e_min=e_min, b_crit=b_crit, ci=ci,
                            n_boot=len(samples), curves=curves)
     if plot:
@@ -230,7 +255,3 @@ def plot_critical_batch(result: CriticalBatch, path: str | Path | None = None) -
     plt.close(fig)
     return fig
 
-
-def _finite(value: float) -> float | None:
-    """JSON has no inf or NaN: None stands for them."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None

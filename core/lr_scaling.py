@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,6 +32,7 @@ from matplotlib.ticker import NullLocator
 
 from .atomic import write_text_atomic
 from .config import is_whole, settings_from_mapping
+from .stats import percentile_interval
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,7 @@ class SweepAnalysis:
                                                                        ("sweep_table", ".txt"), ("fit", ".json"))]
         write_text_atomic(paths[0], self.summary.to_csv(index=False))
         write_text_atomic(paths[1], self.report() + "\n")
-        write_text_atomic(paths[2], json.dumps(self.to_dict(), indent=2, default=json_default) + "\n")
+        write_text_atomic(paths[2], json_text(self.to_dict()))
         if self.figure is not None:
             paths.append(output_dir / f"lr_batch_heatmap{suffix}.png")
             self.figure.savefig(paths[-1], dpi=110)
@@ -253,12 +256,9 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
     alpha, log10_c = fit_exponent(best["batch"], best["lr_refined"])
     samples, lr_samples = _bootstrap(runs, metric=metric, refine=refine, n_boot=n_boot, seed=seed)
     for row in rows:  # each batch size's best rate: a 95 % interval over the same replicates
-        drawn = lr_samples.get(row["batch"], [])
-        row["lr_lo"], row["lr_hi"] = ((float(np.percentile(drawn, 2.5)), float(np.percentile(drawn, 97.5)))
-                                      if len(drawn) >= 20 else (float("nan"), float("nan")))
+        row["lr_lo"], row["lr_hi"] = percentile_interval(lr_samples.get(row["batch"], []))
     best = pd.DataFrame(rows, columns=BEST_COLUMNS)
-    ci = (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))) if len(samples) >= 20 else (
-        float("nan"), float("nan"))
+    ci = percentile_interval(samples)
     for text in warnings:
         log.warning("%s", text)
     analysis = SweepAnalysis(summary=summary, best=best, alpha=alpha, log10_c=log10_c, ci=ci, n_boot=len(samples),
@@ -402,6 +402,22 @@ def _pivot(summary: pd.DataFrame, text, best: pd.DataFrame | None) -> pd.DataFra
     table = pd.DataFrame([[cells.get((lr, b), "") for b in batches] for lr in lrs],
                          index=pd.Index([f"{lr:g}" for lr in lrs], name="lr \\ batch"), columns=batches)
     return table
+
+
+def json_text(data: Any) -> str:
+    """``data`` as strict JSON (indented, one trailing newline): numpy scalars as numbers, NaN and ±inf as null."""
+    return json.dumps(json_safe(data), indent=2, default=json_default, allow_nan=False) + "\n"
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, ±inf) replaced by None, in nested dicts, lists and tuples."""
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    if isinstance(data, (float, np.floating)):
+        return float(data) if math.isfinite(data) else None
+    return data
 
 
 def json_default(value):

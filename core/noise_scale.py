@@ -61,7 +61,7 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
     buffers = [buf.detach().clone() for buf in model.buffers()]
     devices = [x.device] if x.device.type == "cuda" else []
     total = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-    small_sq = 0.0
+    small_sq = torch.zeros((), device=x.device)
     with torch.random.fork_rng(devices=devices):  # dropout draws here must not shift training's random stream
         for i in range(micro_batches):
             rows = slice(i * b, (i + 1) * b)
@@ -69,18 +69,16 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
                 output = model(x[rows])
             grads = torch.autograd.grad(loss_fn(output.float(), targets[rows]) * loss_scale, params,
                                         allow_unused=True)
-            sq = torch.zeros((), device=x.device)
             for acc, g in zip(total, grads):
                 if g is not None:
                     g = g.float() / loss_scale
                     acc += g
-                    sq += g.pow(2).sum()
-            small_sq += float(sq)
+                    small_sq = small_sq + g.pow(2).sum()  # on the device: one sync at the end, not one per pass
     with torch.no_grad():
         for buf, saved in zip(model.buffers(), buffers):
             buf.copy_(saved)
         big_sq = float(sum((acc / micro_batches).pow(2).sum() for acc in total))
-    return small_sq / micro_batches, big_sq, b, b * micro_batches
+    return float(small_sq) / micro_batches, big_sq, b, b * micro_batches
 
 
 @dataclasses.dataclass
@@ -106,9 +104,10 @@ class NoiseScale:
 
     @property
     def value(self) -> float:
-        """B_simple = tr(Σ) / |G|² in examples; NaN before the first measurement or while the |G|² average is ≤ 0
-        (the signal is lost in the noise: B_simple is then larger than anything this run can tell)."""
-        if self.count == 0 or not self.grad_sq > 0 or not math.isfinite(self.trace):
+        """B_simple = tr(Σ) / |G|² in examples; NaN before the first measurement, while the |G|² average is ≤ 0 (the
+        signal is lost in the noise: B_simple is then larger than this run can tell) or the tr(Σ) average is ≤ 0
+        (too few measurements yet)."""
+        if self.count == 0 or not self.grad_sq > 0 or not self.trace > 0 or not math.isfinite(self.trace):
             return float("nan")
         return self.trace / self.grad_sq
 

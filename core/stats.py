@@ -1,4 +1,5 @@
-"""Scoring classifiers: accuracy, and the paired comparison of two on the same rows, McNemar's exact test (no scipy).
+"""Scoring classifiers: accuracy, and the paired comparison of two on the same rows, McNemar's exact test (no scipy);
+and the percentile interval every bootstrap of the project reports.
 
 Only the rows where exactly one of the two is right carry information. Under "no difference" each such row is a fair
 coin flip, so the count won by one side is Binomial(n, 1/2) and the two-sided p-value is exact, from integer
@@ -85,3 +86,14 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> PairedTest:
     return PairedTest(n_rows=n, acc_a=float(correct_a.mean()) if n else float("nan"),
                       acc_b=float(correct_b.mean()) if n else float("nan"), only_a=only_a, only_b=only_b,
                       p_value=binomial_two_sided_p(min(only_a, only_b), only_a + only_b))
+
+
+def percentile_interval(samples: Any, *, level: float = 0.95, min_samples: int = 20) -> tuple[float, float]:
+    """The ``level`` percentile interval of bootstrap ``samples`` (the nearest sample at each end, so that an
+    infinite sample stays infinite); (NaN, NaN) with fewer than ``min_samples`` samples."""
+    samples = np.asarray(samples, dtype=float)
+    if len(samples) < min_samples:
+        return math.nan, math.nan
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail], method="nearest")
+    return float(low), float(high)

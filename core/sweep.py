@@ -24,7 +24,8 @@ mid-way resumes at its last finished epoch from the trainer's own checkpoint in 
 While a cell trains, ``curve_points`` evenly spaced steps score ``curve_rows`` fixed validation rows and read the
 gradient noise scale (core.noise_scale): ``curves.csv`` (one row per point: the cell's keys, ``step``, ``examples`` =
 step × batch, ``val_acc`` on those rows, ``noise_scale``) is what steps-to-target, examples-to-target and the
-critical batch size are read from (core.critical_batch). A cell resumed mid-way has no points before the resume.
+critical batch size are read from (core.critical_batch). A cell resumed mid-way writes no curve (its points before
+the kill are lost, and a curve without them would misplace its crossing); it still counts in runs.csv.
 
 A cell counts as **diverged** when any epoch's training or validation loss is not finite, or when its final
 validation accuracy is at most ``CHANCE_ACC`` (0.2; chance is 0.1): it did not learn within the budget, whether it
@@ -124,7 +125,7 @@ class Cell:
 
     def key(self) -> tuple:
         """What identifies a finished cell in runs.csv (floats compared to 10 significant digits)."""
-        return self.batch, f"{self.lr:.10g}", f"{self.min_lr:.10g}", self.seed, self.budget
+        return self.batch, _lr_key(self.lr), _lr_key(self.min_lr), self.seed, self.budget
 
     @property
     def name(self) -> str:
@@ -214,6 +215,15 @@ class SweepGrid:
         return [self.cell(b, lr, s, budget) for budget in self.budgets() for s in _unique(self.seeds)
                 for b in _unique(self.batch_sizes) for lr in _unique(self.learning_rates)]
 
+    def edge_rates(self) -> tuple[list[float], list[float]]:
+        """The rates :func:`extension_cells` may add: (above the grid, below it), nearest first, ``refine_rounds``
+        each — every one the previous times (or over) :meth:`lr_step`, to 4 significant digits."""
+        above, below = [max(self.learning_rates)], [min(self.learning_rates)]
+        for _ in range(self.refine_rounds):
+            above.append(float(f"{above[-1] * self.lr_step():.4g}"))
+            below.append(float(f"{below[-1] / self.lr_step():.4g}"))
+        return above[1:], below[1:]
+
     def lr_step(self) -> float:
         """The grid's spacing of learning rates, a factor (geometric mean of neighbouring ratios; 3 for one rate)."""
         lrs = sorted(set(self.learning_rates))
@@ -233,14 +243,9 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     Raises:
         SweepError: The header is not ``RUNS_COLUMNS``.
     """
-    path = Path(path)
-    text = _complete_lines(path.read_text(encoding="utf-8")) if path.is_file() else ""
-    if not text.strip():
+    frame = _read_table(path, RUNS_COLUMNS, dtype=str, keep_default_na=False)  # floats parsed below, exactly
+    if frame is None:
         return _empty_runs()
-    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)  # floats parsed below, exactly
-    if list(frame.columns) != RUNS_COLUMNS:
-        raise SweepError(f"{path}: columns are {list(frame.columns)}, expected {RUNS_COLUMNS}; move it away to start "
-                         "a new sweep")
     for column in ("lr", "min_lr", "val_acc", "val_loss", "seconds"):
         frame[column] = frame[column].map(float).astype("float64")
     for column in ("batch", "seed", "steps"):
@@ -266,20 +271,32 @@ def append_rows(path: str | Path, columns: Sequence[str], rows: Sequence[Mapping
 
 def read_curves(path: str | Path) -> pd.DataFrame:
     """The learning-curve points in ``path`` (columns ``CURVE_COLUMNS``; empty when there is no such file)."""
+    frame = _read_table(path, CURVE_COLUMNS, dtype={"budget": str})
+    if frame is None:
+        return pd.DataFrame({c: pd.Series(dtype="str" if c == "budget" else "float64") for c in CURVE_COLUMNS})
+    return frame
+
+
+def _read_table(path: str | Path, columns: Sequence[str], **read_csv) -> pd.DataFrame | None:
+    """The complete lines of the CSV file ``path`` (None when it is missing or empty).
+
+    Raises:
+        SweepError: its header is not ``columns``.
+    """
     path = Path(path)
     text = _complete_lines(path.read_text(encoding="utf-8")) if path.is_file() else ""
     if not text.strip():
-        return pd.DataFrame({c: pd.Series(dtype="str" if c == "budget" else "float64") for c in CURVE_COLUMNS})
-    frame = pd.read_csv(io.StringIO(text), dtype={"budget": str})
-    if list(frame.columns) != CURVE_COLUMNS:
-        raise SweepError(f"{path}: columns are {list(frame.columns)}, expected {CURVE_COLUMNS}; move it away")
+        return None
+    frame = pd.read_csv(io.StringIO(text), **read_csv)
+    if list(frame.columns) != list(columns):
+        raise SweepError(f"{path}: columns are {list(frame.columns)}, expected {list(columns)}; move it away to "
+                         "start a new sweep")
     return frame
 
 
 def cell_key(row: Mapping[str, Any]) -> tuple:
     """The :meth:`Cell.key` of a runs.csv row."""
-    return (int(row["batch"]), f"{float(row['lr']):.10g}", f"{float(row['min_lr']):.10g}", int(row["seed"]),
-            str(row["budget"]))
+    return int(row["batch"]), _lr_key(row["lr"]), _lr_key(row["min_lr"]), int(row["seed"]), str(row["budget"])
 
 
 def pending_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
@@ -300,16 +317,14 @@ def extension_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
     ours = grid_runs(grid, runs)
     if not len(ours) or not grid.refine_rounds:
         return []
-    seeds, step = _unique(grid.seeds), grid.lr_step()
-    low, high = min(grid.learning_rates), max(grid.learning_rates)
+    seeds, (above, below) = _unique(grid.seeds), grid.edge_rates()
     extra = []
     for (budget, batch), part in ours.groupby(["budget", "batch"], sort=False):
         if batch not in grid.batch_sizes or budget not in grid.budgets():
             continue
         summary = summarize(part).sort_values("lr")
-        tried = set(summary["lr"].round(12))
-        grid_lrs = {round(lr, 12) for lr in grid.learning_rates}
-        if not grid_lrs <= tried or (summary["n"] < len(seeds)).any():
+        tried = {_lr_key(lr) for lr in summary["lr"]}
+        if not {_lr_key(lr) for lr in grid.learning_rates} <= tried or (summary["n"] < len(seeds)).any():
             continue  # the grid of this batch size is not finished yet
         lrs = summary["lr"].to_numpy()
         diverged = (summary["diverged"] * 2 > summary["n"]).to_numpy()
@@ -318,10 +333,12 @@ def extension_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
         if diverged.all():
             continue  # blew up or crawled at every rate: no direction to look in (the analysis says so)
         i = best_lr(lrs, acc, diverged, tiebreak=loss, refine=False)[0]
-        if i == len(lrs) - 1 and not diverged[i] and (lrs > high * 1.0001).sum() < grid.refine_rounds:
-            extra.append((budget, int(batch), float(f"{lrs[i] * step:.4g}")))
-        elif i == 0 and (lrs < low / 1.0001).sum() < grid.refine_rounds:
-            extra.append((budget, int(batch), float(f"{lrs[i] / step:.4g}")))
+        up = [lr for lr in above if _lr_key(lr) not in tried]
+        down = [lr for lr in below if _lr_key(lr) not in tried]
+        if i == len(lrs) - 1 and not diverged[i] and up:
+            extra.append((budget, int(batch), up[0]))
+        elif i == 0 and down:
+            extra.append((budget, int(batch), down[0]))
     return [grid.cell(batch, lr, seed, budget) for budget, batch, lr in extra for seed in seeds]
 
 
@@ -330,13 +347,16 @@ def grid_runs(grid: SweepGrid, runs: pd.DataFrame) -> pd.DataFrame:
     the grid's learning rates or those the sweep added beyond its edges (runs.csv may hold other grids' cells)."""
     if not len(runs):
         return runs
-    lr, low, high = runs["lr"].to_numpy(), min(grid.learning_rates), max(grid.learning_rates)
-    on_grid = np.isclose(lr[:, None], np.asarray(grid.learning_rates)[None, :], rtol=1e-9).any(1)
-    beyond = (lr > high * 1.0001) | (lr < low / 1.0001)
-    mask = (runs["batch"].isin(grid.batch_sizes) & runs["seed"].isin(grid.seeds) & runs["budget"].isin(grid.budgets())
-            & np.isclose(runs["min_lr"] / runs["lr"], grid.min_lr_ratio, rtol=1e-6, atol=1e-12)
-            & (on_grid | beyond))
-    return runs[mask.to_numpy()].reset_index(drop=True)
+    above, below = grid.edge_rates()
+    cells = {grid.cell(b, lr, s, budget).key() for budget in grid.budgets() for s in grid.seeds for b in grid.batch_sizes
+             for lr in [*grid.learning_rates, *above, *below]}
+    mask = [cell_key(row) in cells for row in runs.to_dict("records")]
+    return runs[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+
+
+def _lr_key(lr: float) -> str:
+    """A learning rate as :meth:`Cell.key` compares it (10 significant digits)."""
+    return f"{float(lr):.10g}"
 
 
 def is_diverged(history: Sequence[Mapping[str, float]]) -> bool:
@@ -377,10 +397,11 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
     device = device or resolve_device(config.device)
     images, labels = images.to(device), labels.to(device)  # once, not per cell
     curve_idx = np.sort(np.random.default_rng(grid.fold).permutation(val_idx)[:grid.curve_rows])
-    total, number = len(grid.cells()), 0
-    todo = pending_cells(grid, read_runs(runs_path))
-    log.info("sweep on fold %d (%d train / %d validation rows), budget %s: %d of %d grid cells in %s, %d to train",
-             grid.fold, len(train_idx), len(val_idx), grid.budget, total - len(todo), total, runs_path, len(todo))
+    number, todo = 0, pending_cells(grid, read_runs(runs_path))
+    log.info("sweep on fold %d (%d train / %d validation rows), budget %s: %d of %d grid cells in %s, %d cells to "
+             "train", grid.fold, len(train_idx), len(val_idx), grid.budget,
+             len(grid.cells()) - len({c.key() for c in todo} & {c.key() for c in grid.cells()}), len(grid.cells()),
+             runs_path, len(todo))
     while todo:  # the grid, then the rates added beyond its edges, until the best rates are bracketed
         for cell in todo:
             number += 1
@@ -388,12 +409,14 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
             steps = plan_fold(cfg, len(train_idx))[2]
             log.info("cell %d (%d left): batch %d, lr %g (min_lr %g), seed %d, %s → %d steps", number,
                      len(todo) - todo.index(cell) - 1, cell.batch, cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
-            probe = CurveProbe(images[curve_idx], labels[curve_idx], total_steps=steps, points=grid.curve_points,
-                               batch_size=config.eval_batch_size)
+            cell_dir = output_dir / "cells" / cell.name
+            resumed = (cell_dir / fold_file(cfg.model, grid.fold, "last")).is_file()  # its early points are lost
+            probe = CurveProbe(images[curve_idx], labels[curve_idx], total_steps=steps,
+                               points=0 if resumed else grid.curve_points, batch_size=config.eval_batch_size)
             started = time.perf_counter()
             try:
                 history = train_fold(cfg, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx,
-                                     fold=grid.fold, output_dir=output_dir / "cells" / cell.name, device=device,
+                                     fold=grid.fold, output_dir=cell_dir, device=device,
                                      after_step=probe).history
             except DivergedError as err:  # a cell that blows up is a finding of the sweep, not a failure of it
                 history = err.history
@@ -405,9 +428,9 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
             if probe.points:  # the curve first: a cell in runs.csv has its curve
                 append_rows(curves_path, CURVE_COLUMNS, [{**keys, **point} for point in probe.points])
             append_run(runs_path, row)
-            for weights in (output_dir / "cells" / cell.name).glob("*.pth"):
+            for weights in cell_dir.glob("*.pth"):
                 weights.unlink()
-            (output_dir / "cells" / cell.name / fold_file(cfg.model, grid.fold, "oof")).unlink(missing_ok=True)
+            (cell_dir / fold_file(cfg.model, grid.fold, "oof")).unlink(missing_ok=True)
             noise = last.get("noise_scale")
             log.info("cell %d done: val_acc %.5f  val_loss %.4f%s%s  (%.1f s)", number, row["val_acc"],
                      row["val_loss"], f"  B_simple {noise:,.0f}" if noise else "",

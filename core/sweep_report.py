@@ -7,7 +7,6 @@ question: the same data for every batch size), else the first, and its batch siz
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from pathlib import Path
@@ -17,7 +16,8 @@ import pandas as pd
 
 from .atomic import write_text_atomic
 from .critical_batch import CriticalBatch, analyze_critical_batch
-from .lr_scaling import SweepAnalysis, analyze_sweep, json_default
+from .lr_scaling import SweepAnalysis, analyze_sweep, json_text
+from .sweep import cell_key
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,15 @@ class SweepStudy:
         if laws:
             parts.append("the best rate grows like B^α (" + "; ".join(laws) + ")")
         if self.critical is not None:
-            crit = self.critical
-            if math.isinf(crit.b_crit):
-                parts.append(f"up to batch {int(crit.table['batch'].max())} a bigger batch still cut the steps in "
-                             "proportion (B_crit is beyond the grid)")
-            elif math.isfinite(crit.b_crit):
+            crit, batches = self.critical, self.critical.table["batch"]
+            bound = crit.bound()
+            if bound == "beyond":
+                parts.append(f"up to batch {int(batches.max())} a bigger batch still cut the steps about in "
+                             "proportion (B_crit is beyond the batch sizes tried)")
+            elif bound == "below":
+                parts.append(f"from batch {int(batches.min())} up a bigger batch bought little speed for more data "
+                             "(B_crit is below the batch sizes tried)")
+            elif not bound:
                 parts.append(f"beyond B ≈ {crit.b_crit:,.0f} a bigger batch buys little speed for more data")
         return "; ".join(parts)
 
@@ -84,7 +88,7 @@ class SweepStudy:
             self.critical.figure.savefig(paths[-1], dpi=110)
         paths += [output_dir / "sweep_report.txt", output_dir / STUDY_FILE]
         write_text_atomic(paths[-2], self.report() + "\n")
-        write_text_atomic(paths[-1], json.dumps(self.to_dict(), indent=2, default=json_default) + "\n")
+        write_text_atomic(paths[-1], json_text(self.to_dict()))
         return paths
 
     def figures(self) -> list:
@@ -104,9 +108,8 @@ def analyze_study(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *, met
                 for budget in dict.fromkeys(runs["budget"])}
     critical = None
     if curves is not None and len(curves):
-        keys = set(zip(runs["batch"], runs["lr"].round(12), runs["seed"], runs["budget"]))
-        mine = curves[[k in keys for k in zip(curves["batch"], curves["lr"].round(12), curves["seed"],
-                                              curves["budget"])]]
+        keys = {cell_key(row) for row in runs.to_dict("records")}  # the curves of these very cells
+        mine = curves[np.array([cell_key(row) in keys for row in curves.to_dict("records")], dtype=bool)]
         if len(mine):
             critical = analyze_critical_batch(mine, target=target, n_boot=min(n_boot, 1000), seed=seed, plot=plot)
     ratio = float(np.median(runs["min_lr"] / runs["lr"]))

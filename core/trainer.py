@@ -347,7 +347,9 @@ def measure_noise(setup: FoldSetup, x: torch.Tensor, targets: torch.Tensor) -> N
         unwrap(setup.model), x, targets, soft_target_cross_entropy,
         autocast=lambda: autocast_context(x.device, setup.amp),
         loss_scale=FP16_NOISE_LOSS_SCALE if setup.scaler.is_enabled() else 1.0)
-    setup.noise.update(mean_over_ranks(g2_small, setup.device), mean_over_ranks(g2_big, setup.device), b_small, b_big)
+    g2_small, g2_big = mean_over_ranks(g2_small, setup.device), mean_over_ranks(g2_big, setup.device)
+    if math.isfinite(g2_small) and math.isfinite(g2_big):  # an overflow would poison the running averages for good
+        setup.noise.update(g2_small, g2_big, b_small, b_big)
 
 
 def _train_epoch(setup: FoldSetup, config: Config, images: torch.Tensor, labels: torch.Tensor,

@@ -8,6 +8,7 @@ import pytest
 
 from core.critical_batch import analyze_critical_batch, auto_target, crossing_step, fit_tradeoff
 from core.sweep import CURVE_COLUMNS
+from core.lr_scaling import json_text
 from core.sweep_report import analyze_study
 
 
@@ -86,3 +87,30 @@ def test_the_study_writes_its_recommendation_line(tmp_path):
     assert {"study.json", "sweep_report.txt", "critical_batch.png", "fit.json", "lr_batch_heatmap.png"} <= names
     saved = json.loads((tmp_path / "study.json").read_text())
     assert saved["recommendation"] == line and saved["critical_batch"]["b_crit"] == pytest.approx(study.critical.b_crit)
+
+
+def test_a_b_crit_far_outside_the_batch_sizes_is_reported_as_a_bound():
+    from core.critical_batch import CriticalBatch
+
+    def result(steps):
+        batches = np.array([16, 32, 64, 128])
+        table = pd.DataFrame({"batch": batches, "lr": 1e-3, "budget": "epochs=1", "steps": steps,
+                              "examples": steps * batches, "noise_scale": 100.0, "n_seeds": 1})
+        s_min, e_min, b_crit = fit_tradeoff(batches, steps)
+        return CriticalBatch(target=0.9, table=table, s_min=s_min, e_min=e_min, b_crit=b_crit, ci=(1.0, np.inf),
+                             n_boot=50, curves=pd.DataFrame(columns=CURVE_COLUMNS))
+
+    flat = result(np.array([100.0, 101.0, 99.0, 100.0]))
+    assert flat.bound() == "below" and "below the batch sizes tried" in flat.report()
+    rng = np.random.default_rng(0)
+    falling = result(1e5 / np.array([16, 32, 64, 128]) * (1 + 0.02 * rng.standard_normal(4)))
+    assert falling.bound() == "beyond" and "beyond the batch sizes tried" in falling.report()
+    json.loads(json_text(falling.to_dict()))  # strict JSON: inf and NaN become null
+
+
+def test_percentile_interval_keeps_an_infinite_end():
+    from core.stats import percentile_interval
+
+    lo, hi = percentile_interval([1.0] * 30 + [math.inf] * 10)
+    assert lo == 1.0 and hi == math.inf
+    assert all(math.isnan(v) for v in percentile_interval([1.0, 2.0]))

@@ -111,3 +111,21 @@ def test_a_loss_scale_changes_nothing_but_the_underflow():
     plain = gradient_norms(model, x[:64], y[:64], half_mse)
     scaled = gradient_norms(model, x[:64], y[:64], half_mse, loss_scale=1024.0)
     assert scaled == pytest.approx(plain, rel=1e-9)
+
+
+def test_a_negative_trace_average_or_an_overflow_gives_no_value():
+    noise = NoiseScale()
+    noise.update(1.0, 1.2, 4, 16)  # |G_b|² < |G_B|²: tr(Σ) estimate negative, as happens early on
+    assert math.isnan(noise.value)
+
+
+def test_a_measurement_that_overflows_is_skipped(monkeypatch):
+    import core.trainer as trainer
+    from core.trainer import measure_noise, prepare_fold
+
+    setup = prepare_fold(Config(model="smallcnn", device="cpu", epochs=1), n_train=64, fold=0,
+                         device=torch.device("cpu"))
+    monkeypatch.setattr(trainer, "gradient_norms", lambda *a, **k: (math.inf, 1.0, 32, 128))
+    x, t = torch.randn(128, 1, 28, 28), torch.full((128, 10), 0.1)
+    measure_noise(setup, x, t)
+    assert setup.noise.count == 0

@@ -386,3 +386,12 @@ def test_sweep_notebook_runs_a_tiny_grid(tmp_path):
     text = "".join("".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
     assert "fitted law: lr*(B)" in text and f"RECOMMENDATION: {study['recommendation']}" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))  # the heatmap
+
+
+def test_cells_of_another_grid_beyond_the_edges_neither_count_nor_block_an_extension():
+    grid = SweepGrid(batch_sizes=(32,), learning_rates=(1e-4, 1e-3), seeds=(1, 2), budget="steps=2")
+    done = [row(batch=32, lr=lr, seed=s, val_acc=a) for lr, a in ((1e-4, 0.8), (1e-3, 0.9)) for s in (1, 2)]
+    foreign = row(batch=32, lr=0.5, seed=1, val_acc=0.1)  # an earlier grid's rate, one seed only
+    runs = pd.DataFrame(done + [foreign])
+    assert 0.5 not in set(sweep.grid_runs(grid, runs)["lr"])
+    assert sorted({(c.lr, c.seed) for c in sweep.extension_cells(grid, runs)}) == [(0.01, 1), (0.01, 2)]
