@@ -244,7 +244,8 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
         i, refined = best_lr(lrs, scores, div, tiebreak=tiebreak, refine=refine)
         edge = "" if len(lrs) < 2 else "low" if i == 0 else "high" if i == len(lrs) - 1 else ""
         if edge:
-            way = f"upwards (e.g. {lrs[i] * 3:.3g})" if edge == "high" else f"downwards (e.g. {lrs[i] / 3:.3g})"
+            step = lrs[1] / lrs[0] if edge == "low" else lrs[-1] / lrs[-2]  # the grid's own spacing there
+            way = f"upwards (e.g. {lrs[i] * step:.3g})" if edge == "high" else f"downwards (e.g. {lrs[i] / step:.3g})"
             warnings.append(f"batch size {batch}: the best learning rate {lrs[i]:.3g} is the "
                             f"{'largest' if edge == 'high' else 'smallest'} of the grid, so the optimum may lie "
                             f"beyond it: extend learning_rates {way}")
