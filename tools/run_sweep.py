@@ -3,8 +3,8 @@
     python -m tools.run_sweep --run sweep --data data/digit-recognizer -p batch_sizes=[16,64] -p budget=steps=200
 
 This is the very notebook `make push` sends to Kaggle. Its own defaults are the full grid for a GPU; locally the
-grid and budgets of ``core.presets.SWEEP_LOCAL`` (4 batch sizes × 4 learning rates × 2 seeds, at 2 epochs and at
-200 steps, a few minutes on two CPU cores with the embedded data) apply unless a ``-p`` overrides them. Any parameter of the notebook works:
+grid and budgets of ``core.presets.SWEEP_LOCAL`` (fastcnn, 4 batch sizes × 4 learning rates × 2 seeds, at 1 epoch
+and at 100 steps, on the embedded data) apply unless a ``-p`` overrides them. Any parameter of the notebook works:
 ``batch_sizes``, ``learning_rates``, ``seeds``, ``min_lr_ratio``, ``budget``, ``sweep_fold``, ``refine_rounds``,
 ``curve_points``, ``curve_rows``, ``metric``, ``n_boot``, ``target_acc`` and every training setting (``model``,
 ``weight_decay``, ...). Ends by printing α per budget, the critical batch size beside the noise scale, the
