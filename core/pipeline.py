@@ -120,9 +120,9 @@ class OutOfFold:
     """Step 6's result: the OOF predictions of what inference will do, the options compared, the local CV."""
 
     choice: InferenceChoice
-    table: pd.DataFrame  # one row per fold (+ "all"): validation rows, best epoch, B_simple, accuracy of each option
+    table: pd.DataFrame  # one row per fold (+ "all"): validation rows, best epoch, accuracy of each option
     n_rows: int  # rows of train.csv (the OOF rows cover them all unless folds_to_run picks some folds)
-    noise: str = ""  # the gradient noise scale beside the batch size, with a hint when they are far apart
+    noise: str = ""  # each fold's gradient noise scale beside the batch size, with a hint when they are far apart
 
     @property
     def report(self) -> str:
@@ -321,12 +321,10 @@ def describe_noise_scale(values: list[float | None], *, batch_size: int) -> str:
 
 def _cv_table(choice: InferenceChoice, results: list[tuple[FoldResult, np.ndarray]]) -> pd.DataFrame:
     by_option = {name: fold_accuracies(frame) for name, frame in choice.frames.items()}
-    noise = {r.fold: final_noise_scale(r.history) for r, _ in results}
     rows = [{"fold": r.fold, "validation rows": len(idx), "best epoch": r.best_epoch,
-             "B_simple": f"{noise[r.fold]:,.0f}" if noise[r.fold] is not None else "",
              **{name: acc[r.fold] for name, acc in by_option.items()}} for r, idx in results]
     rows.append({"fold": "all (local CV)", "validation rows": sum(len(idx) for _, idx in results), "best epoch": "",
-                 "B_simple": "", **{name: local_cv(frame) for name, frame in choice.frames.items()}})
+                 **{name: local_cv(frame) for name, frame in choice.frames.items()}})
     table = pd.DataFrame(rows).set_index("fold")
     return table.rename(columns={choice.variant: f"{choice.variant} (inference)"})
 

@@ -38,7 +38,8 @@ def test_manifest_entry_and_its_files(tmp_path, swa):
     entry = manifest_entry("m", result(tmp_path, swa), 6)
     expected = {"fold": 2, "weights": "m_fold2_best.pth", "val_acc": 0.75, "best_epoch": 3,
                 "oof_file": "m_fold2_oof.npz", "log_file": "m_fold2_log.csv",
-                "history": [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.75}], "n_val": 6}
+                "history": [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.75}], "n_val": 6,
+                "noise_scale": None}  # no epoch measured one
     if swa:
         expected.update(swa_weights="m_fold2_swa.pth", swa_val_acc=0.8)
     assert entry == expected and list(entry) == list(expected)
