@@ -239,7 +239,7 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
         if div.all():
             warnings.append(f"batch size {batch}: every learning rate diverged; it is left out of the fit")
             continue
-        scores, tiebreak = _scores(part["val_acc_mean"].to_numpy(float), part["val_loss_mean"].to_numpy(float),
+        scores, tiebreak = metric_scores(part["val_acc_mean"].to_numpy(float), part["val_loss_mean"].to_numpy(float),
                                    metric)
         i, refined = best_lr(lrs, scores, div, tiebreak=tiebreak, refine=refine)
         edge = "" if len(lrs) < 2 else "low" if i == 0 else "high" if i == len(lrs) - 1 else ""
@@ -294,7 +294,7 @@ def _bootstrap(runs: pd.DataFrame, *, metric: str, refine: bool, n_boot: int,
             means = np.array([cell[rng.integers(0, len(cell), len(cell))].mean(axis=0) for cell in cells])
             div = means[:, 2] > 0.5
             if not div.all():
-                scores, tiebreak = _scores(means[:, 0], means[:, 1], metric)
+                scores, tiebreak = metric_scores(means[:, 0], means[:, 1], metric)
                 points.append((batch, best_lr(lrs, scores, div, tiebreak=tiebreak, refine=refine)[1]))
                 lr_samples.setdefault(int(batch), []).append(points[-1][1])
         if len(points) < 2:
@@ -374,7 +374,7 @@ def plot_sweep(analysis: SweepAnalysis, path: str | Path | None = None) -> plt.F
     return fig
 
 
-def _scores(acc: np.ndarray, loss: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def metric_scores(acc: np.ndarray, loss: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(score, tie-break), both finite and higher-is-better, from mean accuracies and mean losses (L,)."""
     acc = np.nan_to_num(acc, nan=0.0)
     minus_loss = -np.nan_to_num(loss, nan=1e30, posinf=1e30)

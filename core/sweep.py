@@ -312,7 +312,7 @@ def extension_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
     "Best" is the highest mean accuracy over seeds (ties: the lower mean loss); an upward extension stops where the
     rates diverge, and a batch size where every rate diverged (blew up, or did not learn) gets none.
     """
-    from .lr_scaling import best_lr, summarize  # the analysis's own notion of "best"
+    from .lr_scaling import best_lr, metric_scores, summarize  # the analysis's own notion of "best"
 
     ours = grid_runs(grid, runs)
     if not len(ours) or not grid.refine_rounds:
@@ -320,19 +320,17 @@ def extension_cells(grid: SweepGrid, runs: pd.DataFrame) -> list[Cell]:
     seeds, (above, below) = _unique(grid.seeds), grid.edge_rates()
     extra = []
     for (budget, batch), part in ours.groupby(["budget", "batch"], sort=False):
-        if batch not in grid.batch_sizes or budget not in grid.budgets():
-            continue
         summary = summarize(part).sort_values("lr")
         tried = {_lr_key(lr) for lr in summary["lr"]}
         if not {_lr_key(lr) for lr in grid.learning_rates} <= tried or (summary["n"] < len(seeds)).any():
             continue  # the grid of this batch size is not finished yet
         lrs = summary["lr"].to_numpy()
         diverged = (summary["diverged"] * 2 > summary["n"]).to_numpy()
-        acc = summary["val_acc_mean"].fillna(0.0).to_numpy()
-        loss = -summary["val_loss_mean"].fillna(np.inf).replace(np.inf, 1e30).to_numpy()
         if diverged.all():
             continue  # blew up or crawled at every rate: no direction to look in (the analysis says so)
-        i = best_lr(lrs, acc, diverged, tiebreak=loss, refine=False)[0]
+        acc, minus_loss = metric_scores(summary["val_acc_mean"].to_numpy(float),
+                                        summary["val_loss_mean"].to_numpy(float), "val_acc")
+        i = best_lr(lrs, acc, diverged, tiebreak=minus_loss, refine=False)[0]
         up = [lr for lr in above if _lr_key(lr) not in tried]
         down = [lr for lr in below if _lr_key(lr) not in tried]
         if i == len(lrs) - 1 and not diverged[i] and up:
@@ -397,21 +395,22 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
     device = device or resolve_device(config.device)
     images, labels = images.to(device), labels.to(device)  # once, not per cell
     curve_idx = np.sort(np.random.default_rng(grid.fold).permutation(val_idx)[:grid.curve_rows])
+    curve_images, curve_labels = images[curve_idx], labels[curve_idx]  # the same rows score every learning curve
     number, todo = 0, pending_cells(grid, read_runs(runs_path))
+    grid_keys = {cell.key() for cell in grid.cells()}
     log.info("sweep on fold %d (%d train / %d validation rows), budget %s: %d of %d grid cells in %s, %d cells to "
              "train", grid.fold, len(train_idx), len(val_idx), grid.budget,
-             len(grid.cells()) - len({c.key() for c in todo} & {c.key() for c in grid.cells()}), len(grid.cells()),
-             runs_path, len(todo))
+             len(grid_keys) - sum(cell.key() in grid_keys for cell in todo), len(grid_keys), runs_path, len(todo))
     while todo:  # the grid, then the rates added beyond its edges, until the best rates are bracketed
-        for cell in todo:
+        for position, cell in enumerate(todo):
             number += 1
             cfg = cell_config(config, cell, len(train_idx))
             steps = plan_fold(cfg, len(train_idx))[2]
             log.info("cell %d (%d left): batch %d, lr %g (min_lr %g), seed %d, %s → %d steps", number,
-                     len(todo) - todo.index(cell) - 1, cell.batch, cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
+                     len(todo) - 1 - position, cell.batch, cell.lr, cell.min_lr, cell.seed, cell.budget, steps)
             cell_dir = output_dir / "cells" / cell.name
             resumed = (cell_dir / fold_file(cfg.model, grid.fold, "last")).is_file()  # its early points are lost
-            probe = CurveProbe(images[curve_idx], labels[curve_idx], total_steps=steps,
+            probe = CurveProbe(curve_images, curve_labels, total_steps=steps,
                                points=0 if resumed else grid.curve_points, batch_size=config.eval_batch_size)
             started = time.perf_counter()
             try:
