@@ -154,6 +154,15 @@ class CriticalBatch:
         upper = f"{hi:,.0f}" if math.isfinite(hi) else "beyond the grid"
         return f"B_crit = E_min/S_min ≈ {self.b_crit:,.0f} (95% bootstrap CI {lo:,.0f} … {upper})"
 
+    def advice(self) -> str:
+        """What B_crit means for choosing a batch size, as the sweep's recommendation says it ("" without a fit)."""
+        batches = self.table["batch"]
+        return {"beyond": f"up to batch {int(batches.max())} a bigger batch still cut the steps about in proportion "
+                          "(B_crit is beyond the batch sizes tried)",
+                "below": f"from batch {int(batches.min())} up a bigger batch bought little speed for more data "
+                         "(B_crit is below the batch sizes tried)",
+                "": f"beyond B ≈ {self.b_crit:,.0f} a bigger batch buys little speed for more data"}.get(self.bound(), "")
+
     def agreement(self) -> str:
         """B_crit beside B_simple, in one sentence."""
         if not math.isfinite(self.b_simple):

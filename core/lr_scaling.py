@@ -122,6 +122,13 @@ class SweepAnalysis:
         lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
+    def alpha_text(self) -> str:
+        """``"α = 0.24 [-0.61, 0.87]"`` (the fit and its 95 % interval), or why there is no fit."""
+        if not np.isfinite(self.alpha):
+            return "α not fitted (fewer than two batch sizes learned)"
+        lo, hi = self.ci
+        return f"α = {self.alpha:.2f} [{lo:.2f}, {hi:.2f}]"
+
     def verdict(self) -> str:
         """Which of α = 0, ½ and 1 the 95 % interval rules out, in one sentence."""
         lo, hi = self.ci
@@ -137,7 +144,8 @@ class SweepAnalysis:
                 "(more seeds, or batch sizes further apart, narrow it)")
 
     def to_dict(self) -> dict:
-        return {"alpha": self.alpha, "ci95": list(self.ci), "verdict": self.verdict(), "log10_c": self.log10_c, "n_boot": self.n_boot,
+        return {"alpha": self.alpha, "ci95": list(self.ci), "alpha_text": self.alpha_text(), "verdict": self.verdict(),
+                "log10_c": self.log10_c, "n_boot": self.n_boot,
                 "metric": self.metric, "budget": self.budget, "warnings": self.warnings,
                 "best": self.best.to_dict("records"), "cells": int(self.summary["n"].sum()),
                 "seconds_total": float(self.summary["seconds_mean"].mul(self.summary["n"]).sum())}
@@ -253,8 +261,7 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
                      "score": float(part[f"{metric}_mean"].iloc[i]), "edge": edge,
                      "val_acc_mean": float(part["val_acc_mean"].iloc[i]),
                      "val_acc_sd": float(part["val_acc_sd"].fillna(0.0).iloc[i]), "n": int(part["n"].iloc[i])})
-    best = pd.DataFrame(rows, columns=[c for c in BEST_COLUMNS if c not in ("lr_lo", "lr_hi")])
-    alpha, log10_c = fit_exponent(best["batch"], best["lr_refined"])
+    alpha, log10_c = fit_exponent([row["batch"] for row in rows], [row["lr_refined"] for row in rows])
     samples, lr_samples = _bootstrap(runs, metric=metric, refine=refine, n_boot=n_boot, seed=seed)
     for row in rows:  # each batch size's best rate: a 95 % interval over the same replicates
         row["lr_lo"], row["lr_hi"] = percentile_interval(lr_samples.get(row["batch"], []))

@@ -47,21 +47,11 @@ class SweepStudy:
         lr = float(top["lr_refined"])
         parts = [f"at batch {int(top['batch'])} use lr ≈ {lr:.2g} (min_lr ≈ {lr * self.min_lr_ratio:.2g}) "
                  f"[best accuracy of the {main.budget} budget, {top['val_acc_mean']:.4f}]"]
-        laws = [f"α = {a.alpha:.2f} [{a.ci[0]:.2f}, {a.ci[1]:.2f}] at {budget}" for budget, a in self.analyses.items()
-                if math.isfinite(a.alpha)]
+        laws = [f"{a.alpha_text()} at {budget}" for budget, a in self.analyses.items() if math.isfinite(a.alpha)]
         if laws:
             parts.append("the best rate grows like B^α (" + "; ".join(laws) + ")")
-        if self.critical is not None:
-            crit, batches = self.critical, self.critical.table["batch"]
-            bound = crit.bound()
-            if bound == "beyond":
-                parts.append(f"up to batch {int(batches.max())} a bigger batch still cut the steps about in "
-                             "proportion (B_crit is beyond the batch sizes tried)")
-            elif bound == "below":
-                parts.append(f"from batch {int(batches.min())} up a bigger batch bought little speed for more data "
-                             "(B_crit is below the batch sizes tried)")
-            elif not bound:
-                parts.append(f"beyond B ≈ {crit.b_crit:,.0f} a bigger batch buys little speed for more data")
+        if self.critical is not None and self.critical.advice():
+            parts.append(self.critical.advice())
         return "; ".join(parts)
 
     def report(self) -> str:
@@ -90,11 +80,6 @@ class SweepStudy:
         write_text_atomic(paths[-2], self.report() + "\n")
         write_text_atomic(paths[-1], json_text(self.to_dict()))
         return paths
-
-    def figures(self) -> list:
-        """The heatmap of each budget, then the noise-scale / frontier figure."""
-        shown = [a.figure for a in self.analyses.values() if a.figure is not None]
-        return shown + ([self.critical.figure] if self.critical is not None and self.critical.figure else [])
 
 
 def analyze_study(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *, metric: str = "val_acc",
