@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     study = json.loads((run_dir / STUDY_FILE).read_text())
     print(f"\nsweep {args.run} finished in {time.perf_counter() - started:.0f} s: {run_dir}")
     for budget, fit in study["budgets"].items():
-        lo, hi = fit["ci95"]
-        print(f"budget {budget}: lr*(B) ∝ B^α, α = {fit['alpha']:.2f} (95% bootstrap CI {lo:.2f} … {hi:.2f}); "
-              f"{fit['verdict']}")
+        law = (fit["alpha_text"] if fit["alpha"] is None or None in fit["ci95"]  # null in study.json: not fitted
+               else f"α = {fit['alpha']:.2f} (95% bootstrap CI {fit['ci95'][0]:.2f} … {fit['ci95'][1]:.2f})")
+        print(f"budget {budget}: lr*(B) ∝ B^α, {law}; {fit['verdict']}")
         for warning in fit["warnings"]:
             print(f"  warning: {warning}")
     critical = study["critical_batch"]
