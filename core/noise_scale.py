@@ -51,7 +51,7 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
     The batch is cut into ``micro_batches`` micro-batches of b = n // micro_batches rows (the remainder is left out:
     B = micro_batches · b); G_B is the mean of their gradients. ``loss_fn(output, targets)`` must be a mean over rows.
     The model's parameters' ``.grad``, its buffers (BatchNorm running statistics) and the RNG are left as they were.
-    Under fp16 autocast pass ``loss_scale`` (e.g. 1024, as a GradScaler would): the loss is multiplied by it before
+    Under fp16 autocast pass ``loss_scale`` (the GradScaler's current scale): the loss is multiplied by it before
     the backward pass, so that small gradients do not underflow, and the gradients divided by it afterwards.
     """
     b = len(x) // micro_batches

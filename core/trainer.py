@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 # The progress bar's loss is read from the device every this many steps (and at an epoch's last step): reading it
 # every step would make the host wait for the GPU each step instead of queueing the next one.
 SYNC_EVERY = 20
-# Under fp16 AMP the noise-scale measurement's backward pass scales its loss by this (as GradScaler would), so that
-# small gradients do not underflow to zero in half precision.
-FP16_NOISE_LOSS_SCALE = 1024.0
 
 
 class DivergedError(RuntimeError):
@@ -346,7 +343,7 @@ def measure_noise(setup: FoldSetup, x: torch.Tensor, targets: torch.Tensor) -> N
     g2_small, g2_big, b_small, b_big = gradient_norms(
         unwrap(setup.model), x, targets, soft_target_cross_entropy,
         autocast=lambda: autocast_context(x.device, setup.amp),
-        loss_scale=FP16_NOISE_LOSS_SCALE if setup.scaler.is_enabled() else 1.0)
+        loss_scale=setup.scaler.get_scale() if setup.scaler.is_enabled() else 1.0)  # fp16: training's own scale
     g2_small, g2_big = mean_over_ranks(g2_small, setup.device), mean_over_ranks(g2_big, setup.device)
     if math.isfinite(g2_small) and math.isfinite(g2_big):  # an overflow would poison the running averages for good
         setup.noise.update(g2_small, g2_big, b_small, b_big)
