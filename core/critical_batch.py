@@ -26,10 +26,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .data import NUM_CLASSES
 from .stats import percentile_interval
 
 MIN_TARGET = 0.5  # the automatic target ignores batch sizes that never got this far
-CHANCE = 0.1  # accuracy of a guess among ten digits: where every learning curve starts, at step 0
+CHANCE = 1 / NUM_CLASSES  # accuracy of a guess among the ten digits: where every learning curve starts, at step 0
 BOUND_FACTOR = 10.0  # a fitted B_crit this far outside the batch sizes tried is only a one-sided bound
 TABLE_COLUMNS = ["batch", "lr", "budget", "steps", "examples", "noise_scale", "n_seeds"]
 _GROUP = ["batch", "lr", "budget"]

@@ -142,18 +142,19 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
                  plan.workers, list(fold_list), __package__, _package_root())
         seen: dict[int, tuple[FoldResult, np.ndarray]] = {}
         shares_cores = plan.mode == "folds" and not _visible_gpus()  # CPU fold workers: the threads are shared out
-        shared_for = [0]  # the number of running workers the last THREADS_FILE was written for
+        shared_for = 0  # the number of running workers the last THREADS_FILE was written for
 
         def collect(running: int = 0) -> None:  # train_fold writes its _oof.npz last, in one rename: one that
             # exists is whole
+            nonlocal shared_for
             for fold, path in results.items():
                 if fold not in seen and path.is_file():
                     seen[fold] = load_fold_result(path)
                     if on_fold is not None:
                         on_fold(*seen[fold])
-            if shares_cores and running and running != shared_for[0]:
+            if shares_cores and running and running != shared_for:
                 share_threads(work, running=running)
-                shared_for[0] = running
+                shared_for = running
 
         _run_all(commands, envs, tags, timeout=timeout, poll=collect)
         collect()

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                                    device=device))
         ceilings.append(time_ceiling(config, steps=args.steps, warmup=args.warmup, device=device))
         noisy.append(time_digitkit(config, train.images, train.labels, steps=args.steps, warmup=args.warmup,
-                                   device=device, noise_every=config.noise_scale_every or Config.noise_scale_every))
+                                   device=device, noise_every=config.noise_scale_every))
         print(f"round {round_}/{args.rounds}: seed-style {seeds[-1].images_per_s:,.0f} img/s, digitkit "
               f"{fasts[-1].images_per_s:,.0f} img/s ({fasts[-1].images_per_s / seeds[-1].images_per_s:.2f}x), "
               f"compute ceiling {ceilings[-1].images_per_s:,.0f} img/s")
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
           f"with this model on this machine")
 
     cost = float(np.median([f.images_per_s / n.images_per_s - 1 for f, n in zip(fasts, noisy)]))
-    print(f"digitkit + the gradient noise scale measured every {config.noise_scale_every or Config.noise_scale_every} "
+    print(f"digitkit + the gradient noise scale measured every {config.noise_scale_every} "
           "steps (as training does): "
           f"{_median(noisy).images_per_s:,.0f} img/s (median of {args.rounds}); the measurement costs "
           f"{100 * cost:+.1f} % training time")
