@@ -13,6 +13,8 @@ Layout::
      "inference": {"weights": "best" | "swa", "tta": ["identity", "shift_left", …] or [], "tta_setting": "auto",
                    "oof_acc": {"best": …, "best+tta": …, "swa": …, "swa+tta": …},
                    "tests": {"swa_vs_best": {"p_value": …, …}, "tta_vs_none": {…}}, "oof_files": {…}},
+     "run": {"commit": "3e22721", "device": "cuda × 2: Tesla T4, Tesla T4", "on_kaggle": true,
+             "started": "2026-…Z", "wall_seconds": 1181.7},  # what the experiment journal lists
      "files": {"smallcnn_fold0_best.pth": "<sha256>", "oof.csv": "<sha256>", …}}
 
 ``local_cv`` and ``oof.csv`` describe what inference does (``inference.weights`` + ``inference.tta``); see

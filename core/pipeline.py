@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,8 @@ class RunSetup:
     device: torch.device
     plan: ParallelPlan  # for all the folds of config.fold_indices(); train_folds re-plans for the folds left
     pretrained_setting: bool | str = "auto"  # what the notebook asked for ("auto", True, False), for the words
+    commit: str = "unknown"  # the digitkit commit the notebook was built from (build.py fills it in)
+    started: float = dataclasses.field(default_factory=time.time)  # Unix time the run was set up: wall time's start
 
     @property
     def recipe(self) -> str:
@@ -168,15 +171,16 @@ class TrainingRun:
 
 
 # -------------------------------------------------------------------------------------------------- 1 · recipe
-def prepare_run(config: Config, *, output_dir: str | Path) -> RunSetup:
-    """Resolve ``pretrained`` and the device, plan how the folds use it, and make ``output_dir``."""
+def prepare_run(config: Config, *, output_dir: str | Path, commit: str = "unknown") -> RunSetup:
+    """Resolve ``pretrained`` and the device, plan how the folds use it, and make ``output_dir``. ``commit`` (the
+    digitkit commit the notebook was built from) is recorded in manifest.json with the device and the wall time."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     resolved = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
                                                                          on_kaggle=on_kaggle()))
     return RunSetup(config=resolved, output_dir=output_dir, device=device, pretrained_setting=config.pretrained,
-                    plan=plan_parallel(resolved, device, n_folds=len(resolved.fold_indices())))
+                    plan=plan_parallel(resolved, device, n_folds=len(resolved.fold_indices())), commit=commit)
 
 
 # --------------------------------------------------------------------------------------------------- 3 · folds
@@ -343,19 +347,30 @@ def finish_run(setup: RunSetup, train: TrainData, results: list[tuple[FoldResult
     config, output_dir, choice = setup.config, setup.output_dir, scored.choice
     variant_files = [variant_file(name) for name in choice.frames] if len(choice.frames) > 1 else []
     manifest = _manifest(config, train, results, complete=True, choice=choice)
+    manifest["run"] = run_record(setup)
     fold_names = [name for entry in manifest["folds"] for name in entry_files(entry)]
     return write_manifest(output_dir, manifest, fold_names + variant_files + ["oof.csv", "folds.csv", "config.json"])
 
 
+def run_record(setup: RunSetup) -> dict:
+    """manifest.json's ``run``: what the experiment journal (tools/journal.py) lists beside the local CV — the
+    digitkit commit, the device, where it ran, and the wall time (s) from ``prepare_run`` to now (this session only
+    when the run resumed an earlier one's folds)."""
+    return {"commit": setup.commit, "device": describe_device(setup.device), "on_kaggle": on_kaggle(),
+            "started": dt.datetime.fromtimestamp(setup.started, dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": round(time.time() - setup.started, 1)}
+
+
 def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path,
-                 folds_path: str | Path | None = None, resume_from: str | Path | None = None) -> TrainingRun:
+                 folds_path: str | Path | None = None, resume_from: str | Path | None = None,
+                 commit: str = "unknown") -> TrainingRun:
     """Every step of the train notebook in one call: ``data_dir``/train.csv → ``output_dir``.
 
     Writes per fold ``<model>_fold<k>_best.pth`` (``_swa.pth`` with SWA), ``_log.csv`` and ``_oof.npz`` (its result,
     core.fold_result), then ``folds.csv``, ``oof.csv`` (and ``oof_<option>.csv`` per inference option scored),
     ``config.json``, ``training_curves.png`` and ``manifest.json`` (the contract read by the inference notebook).
     """
-    setup = prepare_run(config, output_dir=output_dir)
+    setup = prepare_run(config, output_dir=output_dir, commit=commit)
     log.info("device: %s; model: %s; %d folds × %d epochs", describe_device(setup.device), config.model,
              config.n_folds, config.epochs)
     log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle()))
