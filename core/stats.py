@@ -1,5 +1,5 @@
-"""Scoring classifiers: accuracy, and the paired comparison of two on the same rows, McNemar's exact test (no scipy);
-and the percentile interval every bootstrap of the project reports.
+"""Scoring classifiers: accuracy with its Wilson interval, and the paired comparison of two on the same rows,
+McNemar's exact test (no scipy); and the percentile interval every bootstrap of the project reports.
 
 Only the rows where exactly one of the two is right carry information. Under "no difference" each such row is a fair
 coin flip, so the count won by one side is Binomial(n, 1/2) and the two-sided p-value is exact, from integer
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,20 @@ def accuracy(scores: Any, labels: Any) -> float:
     if labels.ndim == 2:
         labels = labels.argmax(-1)
     return float((scores.argmax(-1) == labels).sum()) / len(labels) if len(labels) else math.nan
+
+
+def wilson_interval(correct: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy of ``correct`` out of ``n`` rows (rows taken as independent draws):
+    unlike the normal approximation it stays inside [0, 1] and is honest near 1, where local CVs of digits live.
+    (NaN, NaN) for n = 0."""
+    assert 0 <= correct <= n, (correct, n)
+    if n == 0:
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p, z2 = correct / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (0.0 if correct == 0 else centre - half), (1.0 if correct == n else centre + half)
 
 
 @dataclasses.dataclass(frozen=True)

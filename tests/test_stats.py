@@ -54,3 +54,15 @@ def test_mcnemar_textbook_example():
     assert test.p_value == pytest.approx(2 / 1024)
     assert "significant at 5 %" in test.describe("none", "tta")
     assert math.isclose(test.as_dict()["p_value"], test.p_value)
+
+
+def test_wilson_interval_closed_form():
+    from core.stats import wilson_interval
+
+    low, high = wilson_interval(81, 100)  # Wilson (1927) score interval, z = 1.959964: 0.7222 … 0.8749
+    assert low == pytest.approx(0.72221, abs=1e-5) and high == pytest.approx(0.87485, abs=1e-5)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0  # stays in [0, 1]
+    assert wilson_interval(3, 10)[0] == pytest.approx(1 - wilson_interval(7, 10)[1])  # symmetric
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    narrow, wide = wilson_interval(41844, 42000), wilson_interval(3988, 4000)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
