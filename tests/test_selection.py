@@ -1,0 +1,66 @@
+"""core.selection: greedy forward selection (Caruana et al. 2004) over runs' OOF probabilities, under nested CV."""
+import numpy as np
+
+from core.selection import forward_selection, select_runs
+
+
+def confident(labels: np.ndarray, predicted: np.ndarray, top: float, true_share: float = 0.3) -> np.ndarray:
+    """(N, 10) rows with ``top`` on ``predicted``, ``true_share`` on the true class where that is wrong, and the
+    rest spread evenly over the other classes."""
+    n = len(labels)
+    wrong = predicted != labels
+    probs = np.zeros((n, 10))
+    probs[np.arange(n), predicted] = top
+    probs[np.arange(n)[wrong], labels[wrong]] = true_share
+    free = probs == 0
+    probs[free] = np.repeat((1 - probs.sum(1)) / free.sum(1), free.sum(1))
+    return probs
+
+
+def library(n: int = 1000, seed: int = 0):
+    """A (90 % right, confident), its near-copy A2 (the same mistakes), and C, right on every row A gets wrong
+    and unsure where it is wrong itself: A + C is right everywhere, A + A2 adds nothing."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    a_wrong = rng.random(n) < 0.10
+    a_pred = np.where(a_wrong, (labels + 1) % 10, labels)
+    c_wrong = ~a_wrong & (rng.random(n) < 0.30)
+    c_pred = np.where(c_wrong, (labels + 2) % 10, labels)
+    a = np.where(a_wrong[:, None], confident(labels, a_pred, 0.5), confident(labels, a_pred, 0.9))
+    c = np.where(c_wrong[:, None], confident(labels, c_pred, 0.5), confident(labels, c_pred, 0.9))
+    a2 = a * (1 + 0.01 * rng.random(a.shape))
+    a2 /= a2.sum(1, keepdims=True)
+    return np.stack([a2, a, c], axis=1), labels, np.arange(n) % 5
+
+
+def test_selection_picks_the_clearly_complementary_run():
+    probs, labels, folds = library()
+    accuracy = [(probs[:, m].argmax(1) == labels).mean() for m in range(3)]
+    assert accuracy[0] == accuracy[1] > accuracy[2]  # C alone is the worst run
+    chosen = forward_selection(probs, labels)
+    assert sorted(chosen)[-1] == 2 and len(chosen) == 2  # one of A/A2, then C; the copy is never added
+    selection = select_runs(["a2", "a", "c"], probs, labels, folds)
+    assert "c" in selection.chosen and len(selection.chosen) == 2
+    assert selection.nested_acc == 1.0 and selection.nested_acc > selection.best_single_acc
+    assert selection.vs_best_single.p_value < 1e-6 and selection.vs_best_single.only_a == 0
+    assert all("c" in names for names in selection.fold_choices.values()) and len(selection.fold_choices) == 5
+    assert selection.make_line() == f'make ensemble RUNS="{" ".join(selection.chosen)}"'
+    assert "expected local CV" in selection.describe() and "better than the best single run" in selection.describe()
+
+
+def test_selection_stops_when_no_run_helps():
+    probs, labels, folds = library()
+    copies = probs[:, :2]  # A2 and A make the same mistakes
+    assert len(forward_selection(copies, labels)) == 1
+    selection = select_runs(["a2", "a"], copies, labels, folds)
+    assert len(selection.chosen) == 1 and "no detectable gain" in selection.describe()
+    assert forward_selection(probs, labels, max_size=1) == [forward_selection(probs, labels)[0]]
+
+
+def test_nested_selection_never_sees_the_fold_it_scores():
+    """The choice for fold f is made on the other folds only: changing fold 0's rows leaves it unchanged."""
+    probs, labels, folds = library()
+    before = select_runs(["a2", "a", "c"], probs, labels, folds).fold_choices[0]
+    shuffled = probs.copy()
+    shuffled[folds == 0] = np.random.default_rng(3).dirichlet(np.ones(10), size=(int((folds == 0).sum()), 3))
+    assert select_runs(["a2", "a", "c"], shuffled, labels, folds).fold_choices[0] == before
