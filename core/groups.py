@@ -59,6 +59,16 @@ class Group:
     def inference_choice(self) -> tuple[str, list[str]]:
         return inference_choice(self.manifest)
 
+    @property
+    def folds_sha256(self) -> str | None:
+        """The sha256 of the run's folds.csv (as its manifest hashed it): runs with the same one split alike."""
+        return folds_sha256(self.manifest)
+
+
+def folds_sha256(manifest: dict) -> str | None:
+    """The sha256 of a run's folds.csv from its manifest.json's ``files``; None for a manifest that lists none."""
+    return manifest.get("files", {}).get("folds.csv")
+
 
 def find_group_dirs(root: str | Path, max_depth: int = 4) -> list[Path]:
     """Every folder under ``root`` (itself included, ``max_depth`` levels) holding manifest.json and oof.csv, sorted."""
