@@ -1,0 +1,110 @@
+"""`make runs` (tools/journal.py): the experiment journal from real tiny runs — finished, unfinished, failed, on
+other folds, an ensemble — with the public score that a submission record carries."""
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+from core.config import Config
+from core.data import find_competition_file, read_train
+from core.manifest import sha256_file
+from core.pipeline import prepare_folds, prepare_run, run_training, train_folds
+from tests.test_parallel import write_train_csv
+from tools import journal
+
+TINY = Config(model="smallcnn", n_folds=2, epochs=1, batch_size=16, device="cpu", tta="none", parallel="none",
+              noise_scale_every=0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """runs/: three finished tiny runs (one on other folds), one cut after its first fold, one whose notebook
+    failed, a sweep and the shared folds; weights/ stays empty."""
+    root = tmp_path_factory.mktemp("journal")
+    data = write_train_csv(root / "data")
+    runs_dir = root / "runs"
+    run_training(TINY, data_dir=data, output_dir=runs_dir / "base", commit="abc1234")
+    run_training(dataclasses.replace(TINY, learning_rate=3e-3), data_dir=data, output_dir=runs_dir / "lr3",
+                 folds_path=runs_dir / "base" / "folds.csv", commit="abc1234")
+    run_training(dataclasses.replace(TINY, seed=7), data_dir=data, output_dir=runs_dir / "other-folds")
+    cut = dataclasses.replace(TINY, folds_to_run="0")  # a run stopped after fold 0: what train_folds leaves
+    setup = prepare_run(cut, output_dir=runs_dir / "cut")
+    train = read_train(find_competition_file(data, "train"))
+    train_folds(setup, train, prepare_folds(setup, train))
+    (runs_dir / "cut" / "manifest.json").write_text(
+        (runs_dir / "cut" / "manifest.json").read_text().replace('"folds_to_run": "0"', '"folds_to_run": ""'))
+    failed = runs_dir / "crashed"
+    failed.mkdir()
+    (failed / "train.ipynb").write_text(json.dumps({"metadata": {"papermill": {"exception": True, "duration": 3.0}},
+                                                    "cells": [{"cell_type": "code", "source": "", "outputs": [
+                                                        {"output_type": "error", "ename": "DataError",
+                                                         "evalue": "train.csv row 7: label 11"}]}]}))
+    (runs_dir / "sweep").mkdir()
+    (runs_dir / "sweep" / "sweep.json").write_text("{}")
+    (runs_dir / "folds").mkdir()
+    (runs_dir / "folds" / "x.csv").write_text("")
+    inference = runs_dir / "kaggle-infer"  # an inference output of base, submitted and scored
+    inference.mkdir()
+    (inference / "test_probs.json").write_text(json.dumps({"manifest_sha256": sha256_file(
+        runs_dir / "base" / "manifest.json")}))
+    (inference / "submissions.json").write_text(json.dumps({"submissions": [
+        {"time": "2026-12-01T10:00:00+00:00", "message": "m", "manifest_sha256": sha256_file(
+            runs_dir / "base" / "manifest.json"), "kaggle": {"public_score": 0.5}}]}))
+    return root
+
+
+def test_every_run_gets_a_row_and_unfinished_ones_say_so(runs):
+    frame = journal.read_journal(runs / "runs", runs / "weights").frame()
+    by_run = frame.set_index("run")
+    assert list(frame["run"][:3].sort_values()) == ["base", "lr3", "other-folds"]  # finished first, by local CV
+    assert frame["local_cv"][:3].is_monotonic_decreasing
+    assert by_run.loc["cut", "status"] == "unfinished: 1 of 2 folds done" and pd.isna(by_run.loc["cut", "local_cv"])
+    assert by_run.loc["crashed", "status"] == "failed: DataError: train.csv row 7: label 11"
+    assert set(frame["run"]) == {"base", "lr3", "other-folds", "cut", "crashed"}
+    base = by_run.loc["base"]
+    assert base["status"] == "finished, not inferred" and base["commit"] == "abc1234" and base["model"] == "smallcnn"
+    assert base["k"] == 2 and base["epochs"] == 1 and base["oof_rows"] == 120 and base["inference"] == "best"
+    assert base["cv_low"] < base["local_cv"] < base["cv_high"] and base["wall_min"] > 0
+    assert base["device"].startswith("cpu") and base["date"].startswith("20")
+    assert "learning_rate=0.003" in by_run.loc["lr3", "changed"] and "seed=7" in by_run.loc["other-folds", "changed"]
+    assert "n_folds=2" in base["changed"] and "model=" not in base["changed"] and "epochs=" not in base["changed"]
+    assert base["folds"] == by_run.loc["lr3", "folds"] != by_run.loc["other-folds", "folds"]
+    assert base["public_score"] == 0.5 and base["gap"] == pytest.approx(0.5 - base["local_cv"])  # via kaggle-infer
+
+
+def test_make_runs_writes_the_table_csv_and_figure(runs, capsys):
+    assert journal.main(["--runs-dir", str(runs / "runs"), "--weights-dir", str(runs / "weights")]) == 0
+    out = capsys.readouterr().out
+    saved = pd.read_csv(runs / "runs" / "journal.csv")
+    assert len(saved) == 5 and {"local_cv", "cv_low", "cv_high", "public_score", "gap", "folds", "changed",
+                                "wall_min", "device", "commit"} <= set(saved.columns)
+    assert (runs / "runs" / "journal.png").stat().st_size > 0
+    assert "unfinished: 1 of 2 folds done" in out and "failed: DataError" in out
+    assert "5 runs (3 finished, 2 unfinished, failed or broken)" in out
+    assert "folds/ (the shared folds files)" in out and "sweep/ (a sweep" in out and "kaggle-infer/ (an inference" in out
+
+
+def test_an_ensemble_row_takes_its_runs_training_time(runs, tmp_path):
+    report = {"groups": [{"name": n, "path": str(runs / "runs" / n)} for n in ("base", "lr3")], "fuse": "mean",
+              "oof_rows": 120, "table": [{"option": "plain mean", "accuracy": 0.75},
+                                         {"option": "learned, nested CV", "accuracy": 0.7}]}
+    folder = runs / "runs" / "ensemble-base-lr3"
+    folder.mkdir()
+    (folder / "ensemble.json").write_text(json.dumps(report))
+    try:
+        by_run = journal.read_journal(runs / "runs").frame().set_index("run")
+    finally:
+        (folder / "ensemble.json").unlink()
+        folder.rmdir()
+    row = by_run.loc["ensemble-base-lr3"]
+    assert row["kind"] == "ensemble" and row["local_cv"] == 0.75 and row["model"] == "ensemble: base + lr3"
+    assert row["wall_min"] == pytest.approx(by_run.loc["base", "wall_min"] + by_run.loc["lr3", "wall_min"])
+    assert row["folds"] == by_run.loc["base", "folds"]
+
+
+def test_a_broken_manifest_is_listed_not_skipped(tmp_path):
+    (tmp_path / "runs" / "bad").mkdir(parents=True)
+    (tmp_path / "runs" / "bad" / "manifest.json").write_text("{not json")
+    (entry,) = journal.read_journal(tmp_path / "runs").entries
+    assert entry.status.startswith("broken: ") and "not valid JSON" in entry.status

@@ -1,0 +1,414 @@
+"""`make runs`: the experiment journal — every run in one table, runs/journal.csv, and local CV against wall time.
+
+    python -m tools.journal [--runs-dir runs] [--weights-dir weights]
+
+A run is a folder of runs/ (``make run``, ``make cpu-recipe``, ``make ensemble``) or weights/ (the Kaggle train
+kernel's output, pulled by ``make output``). Each finished one gives a row: name, date, digitkit commit, model, the
+settings that differ from Config's defaults, k and the folds file's fingerprint (runs with the same one can be
+compared and fused), local CV with its 95 % Wilson interval, the inference choice, epochs, wall time, device and the
+Kaggle public score recorded by ``make scores``. Unfinished, failed and broken runs get a row saying so; folders that
+are not runs (the shared folds, sweeps, comparisons, Kaggle inference outputs) are named in one line below the table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from core.atomic import write_text_atomic  # noqa: E402
+from core.config import Config  # noqa: E402
+from core.groups import folds_sha256  # noqa: E402
+from core.manifest import MANIFEST_NAME, ManifestError, inference_choice, read_manifest, sha256_file  # noqa: E402
+from core.stats import wilson_interval  # noqa: E402
+from tools import submissions  # noqa: E402
+
+JOURNAL_CSV = "journal.csv"
+JOURNAL_PNG = "journal.png"
+FINISHED = "finished"
+# run settings that have their own column, or that only say where things were
+OWN_COLUMNS = ("model", "epochs")
+SHORT = 12  # hex digits of a fingerprint shown
+
+
+@dataclasses.dataclass
+class Entry:
+    """One row of the journal (a run, finished or not)."""
+
+    run: str
+    status: str  # "finished", "finished, not inferred", "unfinished: …", "failed: …", "broken: …"
+    kind: str = "train"  # train | ensemble
+    date: str = ""
+    commit: str = ""
+    model: str = ""
+    changed: str = ""  # settings that differ from Config's defaults, "name=value …"
+    k: int | None = None
+    folds: str = ""  # the first hex digits of folds.csv's sha256
+    local_cv: float | None = None
+    cv_low: float | None = None
+    cv_high: float | None = None
+    oof_rows: int | None = None
+    inference: str = ""
+    epochs: int | None = None
+    wall_min: float | None = None
+    device: str = ""
+    public_score: float | None = None
+    submissions: int = 0
+    path: str = ""
+
+    @property
+    def gap(self) -> float | None:
+        """public score − local CV (negative: Kaggle's test scored lower than the local estimate)."""
+        return None if self.public_score is None or self.local_cv is None else self.public_score - self.local_cv
+
+
+# ---------------------------------------------------------------------------------------------- reading a run
+def notebook_info(path: Path) -> dict[str, Any]:
+    """From an executed notebook: the digitkit commit it was built from, papermill's duration (s) and, when it
+    raised, the error ("ValueError: …"). {} when there is no such notebook."""
+    if not path.is_file():
+        return {}
+    try:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"error": f"{path.name} is not valid notebook JSON"}
+    info: dict[str, Any] = {}
+    for cell in notebook.get("cells", [])[:3]:
+        source = "".join(cell.get("source", ""))
+        found = re.search(r"from commit `?([0-9a-f]{7,40}(?:\+dirty)?|unknown)`?", source)
+        if found:
+            info["commit"] = found.group(1)
+            break
+    papermill = notebook.get("metadata", {}).get("papermill", {})
+    if isinstance(papermill.get("duration"), (int, float)):
+        info["seconds"] = float(papermill["duration"])
+    if papermill.get("exception"):
+        errors = [out for cell in notebook.get("cells", []) for out in cell.get("outputs", [])
+                  if out.get("output_type") == "error"]
+        info["error"] = (f"{errors[-1].get('ename')}: {errors[-1].get('evalue', '')}" if errors
+                         else "the notebook raised an error")
+    return info
+
+
+def changed_settings(config: dict[str, Any]) -> str:
+    """"name=value …" for every setting that differs from Config's default (model and epochs have columns of their
+    own; settings whose default is "auto" are resolved per machine and left out)."""
+    defaults = dataclasses.asdict(Config())
+    changed = []
+    for name, value in config.items():
+        default = defaults.get(name, object())
+        if name in OWN_COLUMNS or default == "auto" or value == default or (
+                isinstance(default, (list, tuple)) and list(value or []) == list(default)):
+            continue
+        text = f"{value:g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (list, str)) \
+            and not value else str(value)
+        changed.append(f"{name}={text}")
+    return " ".join(changed)
+
+
+def describe_inference(manifest: dict[str, Any]) -> str:
+    weights, views = inference_choice(manifest)
+    return f"{weights}" + (f"+TTA{len(views)}" if views else "")
+
+
+def _cv_interval(entry: Entry, correct: int, n: int) -> None:
+    entry.cv_low, entry.cv_high = wilson_interval(correct, n)
+
+
+def _short_date(text: str | None) -> str:
+    when = submissions.parse_time(text)
+    return when.strftime("%Y-%m-%d %H:%M") if when else ""
+
+
+def read_train_run(folder: Path, name: str) -> Entry:
+    """The entry of a folder holding manifest.json (or a train run that never wrote one)."""
+    entry = Entry(run=name, status="", path=str(folder))
+    train_nb = notebook_info(folder / "train.ipynb")
+    if not (folder / MANIFEST_NAME).is_file():
+        done = len(list(folder.glob("*_fold*_oof.npz")))
+        entry.status = (f"failed: {train_nb['error']}" if "error" in train_nb else
+                        f"unfinished: {done} fold{'s' * (done != 1)} done, no manifest.json yet")
+        entry.commit = train_nb.get("commit", "")
+        _add_config(entry, folder)
+        return entry
+    try:
+        manifest = read_manifest(folder)
+    except ManifestError as err:
+        entry.status = f"broken: {err}"
+        return entry
+    config = manifest.get("config", {})
+    run = manifest.get("run", {}) if isinstance(manifest.get("run"), dict) else {}
+    entry.date = _short_date(run.get("started") or manifest.get("created"))
+    entry.commit = run.get("commit") or train_nb.get("commit", "")
+    entry.model = manifest["model"]["name"]
+    entry.changed = changed_settings(config)
+    entry.k = manifest["n_folds"]
+    entry.folds = (folds_sha256(manifest) or "")[:SHORT]
+    entry.epochs = config.get("epochs")
+    entry.device = run.get("device", "")
+    seconds = run.get("wall_seconds", train_nb.get("seconds"))
+    entry.wall_min = seconds / 60 if isinstance(seconds, (int, float)) else None
+    if not manifest.get("complete", False) or "local_cv" not in manifest:
+        entry.status = (f"failed: {train_nb['error']}" if "error" in train_nb else
+                        f"unfinished: {len(manifest['folds'])} of {manifest['n_folds']} folds done")
+        return entry
+    entry.local_cv = float(manifest["local_cv"])
+    entry.oof_rows = int(manifest.get("oof_rows") or manifest.get("train_rows") or 0)
+    if entry.oof_rows:
+        _cv_interval(entry, round(entry.local_cv * entry.oof_rows), entry.oof_rows)
+    entry.inference = describe_inference(manifest)
+    if entry.oof_rows and entry.oof_rows < int(manifest.get("train_rows") or 0):
+        entry.inference += f" ({entry.oof_rows} of {manifest['train_rows']} rows)"
+    inferred = (folder / "submission.csv").is_file() or (folder / "test_probs.npz").is_file()
+    entry.status = FINISHED if inferred or name == "weights" else "finished, not inferred"
+    return entry
+
+
+def _add_config(entry: Entry, folder: Path) -> None:
+    """Model, settings and epochs from config.json, for a run that has no manifest.json."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return
+    if isinstance(config, dict):
+        entry.model, entry.epochs = str(config.get("model", "")), config.get("epochs")
+        entry.changed = changed_settings(config)
+
+
+def read_ensemble_run(folder: Path, name: str) -> Entry:
+    """The entry of a ``make ensemble`` output (ensemble.json): the local CV of what it submitted, honestly scored
+    (the plain mean, or the learned weights under nested CV)."""
+    entry = Entry(run=name, status=FINISHED, kind="ensemble", path=str(folder))
+    try:
+        report = json.loads((folder / "ensemble.json").read_text(encoding="utf-8"))
+        groups = [g["name"] for g in report["groups"]]
+        scored = {row["option"]: row["accuracy"] for row in report["table"]}
+        option = "plain mean" if report.get("fuse") == "mean" else "learned, nested CV"
+        entry.local_cv = float(scored[option])
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        entry.status = f"broken: ensemble.json unreadable ({type(err).__name__}: {err})"
+        return entry
+    entry.model = "ensemble: " + " + ".join(groups)
+    entry.inference = f"fuse={report.get('fuse')}" + (" (nested CV)" if option != "plain mean" else "")
+    entry.oof_rows = int(report.get("oof_rows") or 0)
+    if entry.oof_rows:
+        _cv_interval(entry, round(entry.local_cv * entry.oof_rows), entry.oof_rows)
+    notebook = notebook_info(folder / "ensemble.ipynb")
+    entry.commit = notebook.get("commit", "")
+    entry.date = dt.datetime.fromtimestamp((folder / "ensemble.json").stat().st_mtime, dt.timezone.utc) \
+        .strftime("%Y-%m-%d %H:%M")
+    first = Path(report["groups"][0].get("path", "")) if report["groups"] else None
+    if first is not None and (first / MANIFEST_NAME).is_file():
+        try:
+            manifest = read_manifest(first)
+            entry.k, entry.folds = manifest["n_folds"], (folds_sha256(manifest) or "")[:SHORT]
+        except ManifestError:
+            pass
+    entry.path = json.dumps([g.get("path", "") for g in report["groups"]])  # resolved to walls by the journal
+    return entry
+
+
+def classify(folder: Path) -> str | None:
+    """What a folder of runs/ is when it is not a run: a short reason; None when it is (or was meant to be) one."""
+    names = {p.name for p in folder.iterdir()}
+    if folder.name == "folds" and all(n.endswith(".csv") for n in names):
+        return "the shared folds files"
+    if "sweep.json" in names or "study.json" in names or "runs.csv" in names:
+        return "a sweep (make sweep)"
+    if "test_probs.json" in names and not names & {MANIFEST_NAME, "config.json", "train.ipynb"}:
+        return "an inference output (its scores count for the run it predicted with)"
+    if folder.name == "compare":
+        return "comparisons (make compare)"
+    if not names & {MANIFEST_NAME, "config.json", "train.ipynb", "ensemble.json", "ensemble.ipynb"} \
+            and not any(n.endswith("_oof.npz") for n in names):
+        return "no manifest.json, config.json, notebook or fold file"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------- the journal
+@dataclasses.dataclass
+class Journal:
+    entries: list[Entry]
+    others: list[tuple[str, str]]  # (folder, what it is) for folders that are not runs
+
+    def frame(self) -> pd.DataFrame:
+        """Every field of every entry, finished runs first by local CV (best first), then the rest by name."""
+        rows = [dict(dataclasses.asdict(e), gap=e.gap) for e in self.entries]
+        frame = pd.DataFrame(rows, columns=[f.name for f in dataclasses.fields(Entry)] + ["gap"])
+        frame["_done"] = frame["local_cv"].notna()
+        frame = frame.sort_values(["_done", "local_cv", "run"], ascending=[False, False, True], kind="stable")
+        return frame.drop(columns="_done").reset_index(drop=True)
+
+
+def read_journal(runs_dir: Path, weights_dir: Path | None = None) -> Journal:
+    """Every run under ``runs_dir`` (one level) and ``weights_dir``, with the public scores recorded beside them."""
+    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if runs_dir.is_dir() else []
+    entries, others = [], []
+    if weights_dir is not None and (weights_dir / MANIFEST_NAME).is_file():
+        entries.append(read_train_run(weights_dir, "weights"))
+    for folder in folders:
+        reason = classify(folder)
+        if reason:
+            others.append((folder.name, reason))
+        elif (folder / "ensemble.json").is_file() or (folder / "ensemble.ipynb").is_file():
+            entries.append(read_ensemble_run(folder, folder.name) if (folder / "ensemble.json").is_file() else
+                           Entry(run=folder.name, status="failed: " + notebook_info(folder / "ensemble.ipynb").get(
+                               "error", "no ensemble.json"), kind="ensemble", path=str(folder)))
+        else:
+            entries.append(read_train_run(folder, folder.name))
+    _ensemble_walls(entries)
+    _public_scores(entries, ([weights_dir] if weights_dir is not None and weights_dir.is_dir() else []) + folders)
+    return Journal(entries=entries, others=others)
+
+
+def _ensemble_walls(entries: list[Entry]) -> None:
+    """An ensemble's wall time is what its runs took to train (its own fusion takes seconds)."""
+    walls = {str(Path(e.path).resolve()): e.wall_min for e in entries if e.kind == "train"}
+    for entry in (e for e in entries if e.kind == "ensemble" and e.path.startswith("[")):
+        members = [walls.get(str(Path(p).resolve())) for p in json.loads(entry.path)]
+        entry.wall_min = sum(members) if members and None not in members else None
+        entry.path = str(Path(json.loads(entry.path)[0]).parent) if members else entry.path
+
+
+def _public_scores(entries: list[Entry], folders: list[Path]) -> None:
+    """The latest public score recorded for each run: in its own folder's submissions.json, or in an inference
+    output's whose record names the run's manifest.json by its sha256."""
+    by_folder = {e.run: e for e in entries}
+    by_manifest = {}
+    for entry in entries:
+        manifest = Path(entry.path) / MANIFEST_NAME
+        if entry.kind == "train" and manifest.is_file():
+            by_manifest[sha256_file(manifest)] = entry
+    latest: dict[str, tuple[str, float]] = {}
+    for folder in folders:
+        try:
+            records = submissions.read_records(folder)
+        except ValueError as err:
+            print(f"warning: {err}", file=sys.stderr)
+            continue
+        for record in records:
+            owner = by_manifest.get(record.get("manifest_sha256")) or by_folder.get(
+                "weights" if folder.name == "weights" else folder.name)
+            if owner is None:
+                continue
+            owner.submissions += 1
+            score = (record.get("kaggle") or {}).get("public_score")
+            if isinstance(score, (int, float)) and record.get("time", "") >= latest.get(owner.run, ("", 0))[0]:
+                latest[owner.run] = (record.get("time", ""), float(score))
+    for run, (_, score) in latest.items():
+        by_folder[run].public_score = score
+
+
+def text_table(frame: pd.DataFrame, width: int = 60) -> str:
+    """The journal as a terminal table: the columns a person scans (journal.csv has all of them)."""
+    def number(value: Any, digits: int = 5) -> str:
+        return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+    rows = []
+    for row in frame.itertuples():
+        cv = number(row.local_cv)
+        interval = f"[{number(row.cv_low, 4)}, {number(row.cv_high, 4)}]" if cv and not pd.isna(row.cv_low) else ""
+        rows.append({"run": row.run, "local CV": cv or "—", "95 % CI": interval,
+                     "public": number(row.public_score) or ("sent" if row.submissions else ""),
+                     "gap": "" if pd.isna(row.gap) else f"{row.gap:+.5f}", "model": row.model,
+                     "epochs": "" if pd.isna(row.epochs) else str(int(row.epochs)), "inference": row.inference,
+                     "wall": "" if pd.isna(row.wall_min) else f"{row.wall_min:.1f} min", "device": row.device,
+                     "k/folds": f"{int(row.k)}/{row.folds}" if not pd.isna(row.k) else "", "date": row.date,
+                     "commit": row.commit, "status": row.status if row.status != FINISHED else "",
+                     "settings changed": (row.changed[:width] + "…") if len(row.changed) > width else row.changed})
+    if not rows:
+        return "(no runs)"
+    table = pd.DataFrame(rows)
+    table = table.loc[:, [c == "run" or table[c].astype(bool).any() for c in table.columns]]  # no empty columns
+    with pd.option_context("display.width", 400, "display.max_colwidth", 200, "display.max_columns", 50):
+        return table.to_string(index=False)
+
+
+def plot_journal(frame: pd.DataFrame, path: Path | None = None, max_panels: int = 3) -> plt.Figure:
+    """Local CV against wall time, one panel per folds file (only runs on the same folds were scored on the same
+    rows), one point per finished run with its 95 % interval, labelled in a column beside the panel in table order.
+    The y axis is local CV on the log scale of its error rate 1 − CV, better upwards: 0.9963 and 0.9957 stay apart and a
+    run that did not learn still fits. The public score, where recorded, is a cross at the same wall time."""
+    done = frame[frame["local_cv"].notna() & frame["wall_min"].notna()]
+    panels = list(done["folds"].value_counts().index[:max_panels])
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), 5.5), squeeze=False)
+    for ax, folds in zip(axes.flat, panels or [None]):
+        rows = done[done["folds"] == folds].sort_values("local_cv", ascending=False)
+        step = min(0.07, 0.9 / max(1, len(rows)))
+        for i, row in enumerate(rows.itertuples()):
+            error = 1 - row.local_cv
+            bars = [[error - (1 - row.cv_high)], [(1 - row.cv_low) - error]] if not pd.isna(row.cv_low) else None
+            colour = "tab:green" if row.kind == "ensemble" else "tab:blue"
+            ax.errorbar(row.wall_min, error, yerr=bars, fmt="s" if row.kind == "ensemble" else "o", color=colour,
+                        capsize=3, ms=5)
+            if not pd.isna(row.public_score):
+                ax.plot([row.wall_min], [max(1 - row.public_score, 1e-5)], "x", color="tab:red", ms=8)
+            ax.annotate(f"{row.run} {row.local_cv:.5f}", (row.wall_min, error), xytext=(1.03, 0.95 - i * step),
+                        textcoords="axes fraction", fontsize=8, va="center",
+                        arrowprops={"arrowstyle": "-", "color": "0.7", "lw": 0.6})
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.invert_yaxis()
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{1 - v:.4g}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
+        oof_rows = int(rows["oof_rows"].max()) if len(rows) else 0
+        ax.set(xlabel="wall time (minutes, log scale)", ylabel="local CV (axis: log of 1 − CV; better ↑)",
+               title=f"folds {folds} · {oof_rows:,} OOF rows · {len(rows)} runs" if folds is not None else "no runs")
+        ax.grid(alpha=0.3, which="both")
+    handles = [plt.Line2D([], [], marker=m, color=c, ls="", label=t) for m, c, t in (
+        ("o", "tab:blue", "run (95 % Wilson interval)"), ("s", "tab:green", "ensemble (wall: its runs' training)"),
+        ("x", "tab:red", "Kaggle public score"))]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    left_out = len(frame) - len(done) + len(done[~done["folds"].isin(panels)])
+    fig.suptitle("experiment journal: local CV against wall time" + (
+        f" ({left_out} runs unfinished, without a wall time or on further folds files not shown)" if left_out else ""))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.subplots_adjust(right=1 - 0.3 / max(1, len(panels)), wspace=0.95)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--weights-dir", type=Path, default=Path("weights"))
+    args = parser.parse_args(argv)
+    if not args.runs_dir.is_dir() and not (args.weights_dir / MANIFEST_NAME).is_file():
+        print(f"make runs: no {args.runs_dir}/ folder and no run in {args.weights_dir}/: train one first (make run)",
+              file=sys.stderr)
+        return 1
+    journal = read_journal(args.runs_dir, args.weights_dir)
+    frame = journal.frame()
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.runs_dir / JOURNAL_CSV, frame.to_csv(index=False, float_format="%.6g"))
+    plot_journal(frame, args.runs_dir / JOURNAL_PNG)
+    print(text_table(frame))
+    finished = int(frame["local_cv"].notna().sum())
+    print(f"\n{len(frame)} runs ({finished} finished, {len(frame) - finished} unfinished, failed or broken); "
+          f"sorted by local CV. Only runs with the same k/folds were scored on the same rows.")
+    if journal.others:
+        print("not runs: " + "; ".join(f"{name}/ ({reason})" for name, reason in journal.others))
+    print(f"table: {args.runs_dir / JOURNAL_CSV}\nfigure: {args.runs_dir / JOURNAL_PNG}\n"
+          "next: make compare A=<run> B=<run> (is one really better?), make select (which runs to fuse)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
