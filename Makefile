@@ -16,6 +16,8 @@ MODEL  ?=
 EPOCHS ?=
 PARAMS ?=
 RUNS   ?=
+A      ?=
+B      ?=
 STEPS  ?= 60
 BATCH  ?=
 ROUNDS ?= 3
@@ -39,7 +41,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Idle OpenMP threads spin by default; on a small, busy CPU they stall each other (1.9 s vs 36 ms per step seen here).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv data build run test clean push status output weights submit ensemble sweep bench gpu-bench cpu-recipe cpu-quick
+.PHONY: help venv data build run test clean push status output weights submit scores ensemble sweep bench gpu-bench cpu-recipe cpu-quick runs compare select
 
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
@@ -97,6 +99,16 @@ ensemble: $(STAMP) build ## fuse finished runs: make ensemble RUNS="a b" → run
 	$(PY) -m tools.run_ensemble --runs $(RUNS) --data '$(DATA)' $(if $(ENSEMBLE),--name '$(ENSEMBLE)') \
 		$(foreach p,$(PARAMS),-p $(p))
 
+runs: $(STAMP) ## the experiment journal: every run (finished or not) in one table → runs/journal.csv + journal.png
+	$(PY) -m tools.journal
+
+compare: $(STAMP) ## is run B really better than run A? McNemar on the same folds, per digit, flipped digits (A=, B=, DATA)
+	@test -n "$(A)" -a -n "$(B)" || { echo 'make compare needs A=<run> B=<run> (two finished runs; make runs lists them)'; exit 2; }
+	$(PY) -m tools.compare --a '$(A)' --b '$(B)' --data '$(DATA)'
+
+select: $(STAMP) ## which runs to fuse: forward selection under nested CV → the make ensemble line (RUNS= to restrict)
+	$(PY) -m tools.select_runs $(if $(RUNS),--runs $(RUNS))
+
 sweep: $(STAMP) data build ## learning rate × batch size sweep (the built sweep notebook) → runs/sweep/ (RUN, DATA, PARAMS)
 	$(PY) -m tools.run_sweep --run '$(if $(filter file,$(origin RUN)),sweep,$(RUN))' --data '$(DATA)' \
 		$(foreach p,$(PARAMS),-p $(p))
@@ -137,5 +149,8 @@ output: $(STAMP) ## KERNEL's Kaggle output → weights/ (train; sha256-verified)
 weights: $(STAMP) ## create/version the weights dataset from weights/ and wait until ready (MESSAGE='...')
 	$(SHIP) weights --dir weights $(NOTE) $(DRY)
 
-submit: $(STAMP) ## validate FILE (default runs/kaggle-infer/submission.csv), then submit it (MESSAGE='...')
+submit: $(STAMP) ## validate FILE (default runs/kaggle-infer/submission.csv), submit it, record it beside FILE (MESSAGE='...')
 	$(SHIP) submit --file '$(FILE)' $(NOTE) $(DRY)
+
+scores: $(STAMP) ## read your submissions' public scores from Kaggle into the records make submit wrote (make runs shows them)
+	$(SHIP) scores $(DRY)

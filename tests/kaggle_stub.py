@@ -58,6 +58,7 @@ class KaggleStub:
         self.files: dict[str, bytes] = {}  # served under /files/<name>
         self.output_files: list[str] = []  # names listed by ListKernelSessionOutput
         self.kernel_log = ""
+        self.submissions: list[dict[str, Any]] = []  # listed by ListSubmissions (ApiSubmission's camelCase fields)
         self.env: dict[str, str] = {}  # filled by the pytest fixture: the environment for the CLI
         self._answers: dict[str, list[Answer | Callable[[Recorded], Answer]]] = {}
         self._upload_names: dict[str, str] = {}  # upload token -> file name
@@ -116,6 +117,8 @@ class KaggleStub:
             return Answer(body={"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"})
         if method == "CreateSubmission":
             return Answer(body={"message": "Successfully submitted to Digit Recognizer", "ref": 12345})
+        if method == "ListSubmissions":
+            return Answer(body={"submissions": self.submissions, "nextPageToken": ""})
         if method == "GetSubmissionLimits":
             return Answer(body={"numAllowedNow": 4})
         if method == "DownloadDataFiles":

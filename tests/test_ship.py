@@ -288,6 +288,68 @@ def test_submit_sends_the_csv(run, kaggle_stub, work):
     assert create.body["submissionDescription"] == "smallcnn cv 0.987"
 
 
+def test_submit_records_what_it_sent_beside_the_file(run, kaggle_stub, work):
+    write_test_csv(work, 3)
+    folder = work / "runs" / "r1"
+    folder.mkdir(parents=True)
+    write_run(folder, cv=0.98765)
+    (folder / "submission.csv").write_text("ImageId,Label\n1,7\n2,2\n3,1\n")
+    code, out, err = run("submit", "--file", "runs/r1/submission.csv", "--test-file", "data/digit-recognizer/test.csv")
+    assert code == 0, err
+    (record,) = json.loads((folder / "submissions.json").read_text())["submissions"]
+    sent = kaggle_stub.calls("CreateSubmission")[0].body["submissionDescription"]
+    digest = ship.sha256_file(folder / "submission.csv")
+    assert record["message"] == sent and sent.startswith("digitkit r1/submission.csv, local CV 0.98765, git ")
+    assert sent.endswith(f"sha256 {digest[:12]}")  # the default message names the file's content
+    assert record["sha256"] == digest and record["run"] == "r1" and record["competition"] == "digit-recognizer"
+    assert record["manifest_sha256"] == ship.sha256_file(folder / "manifest.json")
+    assert "make scores" in out
+
+
+def test_a_dry_run_or_a_failed_submit_records_nothing(run, kaggle_stub, work):
+    write_test_csv(work, 3)
+    (work / "submission.csv").write_text("ImageId,Label\n1,7\n2,2\n3,1\n")
+    assert run("submit", "--dry-run", "--test-file", "data/digit-recognizer/test.csv")[0] == 0
+    kaggle_stub.on("CreateSubmission", error(400, "Submission file is wrong"))
+    assert run("submit", "--message", "x", "--test-file", "data/digit-recognizer/test.csv")[0] == 1
+    assert not (work / "submissions.json").exists()
+
+
+def test_scores_writes_public_scores_into_the_records_they_came_from(run, kaggle_stub, work):
+    """Two records with one message (matched by time), one pending, and a Kaggle submission no record claims."""
+    inference = work / "runs" / "kaggle-infer"
+    inference.mkdir(parents=True)
+    records = [{"time": "2026-12-01T10:00:00+00:00", "message": "same", "sha256": "a" * 64, "run": "kaggle-infer"},
+               {"time": "2026-12-01T12:00:00+00:00", "message": "same", "sha256": "b" * 64, "run": "kaggle-infer"},
+               {"time": "2026-12-01T13:00:00+00:00", "message": "later", "sha256": "c" * 64, "run": "kaggle-infer"}]
+    (inference / "submissions.json").write_text(json.dumps({"submissions": records}))
+    kaggle_stub.submissions = [
+        {"ref": 3, "date": "2026-12-01T13:00:09Z", "description": "later", "fileName": "submission.csv",
+         "status": "PENDING"},
+        {"ref": 2, "date": "2026-12-01T12:00:05Z", "description": "same", "fileName": "submission.csv",
+         "status": "COMPLETE", "publicScore": "0.99614", "privateScore": ""},
+        {"ref": 1, "date": "2026-12-01T10:00:04Z", "description": "same", "fileName": "submission.csv",
+         "status": "COMPLETE", "publicScore": "0.99500", "privateScore": ""},
+        {"ref": 0, "date": "2026-11-30T09:00:00Z", "description": "from the website", "fileName": "sub.csv",
+         "status": "COMPLETE", "publicScore": "0.98000"}]
+    code, out, err = run("scores")
+    assert code == 0, err
+    (listing,) = kaggle_stub.calls("ListSubmissions")
+    assert listing.body["competitionName"] == "digit-recognizer"
+    saved = json.loads((inference / "submissions.json").read_text())["submissions"]
+    assert [r["kaggle"]["ref"] for r in saved] == [1, 2, 3]  # the nearest in time among equal messages
+    assert [r["kaggle"]["public_score"] for r in saved] == [0.995, 0.99614, None]
+    assert [r["kaggle"]["status"] for r in saved] == ["COMPLETE", "COMPLETE", "PENDING"]
+    assert "3 matched" in out and "'from the website'" in out and "not sent by make submit" in out
+
+
+def test_scores_refuses_an_edited_records_file(run, kaggle_stub, work):
+    (work / "runs" / "r1").mkdir(parents=True)
+    (work / "runs" / "r1" / "submissions.json").write_text("[1, 2]")
+    code, _, err = run("scores")
+    assert code == 1 and "runs/r1/submissions.json" in err and "make submit" in err
+
+
 @pytest.mark.parametrize("text, problem", [
     ("ImageId,Prediction\n1,7\n2,2\n3,1\n", "header"),
     ("ImageId,Label\n1,7\n3,2\n4,1\n", "row 2: ImageId = '3', expected 2"),

@@ -5,6 +5,7 @@
     python -m tools.ship output  --kernel train [--dest weights]
     python -m tools.ship weights [--dir weights] [--message M] [--polls 30] [--poll-delay 10]
     python -m tools.ship submit  [--file submission.csv] [--message M] [--test-file data/digit-recognizer/test.csv]  # default: 28,000 rows
+    python -m tools.ship scores  [--page-size 100]  # public scores → the submissions.json they came from
     python -m tools.ship data    [--source kaggle] [--dest data/digit-recognizer]
 
 Every command checks locally first and refuses before any call, naming the field and the fix. ``--dry-run`` prints
@@ -32,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from build import git_commit
-from core.manifest import MANIFEST_NAME, ManifestError, read_manifest, verify_manifest
+from core.manifest import MANIFEST_NAME, ManifestError, read_manifest, sha256_file, verify_manifest
 from core.submission import SubmissionError, read_submission
+from tools import submissions
 from tools.kaggle_ids import KERNELS, MAX_SOURCE_BYTES, PLACEHOLDER_OWNER, kaggle_json, read_json, slugify
 
 COMPETITION = "digit-recognizer"
@@ -510,16 +512,91 @@ def _link_or_copy(source: str | Path, target: str | Path) -> None:
 
 def submit(file: Path, message: str | None = None, test_file: Path | None = None, *, dry_run: bool = False,
            timeout: float = 900) -> int:
+    """Validate ``file``, submit it, and record what was sent in the file's folder (tools.submissions)."""
     rows = check_submission(file, test_file)
     if message is None:
-        cv = read_manifest("weights").get("local_cv") if Path("weights", MANIFEST_NAME).is_file() else None
-        message = f"digitkit {file.name}" + (f", local CV {cv}" if cv is not None else "") + f", git {git_commit(REPO)}"
+        message = default_message(file)
     command = ["competitions", "submit", "-c", COMPETITION, "-f", str(file), "-m", message]
     if dry_run:
-        return _dry_run([command], None, f"{file}: {rows} rows, valid")
+        return _dry_run([command], None, f"{file}: {rows} rows, valid",
+                        f"then record it in {file.resolve().parent / submissions.RECORDS_NAME}")
     _require_credentials()
     run_kaggle(command, timeout=timeout)
+    record = submissions.record_submission(file, message, COMPETITION)
+    print(f"recorded in {file.resolve().parent / submissions.RECORDS_NAME} (sha256 {record['sha256'][:12]}); its "
+          "public score comes with: make scores")
     return 0
+
+
+def default_message(file: Path) -> str:
+    """"digitkit <run>/<file>, local CV <cv>, git <commit>, sha256 <12 hex>": the local CV of the run the file
+    belongs to (its folder's manifest.json, else weights/ for a Kaggle inference output)."""
+    folder = file.resolve().parent
+    manifest_dir = next((d for d in (folder, Path("weights")) if (d / MANIFEST_NAME).is_file()), None)
+    cv = read_manifest(manifest_dir).get("local_cv") if manifest_dir else None
+    return (f"digitkit {folder.name}/{file.name}" + (f", local CV {cv:.5f}" if isinstance(cv, float) else "")
+            + f", git {git_commit(REPO)}, sha256 {sha256_file(file)[:12]}")
+
+
+def record_folders(runs_dir: Path = Path("runs"), weights_dir: Path = Path("weights")) -> list[Path]:
+    """Every folder that may hold a submissions.json: weights/ and each folder of runs/."""
+    folders = [weights_dir] if weights_dir.is_dir() else []
+    return folders + (sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else [])
+
+
+def scores(*, runs_dir: Path = Path("runs"), weights_dir: Path = Path("weights"), page_size: int = 100,
+           dry_run: bool = False, timeout: float = 900) -> int:
+    """Read the competition's submissions (kaggle competitions submissions) and write each one's status and scores
+    into the local record it came from; print them beside the local CV."""
+    command = ["competitions", "submissions", COMPETITION, "--format", "json", "--page-size", str(page_size)]
+    if dry_run:
+        return _dry_run([command], None, "then write each public score into the submissions.json it came from")
+    _require_credentials()
+    result = run_kaggle(command, timeout=timeout, echo=False)
+    kaggle = parse_submissions(result.stdout)
+    folders = record_folders(runs_dir, weights_dir)
+    try:
+        records = submissions.all_records(folders)
+    except ValueError as err:
+        raise ShipError(str(err)) from None
+    pairs, unmatched = submissions.match_scores(records, kaggle)
+    checked = submissions.now()
+    for folder, record, found in pairs:
+        record["kaggle"] = {"ref": found.get("ref"), "status": str(found.get("status", "")).rsplit(".", 1)[-1],
+                            "public_score": submissions.score_of(found.get("publicScore")),
+                            "private_score": submissions.score_of(found.get("privateScore")),
+                            "date": found.get("date"), "checked": checked}
+    for folder in sorted({folder for folder, _, _ in pairs}):
+        submissions.write_records(folder, [r for f, r in records if f == folder])
+    print(f"{len(kaggle)} submissions on Kaggle; {len(pairs)} matched to a local record, written into its "
+          f"{submissions.RECORDS_NAME}")
+    for folder, record, _ in pairs:
+        score = record["kaggle"]["public_score"]
+        print(f"  {folder.name}: {record['kaggle']['status']}, public score "
+              f"{'pending' if score is None else f'{score:.5f}'} — {record['message']}")
+    for found in unmatched:
+        print(f"  not sent by make submit (no local record): {found.get('date')} {found.get('description')!r} "
+              f"public {found.get('publicScore') or '—'}")
+    if len(kaggle) >= page_size:
+        print(f"  (only the latest {page_size} were read: --page-size to read more)")
+    print("the journal shows them beside the local CV: make runs")
+    return 0
+
+
+def parse_submissions(stdout: str) -> list[dict[str, Any]]:
+    """The JSON list that `kaggle competitions submissions --format json` prints ("No submissions found" = [])."""
+    text = stdout.strip()
+    if not text or text.startswith("No submissions found"):
+        return []
+    start = text.find("[")
+    try:
+        found = json.loads(text[start:]) if start >= 0 else None
+    except json.JSONDecodeError:
+        found = None
+    if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+        raise ShipError("`kaggle competitions submissions` printed something other than a JSON list: "
+                        f"{text[:200]!r}; check the kaggle CLI's version (requirements.txt pins 2.2.5)")
+    return found
 
 
 def download_competition(dest: Path, *, required: tuple[str, ...] = ("train.csv", "test.csv"),
@@ -585,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--message", help="submission description (default: file, local CV, git commit)")
     sub.add_argument("--test-file", type=Path, help="test CSV whose row count the submission must match "
                                                     f"(default: Kaggle's {KAGGLE_TEST_ROWS:,} test images)")
+    sub = commands.add_parser("scores", parents=[common], help="read the submissions' public scores into the "
+                                                               "records make submit wrote")
+    sub.add_argument("--page-size", type=int, default=100, help="how many of the latest submissions to read")
     sub = commands.add_parser("data", parents=[common], help="download the competition data")
     sub.add_argument("--source", choices=("kaggle",), default="kaggle")
     sub.add_argument("--dest", type=Path, default=Path("data") / COMPETITION)
@@ -607,6 +687,8 @@ def main(argv: list[str] | None = None) -> int:
             return weights(args.dir, args.message, polls=args.polls, delay=args.poll_delay, **options)
         if args.command == "submit":
             return submit(args.file, args.message, args.test_file, **options)
+        if args.command == "scores":
+            return scores(page_size=args.page_size, **options)
         download_competition(args.dest, **options)
         return 0
     except ShipError as err:
