@@ -64,3 +64,29 @@ def test_nested_selection_never_sees_the_fold_it_scores():
     shuffled = probs.copy()
     shuffled[folds == 0] = np.random.default_rng(3).dirichlet(np.ones(10), size=(int((folds == 0).sum()), 3))
     assert select_runs(["a2", "a", "c"], shuffled, labels, folds).fold_choices[0] == before
+
+
+def test_make_select_prints_the_ensemble_line_and_names_what_it_left_out(tmp_path, capsys):
+    """tools/select_runs over run folders: the complementary run is chosen, a run on other folds is left out."""
+    from core.manifest import write_manifest
+    from core.oof import oof_frame, write_oof
+    from tools import select_runs
+
+    probs, labels, folds = library(n=500)
+    for m, name in enumerate(["a2", "a", "c", "elsewhere"]):
+        folder = tmp_path / name
+        folder.mkdir()
+        run_folds = np.roll(folds, 1) if name == "elsewhere" else folds
+        write_oof(folder / "oof.csv", oof_frame(np.arange(500), run_folds, labels, probs[:, min(m, 2)]))
+        (folder / "folds.csv").write_text(f"{name == 'elsewhere'}\n")
+        write_manifest(folder, {"model": {"name": "smallcnn", "spec": {}}, "n_folds": 5, "train_sha256": "t",
+                                "folds": [{"fold": f, "weights": "w.pth"} for f in range(5)],
+                                "local_cv": float((probs[:, min(m, 2)].argmax(1) == labels).mean())},
+                       ["oof.csv", "folds.csv"])
+    assert select_runs.main(["--runs-dir", str(tmp_path), "--weights-dir", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    assert "left out elsewhere: used different folds" in out
+    line = out.strip().splitlines()[-1]
+    chosen = line.split('"')[1].split()
+    assert line.startswith('next: make ensemble RUNS="') and "c" in chosen and len(chosen) == 2
+    assert "expected local CV 1.00000 (nested)" in line
