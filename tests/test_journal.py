@@ -108,3 +108,12 @@ def test_a_broken_manifest_is_listed_not_skipped(tmp_path):
     (tmp_path / "runs" / "bad" / "manifest.json").write_text("{not json")
     (entry,) = journal.read_journal(tmp_path / "runs").entries
     assert entry.status.startswith("broken: ") and "not valid JSON" in entry.status
+
+
+def test_the_local_cv_behind_a_submission_follows_what_made_it(runs):
+    """make submit's default message: a run's own CV; an inference output's, through the manifest it names."""
+    base = journal.read_train_run(runs / "runs" / "base", "base")
+    assert journal.predicted_local_cv(runs / "runs" / "base") == base.local_cv
+    assert journal.predicted_local_cv(runs / "runs" / "kaggle-infer", runs / "runs" / "base") == base.local_cv
+    assert journal.predicted_local_cv(runs / "runs" / "kaggle-infer", runs / "runs" / "lr3") is None  # another run
+    assert journal.predicted_local_cv(runs / "runs" / "sweep") is None

@@ -303,6 +303,7 @@ def test_submit_records_what_it_sent_beside_the_file(run, kaggle_stub, work):
     assert sent.endswith(f"sha256 {digest[:12]}")  # the default message names the file's content
     assert record["sha256"] == digest and record["run"] == "r1" and record["competition"] == "digit-recognizer"
     assert record["manifest_sha256"] == ship.sha256_file(folder / "manifest.json")
+    assert record["ref"] == 12345  # the stub's CreateSubmission ref, as the CLI printed it
     assert "make scores" in out
 
 
@@ -316,15 +317,17 @@ def test_a_dry_run_or_a_failed_submit_records_nothing(run, kaggle_stub, work):
 
 
 def test_scores_writes_public_scores_into_the_records_they_came_from(run, kaggle_stub, work):
-    """Two records with one message (matched by time), one pending, and a Kaggle submission no record claims."""
+    """Two records with one message and no id (matched by time), one by its id though its message was edited on
+    kaggle.com, and a Kaggle submission no record claims."""
     inference = work / "runs" / "kaggle-infer"
     inference.mkdir(parents=True)
     records = [{"time": "2026-12-01T10:00:00+00:00", "message": "same", "sha256": "a" * 64, "run": "kaggle-infer"},
                {"time": "2026-12-01T12:00:00+00:00", "message": "same", "sha256": "b" * 64, "run": "kaggle-infer"},
-               {"time": "2026-12-01T13:00:00+00:00", "message": "later", "sha256": "c" * 64, "run": "kaggle-infer"}]
+               {"time": "2026-12-01T13:00:00+00:00", "message": "later", "sha256": "c" * 64, "run": "kaggle-infer",
+                "ref": 3}]
     (inference / "submissions.json").write_text(json.dumps({"submissions": records}))
     kaggle_stub.submissions = [
-        {"ref": 3, "date": "2026-12-01T13:00:09Z", "description": "later", "fileName": "submission.csv",
+        {"ref": 3, "date": "2026-12-01T13:00:09Z", "description": "later, renamed", "fileName": "submission.csv",
          "status": "PENDING"},
         {"ref": 2, "date": "2026-12-01T12:00:05Z", "description": "same", "fileName": "submission.csv",
          "status": "COMPLETE", "publicScore": "0.99614", "privateScore": ""},

@@ -219,6 +219,28 @@ def read_ensemble_run(folder: Path, name: str) -> Entry:
     return entry
 
 
+def predicted_local_cv(folder: Path, weights_dir: Path | None = None) -> float | None:
+    """The local CV behind the predictions in ``folder``: its own run's (manifest.json), its ensemble's
+    (ensemble.json), or, for an inference output, that of the run in ``weights_dir`` its test_probs.json names by
+    the manifest's sha256; None when none of them is there."""
+    def manifest_cv(where: Path) -> float | None:
+        try:
+            cv = read_manifest(where).get("local_cv")
+        except ManifestError:
+            return None
+        return float(cv) if isinstance(cv, (int, float)) else None
+
+    if (folder / MANIFEST_NAME).is_file():
+        return manifest_cv(folder)
+    if (folder / "ensemble.json").is_file():
+        return read_ensemble_run(folder, folder.name).local_cv
+    used = submissions.training_manifest_sha256(folder)
+    if used and weights_dir is not None and (weights_dir / MANIFEST_NAME).is_file() \
+            and sha256_file(weights_dir / MANIFEST_NAME) == used:
+        return manifest_cv(weights_dir)
+    return None
+
+
 def classify(folder: Path) -> str | None:
     """What a folder of runs/ is when it is not a run: a short reason; None when it is (or was meant to be) one."""
     names = {p.name for p in folder.iterdir()}
@@ -274,10 +296,12 @@ def read_journal(runs_dir: Path, weights_dir: Path | None = None) -> Journal:
 
 
 def _ensemble_walls(entries: list[Entry]) -> None:
-    """An ensemble's wall time is what its runs took to train (its own fusion takes seconds)."""
+    """An ensemble's wall time is what its runs took to train (its own fusion takes seconds): each run found by its
+    path, else (a copied runs/ folder) by its name."""
     walls = {str(Path(e.path).resolve()): e.wall_min for e in entries if e.kind == "train"}
+    by_name = {Path(e.path).name: e.wall_min for e in entries if e.kind == "train"}
     for entry in (e for e in entries if e.kind == "ensemble" and e.path.startswith("[")):
-        members = [walls.get(str(Path(p).resolve())) for p in json.loads(entry.path)]
+        members = [walls.get(str(Path(p).resolve()), by_name.get(Path(p).name)) for p in json.loads(entry.path)]
         entry.wall_min = sum(members) if members and None not in members else None
         entry.path = str(Path(json.loads(entry.path)[0]).parent) if members else entry.path
 

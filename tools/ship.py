@@ -521,20 +521,22 @@ def submit(file: Path, message: str | None = None, test_file: Path | None = None
         return _dry_run([command], None, f"{file}: {rows} rows, valid",
                         f"then record it in {file.resolve().parent / submissions.RECORDS_NAME}")
     _require_credentials()
-    run_kaggle(command, timeout=timeout)
-    record = submissions.record_submission(file, message, COMPETITION)
+    result = run_kaggle(command, timeout=timeout)
+    ref = re.search(r"^Submission ref: (\d+)", result.stdout, re.M)  # what kaggle 2.2.5 prints on success
+    record = submissions.record_submission(file, message, COMPETITION, ref=int(ref.group(1)) if ref else None)
     print(f"recorded in {file.resolve().parent / submissions.RECORDS_NAME} (sha256 {record['sha256'][:12]}); its "
           "public score comes with: make scores")
     return 0
 
 
 def default_message(file: Path) -> str:
-    """"digitkit <run>/<file>, local CV <cv>, git <commit>, sha256 <12 hex>": the local CV of the run the file
-    belongs to (its folder's manifest.json, else weights/ for a Kaggle inference output)."""
+    """"digitkit <run>/<file>, local CV <cv>, git <commit>, sha256 <12 hex>", with the local CV of what made the file
+    (tools.journal.predicted_local_cv: its run, its ensemble, or the training run an inference output used)."""
+    from tools.journal import predicted_local_cv  # matplotlib is loaded only when a message is made
+
     folder = file.resolve().parent
-    manifest_dir = next((d for d in (folder, Path("weights")) if (d / MANIFEST_NAME).is_file()), None)
-    cv = read_manifest(manifest_dir).get("local_cv") if manifest_dir else None
-    return (f"digitkit {folder.name}/{file.name}" + (f", local CV {cv:.5f}" if isinstance(cv, float) else "")
+    cv = predicted_local_cv(folder, Path("weights"))
+    return (f"digitkit {folder.name}/{file.name}" + (f", local CV {cv:.5f}" if cv is not None else "")
             + f", git {git_commit(REPO)}, sha256 {sha256_file(file)[:12]}")
 
 

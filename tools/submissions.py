@@ -5,13 +5,13 @@ runs/ensemble-…/)::
 
     {"submissions": [{"time": "2026-12-01T20:30:05+00:00", "file": "submission.csv", "sha256": "<hex>",
                       "message": "…", "competition": "digit-recognizer", "run": "cpu-recipe",
-                      "manifest_sha256": "<hex of the training run's manifest.json, or null>",
+                      "manifest_sha256": "<hex of the training run's manifest.json, or null>", "ref": 51234,
                       "kaggle": {"ref": 51234, "status": "COMPLETE", "public_score": 0.99614,
                                  "private_score": null, "date": "…", "checked": "…"}}]}  # kaggle: by make scores
 
 ``make scores`` reads the competition's submissions through the kaggle CLI and writes each one's status and scores
-into the record it came from: matched by the exact message sent, the nearest in time when one message was sent
-twice. ``manifest_sha256`` links a submission made from an inference output (runs/kaggle-infer/, whose
+into the record it came from: matched by Kaggle's submission id, which the CLI prints when it submits ("Submission
+ref: 51234"), else by the exact message sent, the nearest in time when one message was sent twice. ``manifest_sha256`` links a submission made from an inference output (runs/kaggle-infer/, whose
 test_probs.json names the training manifest it used) to the training run, so the journal shows the public score
 beside that run's local CV. Local-only code: never inlined into a notebook.
 """
@@ -82,19 +82,21 @@ def training_manifest_sha256(folder: Path) -> str | None:
     return None
 
 
-def record_submission(file: Path, message: str, competition: str) -> dict[str, Any]:
-    """Append what was just sent to ``file``'s folder's submissions.json (atomically); return the record."""
+def record_submission(file: Path, message: str, competition: str, ref: int | None = None) -> dict[str, Any]:
+    """Append what was just sent (``ref``: Kaggle's id of the submission, when the CLI printed it) to ``file``'s
+    folder's submissions.json (atomically); return the record."""
     folder = file.resolve().parent
     record = {"time": now(), "file": file.name, "sha256": sha256_file(file), "message": message,
-              "competition": competition, "run": folder.name, "manifest_sha256": training_manifest_sha256(folder)}
+              "competition": competition, "run": folder.name, "manifest_sha256": training_manifest_sha256(folder),
+              "ref": ref}
     write_records(folder, read_records(folder) + [record])
     return record
 
 
 def match_scores(records: list[tuple[Path, dict[str, Any]]], kaggle: list[dict[str, Any]]) -> tuple[
         list[tuple[Path, dict[str, Any], dict[str, Any]]], list[dict[str, Any]]]:
-    """Pair Kaggle's submissions with local records: the same message, then the nearest submission time; each
-    side used at most once.
+    """Pair Kaggle's submissions with local records: by Kaggle's submission id (``ref``) where the record has one,
+    else the same message and the nearest submission time; each side used at most once.
 
     Args:
         records: (folder, record) of every local record.
@@ -104,10 +106,13 @@ def match_scores(records: list[tuple[Path, dict[str, Any]]], kaggle: list[dict[s
         (folder, record, Kaggle's submission) for each pair, and Kaggle's submissions no record claims.
     """
     pairs, unmatched, taken = [], [], set()
+    by_ref = {record.get("ref"): i for i, (_, record) in enumerate(records) if record.get("ref") is not None}
     for submission in kaggle:
         sent = parse_time(submission.get("date"))
-        options = [i for i, (_, record) in enumerate(records)
-                   if i not in taken and record.get("message") == submission.get("description")]
+        same_id = by_ref.get(submission.get("ref"))
+        options = [same_id] if same_id is not None and same_id not in taken else [
+            i for i, (_, record) in enumerate(records) if i not in taken and record.get("ref") is None
+            and record.get("message") == submission.get("description")]
 
         def distance(i: int) -> float:
             mine = parse_time(records[i][1].get("time"))
