@@ -35,6 +35,10 @@ from core.trainer import DivergedError, train_fold
 from test_data import with_cell
 from test_ensemble import noisy_probs
 from test_trainer import tiny_fold
+from test_compare import write_run as write_compared_run
+from core.compare import CompareError, compare_runs
+from core.groups import load_group
+from tools.submissions import read_records
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +76,12 @@ class Payload:
 
 
 # case → (make the bad input and trigger the read, the error type, fragments the message must hold)
+def _runs_on_two_folds_files(folder: Path) -> tuple[Group, Group]:
+    labels, folds = np.arange(50) % 10, np.arange(50) % 5
+    return (load_group(write_compared_run(folder / "a", labels, labels, folds)),
+            load_group(write_compared_run(folder / "b", labels, labels, np.roll(folds, 1))))
+
+
 CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = {
     "train.csv without `label`": (
         lambda d: read_train(write_csv(d, "train.csv", train_frame().drop(columns="label"))),
@@ -227,6 +237,13 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
         lambda d: read_manifest(written(d / "manifest.json", json.dumps(
             {"model": {"name": "smallcnn"}, "n_folds": 5, "folds": [{"fold": 0}], "files": {}})).parent),
         ManifestError, ["field 'folds[0].weights' is null, expected a file name"]),
+    # ---- the experiment journal
+    "make compare on other folds": (
+        lambda d: compare_runs(*_runs_on_two_folds_files(d)),
+        CompareError, ["used different folds files (folds.csv sha256", "retrain one of them on the other's folds"]),
+    "an edited submissions.json": (
+        lambda d: read_records(written(d / "submissions.json", "[1]").parent),
+        ValueError, ["submissions.json: expected {\"submissions\": [ {…}, … ]}", "not written by make submit"]),
     # ---- pretrained weights without internet
     "pretrained weights offline": (
         lambda d: create_model("resnet18", pretrained=True),
