@@ -36,7 +36,7 @@ from test_data import with_cell
 from test_ensemble import noisy_probs
 from test_trainer import tiny_fold
 from test_compare import write_run as write_compared_run
-from core.compare import CompareError, compare_runs
+from tools.compare import CompareError, compare_runs
 from core.groups import load_group
 from tools.submissions import read_records
 

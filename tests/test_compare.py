@@ -1,11 +1,11 @@
-"""core.compare and `make compare` (tools/compare.py): McNemar on the same folds only, per digit, flipped digits."""
+"""`make compare` (tools/compare.py): McNemar on the same folds only, per digit, flipped digits."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from core.compare import CompareError, compare_runs
+from tools.compare import CompareError, compare_runs
 from core.groups import load_group
 from core.manifest import write_manifest
 from core.oof import oof_frame, write_oof

@@ -117,3 +117,39 @@ def test_the_local_cv_behind_a_submission_follows_what_made_it(runs):
     assert journal.predicted_local_cv(runs / "runs" / "kaggle-infer", runs / "runs" / "base") == base.local_cv
     assert journal.predicted_local_cv(runs / "runs" / "kaggle-infer", runs / "runs" / "lr3") is None  # another run
     assert journal.predicted_local_cv(runs / "runs" / "sweep") is None
+
+
+def test_old_partial_config_only_and_nan_runs(runs, tmp_path):
+    """A manifest of an older digitkit (no "run", no "complete") is finished; a folds_to_run run is finished on its
+    rows and ranked by what it covers; a folder with only config.json is unfinished; a NaN local CV is broken."""
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(runs / "runs" / "base", runs_dir / "old")
+    manifest = json.loads((runs_dir / "old" / "manifest.json").read_text())
+    for field in ("run", "complete"):
+        manifest.pop(field)
+    (runs_dir / "old" / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(runs / "runs" / "base", runs_dir / "nan")
+    (runs_dir / "nan" / "manifest.json").write_text(json.dumps({**manifest, "local_cv": float("nan")}))
+    run_training(dataclasses.replace(TINY, folds_to_run="0"), data_dir=runs / "data", output_dir=runs_dir / "fold0",
+                 folds_path=runs / "runs" / "base" / "folds.csv")
+    (runs_dir / "config-only").mkdir()
+    (runs_dir / "config-only" / "config.json").write_text(json.dumps({"model": "fastcnn", "epochs": 9}))
+    by_run = journal.read_journal(runs_dir).frame().set_index("run")
+    assert by_run.loc["old", "status"] == "finished, not inferred" and by_run.loc["old", "local_cv"] > 0
+    assert pd.isna(by_run.loc["old", "wall_min"]) and by_run.loc["old", "commit"] == ""  # no record, no notebook
+    assert by_run.loc["nan", "status"].startswith("broken: manifest.json's local_cv is nan")
+    fold0 = by_run.loc["fold0"]
+    assert fold0["oof_rows"] == 60 and fold0["inference"] == "best (60 of 120 rows)"
+    config_only = by_run.loc["config-only"]
+    assert config_only["status"] == "unfinished: 0 folds done, no manifest.json yet"
+    assert config_only["model"] == "fastcnn" and config_only["epochs"] == 9
+    journal.plot_journal(journal.read_journal(runs_dir).frame(), tmp_path / "j.png")  # partial runs: own panel
+
+
+def test_run_folder_names_weights_and_lists_the_finished_runs(runs, tmp_path):
+    assert journal.run_folder("base", runs / "runs") == runs / "runs" / "base"
+    assert journal.run_folder("weights", runs / "runs", runs / "runs" / "lr3") == runs / "runs" / "lr3"
+    with pytest.raises(journal.RunNotFound, match="finished runs: base, lr3, other-folds"):
+        journal.run_folder("nope", runs / "runs", tmp_path)

@@ -1,7 +1,7 @@
-"""core.selection: greedy forward selection (Caruana et al. 2004) over runs' OOF probabilities, under nested CV."""
+"""tools/select_runs (`make select`): greedy forward selection (Caruana et al. 2004) over runs' OOF probabilities, under nested CV."""
 import numpy as np
 
-from core.selection import forward_selection, select_runs
+from tools.select_runs import forward_selection, select_runs
 
 
 def confident(labels: np.ndarray, predicted: np.ndarray, top: float, true_share: float = 0.3) -> np.ndarray:
@@ -58,12 +58,19 @@ def test_selection_stops_when_no_run_helps():
 
 
 def test_nested_selection_never_sees_the_fold_it_scores():
-    """The choice for fold f is made on the other folds only: changing fold 0's rows leaves it unchanged."""
+    """D is A's copy except on fold 0, where it is right everywhere: it helps only on fold 0's rows, so the choice for
+    fold 0 (made on the other folds) must leave it out, while the choice on every row takes it."""
     probs, labels, folds = library()
-    before = select_runs(["a2", "a", "c"], probs, labels, folds).fold_choices[0]
-    shuffled = probs.copy()
-    shuffled[folds == 0] = np.random.default_rng(3).dirichlet(np.ones(10), size=(int((folds == 0).sum()), 3))
-    assert select_runs(["a2", "a", "c"], shuffled, labels, folds).fold_choices[0] == before
+    a = probs[:, 1]
+    d = np.where((folds == 0)[:, None], confident(labels, labels, 0.9), a)
+    pair = np.stack([a, d], axis=1)
+    selection = select_runs(["a", "d"], pair, labels, folds)
+    assert selection.fold_choices[0] == ["a"]
+    assert all("d" in selection.fold_choices[f] for f in (1, 2, 3, 4))  # they see fold 0's rows
+    assert "d" in selection.chosen
+    assert selection.nested_acc == (selection.nested_probs.argmax(1) == labels).mean()
+    held_out = folds == 0
+    np.testing.assert_allclose(selection.nested_probs[held_out], a[held_out])  # fold 0 scored with A alone
 
 
 def test_make_select_prints_the_ensemble_line_and_names_what_it_left_out(tmp_path, capsys):
@@ -83,9 +90,18 @@ def test_make_select_prints_the_ensemble_line_and_names_what_it_left_out(tmp_pat
                                 "folds": [{"fold": f, "weights": "w.pth"} for f in range(5)],
                                 "local_cv": float((probs[:, min(m, 2)].argmax(1) == labels).mean())},
                        ["oof.csv", "folds.csv"])
+    partial = tmp_path / "fold0-only"  # a folds_to_run run, perfect on its rows: the best CV, on fewer rows
+    partial.mkdir()
+    rows = np.flatnonzero(folds == 0)
+    write_oof(partial / "oof.csv", oof_frame(rows, folds[rows], labels[rows], confident(labels[rows], labels[rows],
+                                                                                          0.9)))
+    (partial / "folds.csv").write_text("False\n")
+    write_manifest(partial, {"model": {"name": "smallcnn", "spec": {}}, "n_folds": 5, "train_sha256": "t",
+                             "folds": [{"fold": 0, "weights": "w.pth"}], "local_cv": 1.0}, ["oof.csv", "folds.csv"])
     assert select_runs.main(["--runs-dir", str(tmp_path), "--weights-dir", str(tmp_path / "none")]) == 0
     out = capsys.readouterr().out
     assert "left out elsewhere: used different folds" in out
+    assert "left out fold0-only: predicted different OOF rows (500 vs 100" in out
     line = out.strip().splitlines()[-1]
     chosen = line.split('"')[1].split()
     assert line.startswith('next: make ensemble RUNS="') and "c" in chosen and len(chosen) == 2

@@ -351,6 +351,12 @@ def test_scores_refuses_an_edited_records_file(run, kaggle_stub, work):
     (work / "runs" / "r1" / "submissions.json").write_text("[1, 2]")
     code, _, err = run("scores")
     assert code == 1 and "runs/r1/submissions.json" in err and "make submit" in err
+    write_test_csv(work, 3)
+    (work / "runs" / "r1" / "submission.csv").write_text("ImageId,Label\n1,7\n2,2\n3,1\n")
+    code, _, err = run("submit", "--file", "runs/r1/submission.csv", "--message", "x",
+                       "--test-file", "data/digit-recognizer/test.csv")
+    assert code == 1 and "Nothing was sent" in err  # a send whose record could not be written: refused before it
+    assert kaggle_stub.requests == []  # neither command asked anything of Kaggle
 
 
 @pytest.mark.parametrize("text, problem", [

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -66,6 +67,7 @@ class Entry:
     public_score: float | None = None
     submissions: int = 0
     path: str = ""
+    members: str = ""  # an ensemble's runs, their folders as a JSON list
 
     @property
     def gap(self) -> float | None:
@@ -74,6 +76,29 @@ class Entry:
 
 
 # ---------------------------------------------------------------------------------------------- reading a run
+class RunNotFound(ValueError):
+    """No finished run of that name; the message lists the finished ones."""
+
+
+def run_folder(name: str, runs_dir: Path = Path("runs"), weights_dir: Path = Path("weights")) -> Path:
+    """The folder of the run called ``name`` in the journal: runs/<name>, weights/ for "weights" (the Kaggle train
+    output), or ``name`` itself when it is a folder path. The one resolver of make compare, select and ensemble.
+
+    Raises:
+        RunNotFound: none of them holds manifest.json (naming the finished runs there are).
+    """
+    for candidate in ((weights_dir,) if name == "weights" else ()) + (runs_dir / name, Path(name)):
+        if (candidate / MANIFEST_NAME).is_file():
+            return candidate
+    def finished(folder: Path) -> bool:
+        return (folder / MANIFEST_NAME).is_file() and (folder / "oof.csv").is_file()
+
+    known = sorted(p.name for p in runs_dir.iterdir() if finished(p)) if runs_dir.is_dir() else []
+    known += ["weights"] if finished(weights_dir) else []
+    raise RunNotFound(f"run {name!r}: no manifest.json in {runs_dir / name} (a finished run's folder); finished runs: "
+                      f"{', '.join(known) or 'none'} — make runs lists them")
+
+
 def notebook_info(path: Path) -> dict[str, Any]:
     """From an executed notebook: the digitkit commit it was built from, papermill's duration (s) and, when it
     raised, the error ("ValueError: …"). {} when there is no such notebook."""
@@ -159,9 +184,12 @@ def read_train_run(folder: Path, name: str) -> Entry:
     entry.device = run.get("device", "")
     seconds = run.get("wall_seconds", train_nb.get("seconds"))
     entry.wall_min = seconds / 60 if isinstance(seconds, (int, float)) else None
-    if not manifest.get("complete", False) or "local_cv" not in manifest:
+    if manifest.get("complete") is False or "local_cv" not in manifest:  # older manifests have no "complete"
         entry.status = (f"failed: {train_nb['error']}" if "error" in train_nb else
                         f"unfinished: {len(manifest['folds'])} of {manifest['n_folds']} folds done")
+        return entry
+    if not _is_accuracy(manifest["local_cv"]):
+        entry.status = f"broken: manifest.json's local_cv is {manifest['local_cv']!r}, not an accuracy"
         return entry
     entry.local_cv = float(manifest["local_cv"])
     entry.oof_rows = int(manifest.get("oof_rows") or manifest.get("train_rows") or 0)
@@ -173,6 +201,11 @@ def read_train_run(folder: Path, name: str) -> Entry:
     inferred = (folder / "submission.csv").is_file() or (folder / "test_probs.npz").is_file()
     entry.status = FINISHED if inferred or name == "weights" else "finished, not inferred"
     return entry
+
+
+def _is_accuracy(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0 <= value <= 1
 
 
 def _add_config(entry: Entry, folder: Path) -> None:
@@ -195,6 +228,8 @@ def read_ensemble_run(folder: Path, name: str) -> Entry:
         groups = [g["name"] for g in report["groups"]]
         scored = {row["option"]: row["accuracy"] for row in report["table"]}
         option = "plain mean" if report.get("fuse") == "mean" else "learned, nested CV"
+        if not _is_accuracy(scored[option]):
+            raise ValueError(f"the {option!r} accuracy is {scored[option]!r}")
         entry.local_cv = float(scored[option])
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
         entry.status = f"broken: ensemble.json unreadable ({type(err).__name__}: {err})"
@@ -215,7 +250,7 @@ def read_ensemble_run(folder: Path, name: str) -> Entry:
             entry.k, entry.folds = manifest["n_folds"], (folds_sha256(manifest) or "")[:SHORT]
         except ManifestError:
             pass
-    entry.path = json.dumps([g.get("path", "") for g in report["groups"]])  # resolved to walls by the journal
+    entry.members = json.dumps([g.get("path", "") for g in report["groups"]])  # their walls: _ensemble_walls
     return entry
 
 
@@ -300,15 +335,15 @@ def _ensemble_walls(entries: list[Entry]) -> None:
     path, else (a copied runs/ folder) by its name."""
     walls = {str(Path(e.path).resolve()): e.wall_min for e in entries if e.kind == "train"}
     by_name = {Path(e.path).name: e.wall_min for e in entries if e.kind == "train"}
-    for entry in (e for e in entries if e.kind == "ensemble" and e.path.startswith("[")):
-        members = [walls.get(str(Path(p).resolve()), by_name.get(Path(p).name)) for p in json.loads(entry.path)]
+    for entry in (e for e in entries if e.kind == "ensemble" and e.members):
+        members = [walls.get(str(Path(p).resolve()), by_name.get(Path(p).name)) for p in json.loads(entry.members)]
         entry.wall_min = sum(members) if members and None not in members else None
-        entry.path = str(Path(json.loads(entry.path)[0]).parent) if members else entry.path
 
 
 def _public_scores(entries: list[Entry], folders: list[Path]) -> None:
-    """The latest public score recorded for each run: in its own folder's submissions.json, or in an inference
-    output's whose record names the run's manifest.json by its sha256."""
+    """The latest public score recorded for each run: a record naming the run's manifest.json by its sha256 (in
+    the run's folder or an inference output's), or, for a record that names no manifest (an ensemble's), the run of
+    the folder it is in. A record naming a manifest that is no longer there (a rerun of that RUN) counts for none."""
     by_folder = {e.run: e for e in entries}
     by_manifest = {}
     for entry in entries:
@@ -323,7 +358,8 @@ def _public_scores(entries: list[Entry], folders: list[Path]) -> None:
             print(f"warning: {err}", file=sys.stderr)
             continue
         for record in records:
-            owner = by_manifest.get(record.get("manifest_sha256")) or by_folder.get(
+            named = record.get("manifest_sha256")
+            owner = by_manifest.get(named) if named else by_folder.get(
                 "weights" if folder.name == "weights" else folder.name)
             if owner is None:
                 continue
@@ -361,15 +397,16 @@ def text_table(frame: pd.DataFrame, width: int = 60) -> str:
 
 
 def plot_journal(frame: pd.DataFrame, path: Path | None = None, max_panels: int = 3) -> plt.Figure:
-    """Local CV against wall time, one panel per folds file (only runs on the same folds were scored on the same
-    rows), one point per finished run with its 95 % interval, labelled in a column beside the panel in table order.
+    """Local CV against wall time, one panel per folds file and OOF row count (only runs in one panel were scored on
+    the same rows), one point per finished run with its 95 % interval, labelled in a column beside the panel in table order.
     The y axis is local CV on the log scale of its error rate 1 − CV, better upwards: 0.9963 and 0.9957 stay apart and a
     run that did not learn still fits. The public score, where recorded, is a cross at the same wall time."""
-    done = frame[frame["local_cv"].notna() & frame["wall_min"].notna()]
-    panels = list(done["folds"].value_counts().index[:max_panels])
+    done = frame[frame["local_cv"].notna() & frame["wall_min"].notna()].copy()
+    done["panel"] = done["folds"] + " · " + done["oof_rows"].map(lambda n: f"{int(n):,}") + " OOF rows"
+    panels = list(done["panel"].value_counts().index[:max_panels])
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), 5.5), squeeze=False)
     for ax, folds in zip(axes.flat, panels or [None]):
-        rows = done[done["folds"] == folds].sort_values("local_cv", ascending=False)
+        rows = done[done["panel"] == folds].sort_values("local_cv", ascending=False)
         step = min(0.07, 0.9 / max(1, len(rows)))
         for i, row in enumerate(rows.itertuples()):
             error = 1 - row.local_cv
@@ -390,15 +427,14 @@ def plot_journal(frame: pd.DataFrame, path: Path | None = None, max_panels: int 
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{1 - v:.4g}"))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
-        oof_rows = int(rows["oof_rows"].max()) if len(rows) else 0
         ax.set(xlabel="wall time (minutes, log scale)", ylabel="local CV (axis: log of 1 − CV; better ↑)",
-               title=f"folds {folds} · {oof_rows:,} OOF rows · {len(rows)} runs" if folds is not None else "no runs")
+               title=f"folds {folds} · {len(rows)} runs" if folds is not None else "no runs")
         ax.grid(alpha=0.3, which="both")
     handles = [plt.Line2D([], [], marker=m, color=c, ls="", label=t) for m, c, t in (
         ("o", "tab:blue", "run (95 % Wilson interval)"), ("s", "tab:green", "ensemble (wall: its runs' training)"),
         ("x", "tab:red", "Kaggle public score"))]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    left_out = len(frame) - len(done) + len(done[~done["folds"].isin(panels)])
+    left_out = len(frame) - len(done) + len(done[~done["panel"].isin(panels)])
     fig.suptitle("experiment journal: local CV against wall time" + (
         f" ({left_out} runs unfinished, without a wall time or on further folds files not shown)" if left_out else ""))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
@@ -426,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text_table(frame))
     finished = int(frame["local_cv"].notna().sum())
     print(f"\n{len(frame)} runs ({finished} finished, {len(frame) - finished} unfinished, failed or broken); "
-          f"sorted by local CV. Only runs with the same k/folds were scored on the same rows.")
+          "sorted by local CV. Only runs with the same k/folds (and all their rows: see inference) were scored on the "
+          "same rows.")
     if journal.others:
         print("not runs: " + "; ".join(f"{name}/ ({reason})" for name, reason in journal.others))
     print(f"table: {args.runs_dir / JOURNAL_CSV}\nfigure: {args.runs_dir / JOURNAL_PNG}\n"

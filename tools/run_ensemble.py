@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tools.journal import RunNotFound, run_folder
 from tools.run_notebook import add_runner_arguments, run_built
 
 
@@ -24,19 +25,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="two or more run names under --runs-dir")
     parser.add_argument("--name", default="", help="output run name (default: ensemble-<run>-<run>…)")
     parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--weights-dir", default="weights", help='the run named "weights" (the Kaggle train output)')
     add_runner_arguments(parser, kernel="ensemble", example="fuse=mean")  # --data: for groups without test_probs.npz
     args = parser.parse_args(argv)
 
     runs_dir = Path(args.runs_dir).resolve()
-    groups = [runs_dir / run for run in args.runs]
-    missing = [str(g) for g in groups if not (g / "manifest.json").is_file()]
-    if len(groups) < 2:
-        print(f"make ensemble needs two or more finished runs, RUNS=\"a b\"; got {len(groups)}: {' '.join(args.runs)}",
-              file=sys.stderr)
+    if len(args.runs) < 2:
+        print(f"make ensemble needs two or more finished runs, RUNS=\"a b\"; got {len(args.runs)}: "
+              f"{' '.join(args.runs)}", file=sys.stderr)
         return 2
-    if missing:
-        print(f"make ensemble: no finished run (manifest.json) at {', '.join(missing)}; finish it with make run "
-              f"RUN=<name>, or leave it out of RUNS", file=sys.stderr)
+    try:  # "weights" is the Kaggle train output in weights/, as in make runs and make select
+        groups = [run_folder(run, runs_dir, Path(args.weights_dir).resolve()).resolve() for run in args.runs]
+    except RunNotFound as err:
+        print(f"make ensemble: {err}; finish it with make run RUN=<name>, or leave it out of RUNS", file=sys.stderr)
         return 1
     out_dir = runs_dir / (args.name or "ensemble-" + "-".join(args.runs))
     out_dir.mkdir(parents=True, exist_ok=True)

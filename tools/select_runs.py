@@ -1,4 +1,4 @@
-"""`make select`: which runs to fuse — greedy forward selection on OOF probabilities under nested CV (core.selection).
+"""`make select`: which runs to fuse — greedy forward selection on OOF probabilities under nested CV.
 
     python -m tools.select_runs [--runs a b c] [--runs-dir runs] [--max-size N]
 
@@ -6,40 +6,173 @@ Candidates are the finished training runs (runs/*, weights/) that can be fused w
 train.csv, the same folds file and every OOF row (the checks of ``make ensemble``); the others are named with the
 reason they were left out. Prints the choice, its expected local CV (nested) beside the best single run, and the
 ``make ensemble RUNS="…"`` line to run next.
+
+The selection is Caruana et al. 2004, "Ensemble selection from libraries of models", over the runs' OOF
+probabilities.
+
+Selection adds, one at a time, the run whose addition gives the plain mean of the chosen runs the best OOF accuracy
+(log-loss breaks ties between candidates), and stops when no run raises the accuracy: a run that only sharpens the
+probabilities makes the ensemble bigger without a row more right. Caruana's paper adds with replacement (weights = counts);
+here every run is added at most once, so the chosen set's plain mean is exactly what ``make ensemble RUNS="…"``
+computes as its "plain mean" row.
+
+Choosing runs on the same rows that score the choice flatters it. The honest figure is nested: for every fold,
+select on the OOF rows of the other folds and score the held-out fold with that choice; the concatenated held-out
+predictions give the expected local CV of "selection" as a procedure. The final choice is then made on every row.
+Local-only code.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from core.groups import EnsembleError, Group, check_compatible, load_group
+from core.ensemble import log_loss, nested_cv
+from core.groups import EnsembleError, Group, check_compatible, find_group_dirs, load_group
 from core.manifest import ManifestError
 from core.oof import local_cv
-from core.selection import select_runs
+from core.stats import PairedTest, mcnemar_exact
+from tools.journal import RunNotFound, run_folder
+
+
+def _score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, −log-loss): larger is better, compared as a tuple."""
+    return float((probs.argmax(1) == labels).mean()), -log_loss(probs, labels)
+
+
+def forward_selection(probs: np.ndarray, labels: np.ndarray, *, max_size: int | None = None) -> list[int]:
+    """Greedy forward selection without replacement.
+
+    Args:
+        probs: (N, M, C) each candidate run's OOF probabilities on the same N rows.
+        labels: (N,) true classes.
+        max_size: stop after this many runs (default: M).
+
+    Returns:
+        Indices of the chosen runs in the order they were added (at least one: the best single run).
+    """
+    n_rows, n_models, _ = probs.shape
+    assert len(labels) == n_rows, (probs.shape, labels.shape)
+    chosen: list[int] = []
+    total = np.zeros((n_rows, probs.shape[2]), dtype=np.float64)
+    best: tuple[float, float] | None = None
+    for _ in range(min(max_size or n_models, n_models)):
+        candidates = [m for m in range(n_models) if m not in chosen]
+        scores = {m: _score((total + probs[:, m]) / (len(chosen) + 1), labels) for m in candidates}
+        pick = max(candidates, key=lambda m: scores[m])  # the first of equals: candidates keep the caller's order
+        if best is not None and scores[pick][0] <= best[0]:
+            break
+        chosen.append(pick)
+        total += probs[:, pick]
+        best = scores[pick]
+    return chosen
+
+
+@dataclasses.dataclass
+class Selection:
+    """What selection chose and how well the procedure does on rows it never chose on.
+
+    Attributes:
+        names: the M candidate runs.
+        chosen: names chosen on every OOF row, in the order added.
+        nested_probs: (N, C) each row predicted by the plain mean of the runs chosen without its fold.
+        fold_choices: fold → the names chosen on the other folds' rows.
+        nested_acc: accuracy of ``nested_probs``: the expected local CV of fusing what selection picks.
+        in_sample_acc: accuracy of the final choice's plain mean on every row (optimistic: chosen on them).
+        best_single: the candidate with the best OOF accuracy (picked on every row, which favours it), and
+            ``vs_best_single`` the paired test of the nested predictions against it on the same rows.
+    """
+
+    names: list[str]
+    chosen: list[str]
+    nested_probs: np.ndarray
+    fold_choices: dict[int, list[str]]
+    nested_acc: float
+    in_sample_acc: float
+    best_single: str
+    best_single_acc: float
+    vs_best_single: PairedTest
+
+    def make_line(self) -> str:
+        """The command to run next."""
+        return f'make ensemble RUNS="{" ".join(self.chosen)}"'
+
+    def describe(self) -> str:
+        """Several lines: the choice, its expected local CV (nested), the optimistic figure, the test, stability."""
+        test = self.vs_best_single
+        verdict = (f"better than the best single run, p = {test.p_value:.2g}" if test.p_value < 0.05
+                   and test.only_b > test.only_a else f"no detectable gain over the best single run "
+                                                      f"(p = {test.p_value:.2g})")
+        stable = sum(set(choice) == set(self.chosen) for choice in self.fold_choices.values())
+        lines = [f"forward selection over {len(self.names)} runs chose: {', '.join(self.chosen)}",
+                 f"expected local CV (nested: chosen without the scored fold): {self.nested_acc:.5f}; "
+                 f"best single run {self.best_single} {self.best_single_acc:.5f} (picked on every row): {verdict}",
+                 f"in-sample (chosen and scored on the same rows, optimistic): {self.in_sample_acc:.5f}",
+                 f"the same choice on {stable} of {len(self.fold_choices)} outer folds; per fold: " + "; ".join(
+                     f"{fold}: {'+'.join(names)}" for fold, names in self.fold_choices.items())]
+        return "\n".join(lines)
+
+
+def select_runs(names: Sequence[str], probs: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                *, max_size: int | None = None) -> Selection:
+    """Forward selection on every OOF row (the choice) and under nested CV (its honest score).
+
+    Args:
+        names: M run names; probs: (N, M, C); labels, folds: (N,), the OOF fold of each row (shared by every run).
+    """
+    names = list(names)
+    picked_per_fit: list[list[int]] = []
+
+    def equal_weights_of_the_chosen(train_probs: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
+        picked = forward_selection(train_probs, train_labels, max_size=max_size)
+        picked_per_fit.append(picked)
+        weights = np.zeros(train_probs.shape[1])
+        weights[picked] = 1.0 / len(picked)
+        return weights
+
+    nested = nested_cv(probs, labels, folds, fit=equal_weights_of_the_chosen)  # the ensemble notebook's nesting
+    fold_choices = {fold: [names[m] for m in picked] for fold, picked in zip(nested.fold_weights, picked_per_fit)}
+    final = forward_selection(probs, labels, max_size=max_size)
+    single = [float((probs[:, m].argmax(1) == labels).mean()) for m in range(len(names))]
+    best = int(np.argmax(single))
+    return Selection(names=names, chosen=[names[m] for m in final], nested_probs=nested.probs,
+                     fold_choices=fold_choices, nested_acc=float((nested.probs.argmax(1) == labels).mean()),
+                     in_sample_acc=float((probs[:, final].mean(axis=1).argmax(1) == labels).mean()),
+                     best_single=names[best], best_single_acc=single[best],
+                     vs_best_single=mcnemar_exact(probs[:, best].argmax(1) == labels,
+                                                  nested.probs.argmax(1) == labels))
 
 
 def candidate_folders(runs_dir: Path, weights_dir: Path, names: list[str]) -> list[Path]:
-    """The named runs, else every folder of runs/ (and weights/) holding manifest.json and oof.csv."""
+    """The named runs (tools.journal.run_folder), else every run of runs/ and weights/ with manifest.json and
+    oof.csv (core.groups.find_group_dirs, one level down)."""
     if names:
-        return [runs_dir / name if name != "weights" else weights_dir for name in names]
-    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
-    return [p for p in [weights_dir, *folders] if (p / "manifest.json").is_file() and (p / "oof.csv").is_file()]
+        return [run_folder(name, runs_dir, weights_dir) for name in names]
+    found = []
+    for root, depth in ((weights_dir, 0), (runs_dir, 1)):
+        try:
+            found += [p for p in find_group_dirs(root, max_depth=depth) if depth == 0 or p != root]
+        except EnsembleError:
+            pass  # no run there
+    return found
 
 
 def fusable(groups: list[Group]) -> tuple[list[Group], list[str]]:
-    """The groups that can be fused with the best one (by local CV), and a line per reason others were left out."""
-    ranked = sorted(groups, key=lambda g: -local_cv(g.oof))
+    """The groups that can be fused with the best one — the most OOF rows (a folds_to_run run covers fewer), then
+    the best local CV — and a line per reason the others were left out."""
+    ranked = sorted(groups, key=lambda g: (-len(g.oof), -local_cv(g.oof)))
     kept, reasons = [ranked[0]], {}
     for group in ranked[1:]:
         try:
             check_compatible([ranked[0], group])
             kept.append(group)
         except EnsembleError as err:  # "groups 'a' and 'b' <reason>: <fix>" → <reason>
-            found = re.match(r"groups '.*?' and '.*?' (.*?)(?::|;|$)", str(err))
+            found = re.match(r"groups '.*?' and '.*?' (.*?)(?:: |; |$)", str(err))
             reasons.setdefault(found.group(1) if found else str(err), []).append(group.name)
     return kept, [f"{', '.join(names)}: {reason} (checked against {ranked[0].name}, the best run)"
                   for reason, names in reasons.items()]
@@ -53,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-size", type=int, default=None, help="at most this many runs in the choice")
     args = parser.parse_args(argv)
     groups, problems = [], []
-    for folder in candidate_folders(args.runs_dir, args.weights_dir, args.runs):
+    try:
+        folders = candidate_folders(args.runs_dir, args.weights_dir, args.runs)
+    except RunNotFound as err:
+        print(f"make select: {err}", file=sys.stderr)
+        return 1
+    for folder in folders:
         try:
             groups.append(load_group(folder, folder.name))
         except (ManifestError, ValueError, OSError) as err:

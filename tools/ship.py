@@ -514,6 +514,11 @@ def submit(file: Path, message: str | None = None, test_file: Path | None = None
            timeout: float = 900) -> int:
     """Validate ``file``, submit it, and record what was sent in the file's folder (tools.submissions)."""
     rows = check_submission(file, test_file)
+    folder = file.resolve().parent
+    try:
+        submissions.read_records(folder)  # a record must be writable after the send: refuse before it
+    except ValueError as err:
+        raise ShipError(f"{err}. Nothing was sent.") from None
     if message is None:
         message = default_message(file)
     command = ["competitions", "submit", "-c", COMPETITION, "-f", str(file), "-m", message]
@@ -524,8 +529,11 @@ def submit(file: Path, message: str | None = None, test_file: Path | None = None
     result = run_kaggle(command, timeout=timeout)
     ref = re.search(r"^Submission ref: (\d+)", result.stdout, re.M)  # what kaggle 2.2.5 prints on success
     record = submissions.record_submission(file, message, COMPETITION, ref=int(ref.group(1)) if ref else None)
-    print(f"recorded in {file.resolve().parent / submissions.RECORDS_NAME} (sha256 {record['sha256'][:12]}); its "
+    print(f"recorded in {folder / submissions.RECORDS_NAME} (sha256 {record['sha256'][:12]}); its "
           "public score comes with: make scores")
+    if folder not in [f.resolve() for f in record_folders()]:
+        print(f"note: make scores and make runs read the records in runs/*/ and weights/ only, not in {folder}/; "
+              "submit a file from a run's folder to see its score in the journal")
     return 0
 
 
@@ -554,13 +562,12 @@ def scores(*, runs_dir: Path = Path("runs"), weights_dir: Path = Path("weights")
     if dry_run:
         return _dry_run([command], None, "then write each public score into the submissions.json it came from")
     _require_credentials()
+    try:
+        records = submissions.all_records(record_folders(runs_dir, weights_dir))  # before any call
+    except ValueError as err:
+        raise ShipError(f"{err}. Nothing was asked of Kaggle.") from None
     result = run_kaggle(command, timeout=timeout, echo=False)
     kaggle = parse_submissions(result.stdout)
-    folders = record_folders(runs_dir, weights_dir)
-    try:
-        records = submissions.all_records(folders)
-    except ValueError as err:
-        raise ShipError(str(err)) from None
     pairs, unmatched = submissions.match_scores(records, kaggle)
     checked = submissions.now()
     for folder, record, found in pairs:
