@@ -46,7 +46,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 help: ## list the targets
 	@echo "digitkit — quick start: 'make run' (set-up + train + infer on the embedded data), 'make test'"
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: DATA=$(DATA) RUN=$(RUN) PRESET=$(PRESET) (local | kaggle | cpu-recipe | cpu-quick; core/presets.py) MODEL=name EPOCHS=n (default: the preset's) PARAMS='name=value ...' RUNS='a b' KERNEL=$(KERNEL) DRY_RUN=1"
+	@echo "  variables: DATA=$(DATA) RUN=$(RUN) PRESET=$(PRESET) (local | kaggle | cpu-recipe | cpu-quick; core/presets.py) MODEL=name EPOCHS=n (default: the preset's) PARAMS='name=value ...' RUNS='a b' A=run B=run KERNEL=$(KERNEL) DRY_RUN=1"
 
 venv: $(STAMP) ## make .venv and install the pinned requirements
 $(STAMP): requirements.txt
