@@ -57,8 +57,6 @@ class Entry:
     k: int | None = None
     folds: str = ""  # the first hex digits of folds.csv's sha256
     local_cv: float | None = None
-    cv_low: float | None = None
-    cv_high: float | None = None
     oof_rows: int | None = None
     inference: str = ""
     epochs: int | None = None
@@ -68,6 +66,13 @@ class Entry:
     submissions: int = 0
     path: str = ""
     members: str = ""  # an ensemble's runs, their folders as a JSON list
+
+    @property
+    def interval(self) -> tuple[float | None, float | None]:
+        """The 95 % Wilson interval of the local CV over its OOF rows; (None, None) without both."""
+        if self.local_cv is None or not self.oof_rows:
+            return None, None
+        return wilson_interval(round(self.local_cv * self.oof_rows), self.oof_rows)
 
     @property
     def gap(self) -> float | None:
@@ -147,10 +152,6 @@ def describe_inference(manifest: dict[str, Any]) -> str:
     return f"{weights}" + (f"+TTA{len(views)}" if views else "")
 
 
-def _cv_interval(entry: Entry, correct: int, n: int) -> None:
-    entry.cv_low, entry.cv_high = wilson_interval(correct, n)
-
-
 def _short_date(text: str | None) -> str:
     when = submissions.parse_time(text)
     return when.strftime("%Y-%m-%d %H:%M") if when else ""
@@ -193,8 +194,6 @@ def read_train_run(folder: Path, name: str) -> Entry:
         return entry
     entry.local_cv = float(manifest["local_cv"])
     entry.oof_rows = int(manifest.get("oof_rows") or manifest.get("train_rows") or 0)
-    if entry.oof_rows:
-        _cv_interval(entry, round(entry.local_cv * entry.oof_rows), entry.oof_rows)
     entry.inference = describe_inference(manifest)
     if entry.oof_rows and entry.oof_rows < int(manifest.get("train_rows") or 0):
         entry.inference += f" ({entry.oof_rows} of {manifest['train_rows']} rows)"
@@ -237,8 +236,6 @@ def read_ensemble_run(folder: Path, name: str) -> Entry:
     entry.model = "ensemble: " + " + ".join(groups)
     entry.inference = f"fuse={report.get('fuse')}" + (" (nested CV)" if option != "plain mean" else "")
     entry.oof_rows = int(report.get("oof_rows") or 0)
-    if entry.oof_rows:
-        _cv_interval(entry, round(entry.local_cv * entry.oof_rows), entry.oof_rows)
     notebook = notebook_info(folder / "ensemble.ipynb")
     entry.commit = notebook.get("commit", "")
     entry.date = dt.datetime.fromtimestamp((folder / "ensemble.json").stat().st_mtime, dt.timezone.utc) \
@@ -301,8 +298,12 @@ class Journal:
 
     def frame(self) -> pd.DataFrame:
         """Every field of every entry, finished runs first by local CV (best first), then the rest by name."""
-        rows = [dict(dataclasses.asdict(e), gap=e.gap) for e in self.entries]
-        frame = pd.DataFrame(rows, columns=[f.name for f in dataclasses.fields(Entry)] + ["gap"])
+        rows = [dict(dataclasses.asdict(e), cv_low=e.interval[0], cv_high=e.interval[1], gap=e.gap)
+                for e in self.entries]
+        columns = [f.name for f in dataclasses.fields(Entry)]
+        columns = columns[:columns.index("local_cv") + 1] + ["cv_low", "cv_high"] + columns[columns.index(
+            "local_cv") + 1:] + ["gap"]  # the interval beside the CV, as before
+        frame = pd.DataFrame(rows, columns=columns)
         frame["_done"] = frame["local_cv"].notna()
         frame = frame.sort_values(["_done", "local_cv", "run"], ascending=[False, False, True], kind="stable")
         return frame.drop(columns="_done").reset_index(drop=True)
