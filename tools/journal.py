@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import re
@@ -160,12 +161,16 @@ def _short_date(text: str | None) -> str:
 def read_train_run(folder: Path, name: str) -> Entry:
     """The entry of a folder holding manifest.json (or a train run that never wrote one)."""
     entry = Entry(run=name, status="", path=str(folder))
-    train_nb = notebook_info(folder / "train.ipynb")
+
+    @functools.cache
+    def train_nb() -> dict[str, Any]:  # the executed notebook (often megabytes of figures): read once, if needed
+        return notebook_info(folder / "train.ipynb")
+
     if not (folder / MANIFEST_NAME).is_file():
         done = len(list(folder.glob("*_fold*_oof.npz")))
-        entry.status = (f"failed: {train_nb['error']}" if "error" in train_nb else
+        entry.status = (f"failed: {train_nb()['error']}" if "error" in train_nb() else
                         f"unfinished: {done} fold{'s' * (done != 1)} done, no manifest.json yet")
-        entry.commit = train_nb.get("commit", "")
+        entry.commit = train_nb().get("commit", "")
         _add_config(entry, folder)
         return entry
     try:
@@ -176,17 +181,17 @@ def read_train_run(folder: Path, name: str) -> Entry:
     config = manifest.get("config", {})
     run = manifest.get("run", {}) if isinstance(manifest.get("run"), dict) else {}
     entry.date = _short_date(run.get("started") or manifest.get("created"))
-    entry.commit = run.get("commit") or train_nb.get("commit", "")
+    entry.commit = run.get("commit") or train_nb().get("commit", "")
     entry.model = manifest["model"]["name"]
     entry.changed = changed_settings(config)
     entry.k = manifest["n_folds"]
     entry.folds = (folds_sha256(manifest) or "")[:SHORT]
     entry.epochs = config.get("epochs")
     entry.device = run.get("device", "")
-    seconds = run.get("wall_seconds", train_nb.get("seconds"))
+    seconds = run["wall_seconds"] if "wall_seconds" in run else train_nb().get("seconds")
     entry.wall_min = seconds / 60 if isinstance(seconds, (int, float)) else None
     if manifest.get("complete") is False or "local_cv" not in manifest:  # older manifests have no "complete"
-        entry.status = (f"failed: {train_nb['error']}" if "error" in train_nb else
+        entry.status = (f"failed: {train_nb()['error']}" if "error" in train_nb() else
                         f"unfinished: {len(manifest['folds'])} of {manifest['n_folds']} folds done")
         return entry
     if not _is_accuracy(manifest["local_cv"]):
