@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -172,8 +171,8 @@ def fusable(groups: list[Group]) -> tuple[list[Group], list[str]]:
             check_compatible([ranked[0], group])
             kept.append(group)
         except EnsembleError as err:  # "groups 'a' and 'b' <reason>: <fix>" → <reason>
-            found = re.match(r"groups '.*?' and '.*?' (.*?)(?:: |; |$)", str(err))
-            reasons.setdefault(found.group(1) if found else str(err), []).append(group.name)
+            reason = str(err).removeprefix(f"groups {ranked[0].name!r} and {group.name!r} ").partition(": ")[0]
+            reasons.setdefault(reason, []).append(group.name)
     return kept, [f"{', '.join(names)}: {reason} (checked against {ranked[0].name}, the best run)"
                   for reason, names in reasons.items()]
 
