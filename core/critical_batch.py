@@ -127,11 +127,16 @@ class CriticalBatch:
         values = self.table["noise_scale"].to_numpy(dtype=float)
         return float(np.nanmedian(values)) if np.isfinite(values).any() else math.nan
 
+    @property
+    def reached(self) -> pd.Series:
+        """The batch sizes that reached the target (a finite steps-to-target)."""
+        return self.table[np.isfinite(self.table["steps"])]["batch"]
+
     def bound(self) -> str:
         """"beyond" / "below" when the fitted B_crit lies more than ``BOUND_FACTOR`` × outside the batch sizes tried
         (the data then only bound it from one side: the steps kept falling as 1/B, or did not fall at all), "none"
         when it could not be fitted, else ""."""
-        finite = self.table[np.isfinite(self.table["steps"])]["batch"]
+        finite = self.reached
         if math.isnan(self.b_crit) or finite.empty:
             return "none"
         if self.b_crit > BOUND_FACTOR * finite.max():
@@ -142,7 +147,7 @@ class CriticalBatch:
 
     def describe(self) -> str:
         """B_crit in words, with its interval or its one-sided bound."""
-        batches = self.table[np.isfinite(self.table["steps"])]["batch"]
+        batches = self.reached
         bound, (lo, hi) = self.bound(), self.ci
         if bound == "none":
             return "B_crit could not be fitted (fewer than two batch sizes reached the target)"
