@@ -8,9 +8,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
 SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")  # core.scheduler builds each
@@ -30,6 +31,9 @@ class Config:
     # ---- model
     model: str = "smallcnn"
     pretrained: bool | str = "auto"  # auto: timm models on Kaggle (train kernel has internet) | True | False
+    # A setting left None takes the model family's recipe (core/models.py FAMILIES); one you set wins.
+    input_size: Optional[int] = None  # px the digits are resized to on the device (bilinear; 28: as they are)
+    drop_path_rate: Optional[float] = None  # stochastic depth of timm models (0: off)
     # ---- folds: k-fold cross-validation (folds.csv is made once, then reused)
     n_folds: int = 5
     fold_method: str = "StratifiedKFold"
@@ -37,13 +41,14 @@ class Config:
     folds_to_run: str = ""  # "": all folds; else comma-separated fold indices, e.g. "0,1"
     seed: int = 42
     # ---- optimisation: AdamW; learning rates are per optimizer step
-    epochs: int = 40  # 40 with the settings below: the Kaggle T4×2 recipe
+    epochs: Optional[int] = None  # smallcnn's recipe: 40, the Kaggle T4×2 recipe
     max_steps: int = 0  # 0: no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
     batch_size: int = 128
-    learning_rate: float = 2e-3
+    learning_rate: Optional[float] = None  # peak rate; smallcnn's recipe: 2e-3
     min_lr: float = 1e-5
-    weight_decay: float = 1e-2
+    weight_decay: Optional[float] = None  # smallcnn's recipe: 1e-2
     scheduler: str = "CosineAnnealingWithWarmupLR"
+    warmup_epochs: Optional[float] = None  # linear warm-up of CosineAnnealingWithWarmupLR, in epochs; smallcnn's: 1
     label_smoothing: float = 0.1
     # ---- augmentation: a random affine per image, in the batch, on the device (never flips)
     augment: bool = True
@@ -66,6 +71,21 @@ class Config:
     pseudo_labels: str = ""  # "": off | that run's inference output folder (test_probs.npz); fold k uses its own model
     pseudo_threshold: float = 0.8  # keep a test row whose top probability is at least this (≈0.91 at most, at ε 0.1)
 
+    def __post_init__(self) -> None:
+        """Every setting left None takes the model family's recipe (``core.models.training_recipe``)."""
+        from .models import training_recipe  # imported here: the recipes live with the family table
+
+        for key, value in training_recipe(self.model).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+
+    def recipe_sources(self) -> dict[str, str]:
+        """Each recipe setting → "recipe" when it has the model family's value, else "set" (a value given)."""
+        from .models import training_recipe
+
+        return {key: "recipe" if getattr(self, key) == value else "set"
+                for key, value in training_recipe(self.model).items()}
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
         """Build from any mapping (a notebook's ``globals()``, a JSON dict); unknown keys are ignored."""
@@ -83,6 +103,12 @@ class Config:
         need(self.fold_method != "StratifiedGroupKFold" or bool(self.group_column),
              "fold_method = 'StratifiedGroupKFold' needs group_column: the train.csv column that holds the groups")
         need(self.epochs >= 1, f"epochs = {self.epochs}: train for at least 1 epoch")
+        need(math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
+             f"warmup_epochs = {self.warmup_epochs:g}: use 0 (no warm-up) or a number of epochs (None: the model's "
+             "recipe)")
+        need(math.isfinite(self.drop_path_rate) and 0 <= self.drop_path_rate < 1,
+             f"drop_path_rate = {self.drop_path_rate:g}: use 0 <= rate < 1 (0.1 is typical; None: the model's recipe)")
+        self._check_model()
         need(self.max_steps >= 0, f"max_steps = {self.max_steps}: use 0 (no cap) or a positive number of steps")
         need(self.batch_size >= 1, f"batch_size = {self.batch_size}: must be a positive integer")
         need(math.isfinite(self.learning_rate) and self.learning_rate > 0,
@@ -134,9 +160,24 @@ class Config:
                               f"n_folds = {self.n_folds}")
         return folds
 
+    def model_spec(self) -> dict[str, Any]:
+        """The architecture this run trains (``core.models.model_spec`` of its model, input size and drop-path):
+        what manifest.json records and inference rebuilds."""
+        from .models import model_spec
+
+        return model_spec(self.model, input_size=self.input_size, drop_path_rate=self.drop_path_rate)
+
+    def _check_model(self) -> None:
+        """The model exists and takes this input size and drop-path (core.models.model_spec's message, as a
+        ConfigError)."""
+        try:
+            self.model_spec()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
     # Settings that change what training computes: saved work made under other values is never reused.
-    TRAINING_KEYS = ("model", "pretrained", "epochs", "max_steps", "batch_size", "learning_rate", "min_lr",
-                     "weight_decay", "scheduler", "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed",
+    TRAINING_KEYS = ("model", "pretrained", "input_size", "drop_path_rate", "epochs", "max_steps", "batch_size",
+                     "learning_rate", "min_lr", "weight_decay", "scheduler", "warmup_epochs", "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed",
                      "n_folds", "fold_method", "group_column", "swa_epochs", "pseudo_labels", "pseudo_threshold")
 
     def training_settings(self) -> dict[str, Any]:
@@ -207,7 +248,7 @@ def coerce_pretrained(value: Any) -> bool | str:
 def coerce(name: str, value: Any, hint: Any, error: type[Exception] = ConfigError) -> Any:
     """Turn parameter ``name`` (possibly a string from the command line) into ``hint`` (bool, int, float, str, or
     Optional of one); raises ``error`` naming the parameter when it cannot."""
-    target = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+    target = typing.get_args(hint)[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) else hint
     if isinstance(value, bool) and target in (int, float):  # True is an int to Python, not a count or a rate
         raise error(f"parameter {name} = {value!r}: expected {_KIND[target]}")
     if isinstance(value, target):

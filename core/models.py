@@ -1,20 +1,23 @@
 """Models that map (N, in_chans, 28, 28) images to (N, num_classes) logits: our ``smallcnn`` and ``fastcnn``, and
 timm's families.
 
-What each family needs at 28x28 lives in one table, ``_FAMILIES``. ``model_spec(name)`` resolves it into a
-JSON-serialisable dict that training writes to manifest.json, and ``create_model_from_spec(spec)`` rebuilds the
-same architecture from it in the inference notebook (``pretrained=False``, then ``load_state_dict``).
+What each family needs lives in one table, ``FAMILIES``: how to build it at an input side (padding, window and
+patch sizes) and its training recipe (input size, epochs, learning rate, warm-up, weight decay, drop-path), which a
+run's unset settings take (core.config). ``model_spec(name, input_size=...)`` resolves it into a JSON-serialisable
+dict that training writes to manifest.json, and ``create_model_from_spec(spec)`` rebuilds the same architecture from
+it in the inference notebook (``pretrained=False``, then ``load_state_dict``).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import functools
 import os
 import json
 import logging
 from collections import OrderedDict
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import timm
 import torch
@@ -28,23 +31,95 @@ _logger = logging.getLogger(__name__)
 
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation: the value padding must add
 
-# Architecture-name prefix -> what the family needs at 28x28; the first matching prefix wins.
-# - convnext / edgenext downsample by 32 with stride-2 convs that fail below 32 px: pad to 32.
-# - tiny_vit's windows must tile its 7/4/2/1-px feature maps, else it pads every stage to 7/14/7 windows (~12x slower).
-# - vit / eva02 have a fixed grid of position embeddings: build it for 28 px with 4-px patches (7x7 tokens).
-# Any other timm name is passed through with in_chans/num_classes only, as a non-convolutional model.
-_FAMILIES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("smallcnn", {"timm_kwargs": {}, "pad_to": None, "convolutional": True}),
-    ("fastcnn", {"timm_kwargs": {}, "pad_to": None, "convolutional": True}),
-    ("efficientnet", {"timm_kwargs": {}, "pad_to": None, "convolutional": True}),
-    ("tf_efficientnet", {"timm_kwargs": {}, "pad_to": None, "convolutional": True}),
-    ("convnext", {"timm_kwargs": {}, "pad_to": 32, "convolutional": True}),
-    ("edgenext", {"timm_kwargs": {}, "pad_to": 32, "convolutional": True}),
-    ("tiny_vit", {"timm_kwargs": {"window_sizes": [7, 4, 2, 1]}, "pad_to": None, "convolutional": False}),
-    ("vit_", {"timm_kwargs": {"img_size": IMAGE_SIDE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
-    ("eva02", {"timm_kwargs": {"img_size": IMAGE_SIDE, "patch_size": 4}, "pad_to": None, "convolutional": False}),
+# The settings a model family's recipe holds (core.config.Config fields). A Config field left None takes its family's
+# value; BASE_RECIPE is the Kaggle T4×2 recipe of digitkit's own CNNs and what a family does not change.
+RECIPE_KEYS = ("input_size", "epochs", "learning_rate", "warmup_epochs", "weight_decay", "drop_path_rate")
+BASE_RECIPE: dict[str, Any] = {"input_size": IMAGE_SIDE, "epochs": 40, "learning_rate": 2e-3, "warmup_epochs": 1.0,
+                               "weight_decay": 1e-2, "drop_path_rate": 0.0}
+MAX_INPUT_SIZE = 448  # px: beyond this a 28-px digit is only blur, at a large cost
+
+
+def _tiny_vit_windows(side: int) -> dict[str, Any]:
+    """tiny_vit's attention windows must tile its four feature maps (side/4, /8, /16, /32 px), else every stage pads
+    to whole windows (~12x slower at 28 px): each window is the largest divisor of its map up to timm's default
+    (7, 7, 14, 7), which gives those defaults at 224 px and [7, 4, 2, 1] at 28."""
+    maps, windows = [], []
+    for default in (7, 7, 14, 7):
+        side = -(-side // (4 if not maps else 2))
+        maps.append(side)
+        windows.append(max(d for d in range(1, min(default, side) + 1) if side % d == 0))
+    return {"window_sizes": windows}
+
+
+def _patch_grid(side: int) -> dict[str, Any]:
+    """vit / eva02 hold a fixed grid of position embeddings: build it for the input side with 4-px patches (7x7
+    tokens at 28 px)."""
+    if side % 4:
+        raise ValueError(f"input_size = {side}: a vit / eva02 model cuts it into 4-px patches, so use a multiple of 4")
+    return {"img_size": side, "patch_size": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What a family of architectures needs to learn 28-px digits from scratch.
+
+    Attributes:
+        prefix: Architecture-name prefix; the first matching family of ``FAMILIES`` wins.
+        convolutional: Whether channels_last memory format speeds it up.
+        min_side: The smallest input side (px) its downsampling takes: smaller inputs are padded with background.
+        timm_kwargs: Input side (px) -> the constructor keyword arguments that side needs.
+        recipe: Training settings (``RECIPE_KEYS``) that differ from ``BASE_RECIPE``; measured in README's "Which
+            timm model for Digit Recognizer".
+        reset_head: Re-initialise the classifier with PyTorch's default (fan-in) init: timm's EfficientNet init
+            scales it by 1/sqrt(classes), so at 10 classes its first logits are ~10x ImageNet's and the first loss
+            is ~4.5 instead of ln 10.
+    """
+
+    prefix: str
+    convolutional: bool
+    min_side: int = 0
+    timm_kwargs: Callable[[int], dict[str, Any]] = lambda side: {}
+    recipe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    reset_head: bool = False
+
+
+# Fold 0 of ../shared's 42k, from scratch, on 2 CPU cores: README's "Which timm model" table has each recipe's result.
+FAMILIES: tuple[Family, ...] = (
+    Family("smallcnn", convolutional=True),
+    Family("fastcnn", convolutional=True),
+    # EfficientNet's stride-32 body ends at 1 px on a 28-px digit and learns slowly there: 56 px.
+    Family("efficientnet", convolutional=True, reset_head=True, recipe={"input_size": 56, "drop_path_rate": 0.1}),
+    Family("tf_efficientnet", convolutional=True, reset_head=True, recipe={"input_size": 56, "drop_path_rate": 0.1}),
+    # convnext / edgenext downsample by 32 with stride-2 convs that fail below 32 px.
+    Family("convnext", convolutional=True, min_side=32, recipe={"weight_decay": 0.05, "drop_path_rate": 0.1}),
+    Family("edgenext", convolutional=True, min_side=32, recipe={"weight_decay": 0.05, "drop_path_rate": 0.1}),
+    Family("tiny_vit", convolutional=False, timm_kwargs=_tiny_vit_windows,
+           recipe={"weight_decay": 0.05, "drop_path_rate": 0.1, "warmup_epochs": 2.0}),
+    Family("vit_", convolutional=False, timm_kwargs=_patch_grid,
+           recipe={"learning_rate": 1e-3, "weight_decay": 0.05, "drop_path_rate": 0.1, "warmup_epochs": 3.0}),
+    Family("eva02", convolutional=False, timm_kwargs=_patch_grid,
+           recipe={"learning_rate": 1e-3, "weight_decay": 0.05, "drop_path_rate": 0.1, "warmup_epochs": 3.0}),
 )
-_PASS_THROUGH: dict[str, Any] = {"timm_kwargs": {}, "pad_to": None, "convolutional": False}
+_PASS_THROUGH = Family("", convolutional=False)  # any other timm name: in_chans / num_classes only
+
+
+def family_of(name: str) -> Family:
+    """The family of model ``name`` (a pretrained tag like ``.d2_in1k`` is ignored); ``_PASS_THROUGH`` for a timm
+    name no family matches."""
+    arch = name.split(".", 1)[0]
+    return next((family for family in FAMILIES if arch.startswith(family.prefix)), _PASS_THROUGH)
+
+
+def training_recipe(name: str) -> dict[str, Any]:
+    """The training settings (``RECIPE_KEYS``) that model ``name`` gets when a run leaves them unset (None):
+    ``BASE_RECIPE`` with its family's values."""
+    return {**BASE_RECIPE, **family_of(name).recipe}
+
+
+def recipe_name(name: str) -> str:
+    """Whose recipe ``name`` trains with, in words: "efficientnet's" or "digitkit's base"."""
+    family = family_of(name)
+    return f"{family.prefix.rstrip('_')}'s" if family.recipe else "digitkit's base"
 
 
 def _conv_bn_relu(in_chs: int, out_chs: int) -> list[nn.Module]:
@@ -159,11 +234,26 @@ class PadTo(nn.Module):
         return f"size={self.size}, value={self.value}"
 
 
-def _family(arch: str) -> tuple[Optional[str], dict[str, Any]]:
-    for prefix, settings in _FAMILIES:
-        if arch.startswith(prefix):
-            return prefix, settings
-    return None, _PASS_THROUGH
+class ResizeTo(nn.Module):
+    """Resize (N, C, H, W) images bilinearly to ``size`` x ``size`` on their device (the families built for larger
+    inputs: ``Config.input_size``). Inside the model, so training, validation, TTA views and inference all see the
+    same resize.
+
+    Args:
+        size: Target height and width in pixels.
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] == (self.size, self.size):
+            return x
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, bilinear"
 
 
 def _check_timm_name(name: str) -> None:
@@ -177,8 +267,8 @@ def _check_timm_name(name: str) -> None:
                      f"list candidates with timm.list_models('*{stem}*')")
 
 
-def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1,
-               timm_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1, input_size: int = IMAGE_SIDE,
+               drop_path_rate: float = 0.0, timm_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Resolve a model name into everything needed to rebuild its architecture.
 
     Args:
@@ -186,31 +276,42 @@ def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1,
             (``"convnext_atto.d2_in1k"``).
         num_classes: Output logits per image.
         in_chans: Input channels (1 for MNIST; timm adapts a pretrained stem to it).
-        timm_kwargs: Constructor keyword arguments that override the family's defaults, e.g. ``{"patch_size": 7}``
-            for a ViT or ``{"drop_path_rate": 0.1}``; for digitkit's own models they go to ``SmallCNN`` /
-            ``FastCNN``.
+        input_size: The side (px) the 28-px digits are resized to (bilinear, inside the model) before the network.
+        drop_path_rate: Stochastic depth of a timm model (0: off); digitkit's own CNNs have none.
+        timm_kwargs: Constructor keyword arguments that override the family's, e.g. ``{"patch_size": 7}`` for a
+            ViT; for digitkit's own models they go to ``SmallCNN`` / ``FastCNN``.
 
     Returns:
         A JSON-serialisable dict: ``name``, ``family`` (the matched prefix, None if passed through),
-        ``timm_kwargs``, ``pad_to`` (px or None), ``pad_value`` (the normalised black background), ``input_size``
-        (px), ``in_chans``, ``num_classes``, ``convolutional`` (whether channels_last helps).
+        ``timm_kwargs``, ``input_size`` (px the network sees), ``pad_to`` (px or None), ``pad_value`` (the
+        normalised black background), ``in_chans``, ``num_classes``, ``convolutional`` (whether channels_last helps).
 
     Raises:
-        ValueError: For an unknown name or keyword arguments that JSON cannot hold.
+        ValueError: For an unknown name, an input size the family cannot take, drop-path on a model without it, or
+            keyword arguments that JSON cannot hold.
     """
     if name not in OWN_MODELS:
         _check_timm_name(name)
-    family, settings = _family(name.split(".", 1)[0])
+    if not IMAGE_SIDE <= input_size <= MAX_INPUT_SIZE:
+        raise ValueError(f"input_size = {input_size}: use {IMAGE_SIDE} (the digits as they are) up to "
+                         f"{MAX_INPUT_SIZE} px")
+    family = family_of(name)
+    kwargs = dict(family.timm_kwargs(input_size))
+    if drop_path_rate:
+        if name in OWN_MODELS:
+            raise ValueError(f"drop_path_rate = {drop_path_rate:g}: {name} has no residual branches to drop; set it "
+                             "to 0 (or None: the model's recipe)")
+        kwargs["drop_path_rate"] = drop_path_rate
     spec = {
         "name": name,
-        "family": family,
-        "timm_kwargs": {**settings["timm_kwargs"], **(timm_kwargs or {})},
-        "pad_to": settings["pad_to"],
+        "family": family.prefix or None,
+        "timm_kwargs": {**kwargs, **(timm_kwargs or {})},
+        "pad_to": family.min_side if input_size < family.min_side else None,
         "pad_value": BACKGROUND,
-        "input_size": IMAGE_SIDE,
+        "input_size": input_size,
         "in_chans": in_chans,
         "num_classes": num_classes,
-        "convolutional": settings["convolutional"],
+        "convolutional": family.convolutional,
     }
     try:
         return json.loads(json.dumps(spec))  # the form manifest.json gives back: tuples become lists
@@ -218,17 +319,22 @@ def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1,
         raise ValueError(f"timm_kwargs = {timm_kwargs!r} must be JSON-serialisable to go into manifest.json: {error}")
 
 
-def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) -> nn.Module:
+def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False,
+                           pretrained_file: Optional[str] = None) -> nn.Module:
     """Build the architecture a ``model_spec`` describes (as read back from manifest.json).
 
     Args:
         spec: A dict returned by ``model_spec``.
-        pretrained: Load timm's pretrained weights (downloads; needs internet). Inference uses False and then
-            ``load_state_dict``.
+        pretrained: Load timm's pretrained weights (downloads; needs internet), adapted by timm to ``in_chans``,
+            ``num_classes`` and the spec's input size (position embeddings, patch and attention-bias sizes).
+            Inference uses False and then ``load_state_dict``.
+        pretrained_file: With ``pretrained``, a local checkpoint of the same architecture to load instead of the
+            download (timm's ``pretrained_cfg_overlay``; nothing is fetched).
 
     Returns:
-        A module mapping (N, in_chans, input_size, input_size) floats to (N, num_classes) logits. When the family
-        needs padding it is ``nn.Sequential(pad=PadTo, model=<timm model>)``, so state_dict keys start "model.".
+        A module mapping (N, in_chans, 28, 28) floats to (N, num_classes) logits. When the digits are resized
+        (``input_size`` > 28) or padded it is ``nn.Sequential(resize=ResizeTo, pad=PadTo, model=<network>)`` (either
+        front module only where needed), so state_dict keys start "model.".
     """
     missing = {"name", "timm_kwargs", "pad_to", "in_chans", "num_classes"} - set(spec)
     if missing:
@@ -240,11 +346,13 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
         model: nn.Module = OWN_MODELS[spec["name"]](in_chans=spec["in_chans"], num_classes=spec["num_classes"],
                                                     **kwargs)
     elif pretrained:
+        if pretrained_file:
+            kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
         try:
             model = timm.create_model(spec["name"], pretrained=pretrained, num_classes=spec["num_classes"],
                                       in_chans=spec["in_chans"], **kwargs)
         except Exception as err:  # hub, HTTP and file errors differ between timm / huggingface_hub versions
-            if not _is_download_error(err):
+            if not _is_download_error(err) or pretrained_file:
                 raise
             offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
             raise PretrainedWeightsError(
@@ -257,9 +365,17 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False) ->
     else:
         model = timm.create_model(spec["name"], pretrained=False, num_classes=spec["num_classes"],
                                   in_chans=spec["in_chans"], **kwargs)
+    if family_of(spec["name"]).reset_head and hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+        if isinstance(head, nn.Linear):
+            head.reset_parameters()
+    front = OrderedDict()
+    if spec.get("input_size", IMAGE_SIDE) != IMAGE_SIDE:
+        front["resize"] = ResizeTo(spec["input_size"])
     if spec["pad_to"]:
-        pad = PadTo(spec["pad_to"], value=spec.get("pad_value", 0.0))
-        model = nn.Sequential(OrderedDict(pad=pad, model=model))
+        front["pad"] = PadTo(spec["pad_to"], value=spec.get("pad_value", 0.0))
+    if front:
+        model = nn.Sequential(OrderedDict(**front, model=model))
     _logger.debug("model %s: %.2f M parameters", spec["name"], count_parameters(model) / 1e6)  # once per run: pipeline
     return model
 
@@ -304,18 +420,20 @@ def describe_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> s
 
 
 def create_model(name: str, *, pretrained: bool = False, num_classes: int = NUM_CLASSES, in_chans: int = 1,
+                 input_size: int = IMAGE_SIDE, drop_path_rate: float = 0.0,
                  timm_kwargs: Optional[dict[str, Any]] = None) -> nn.Module:
     """Build a model that takes (N, in_chans, 28, 28) images and returns (N, num_classes) logits.
 
     Same as ``create_model_from_spec(model_spec(name, ...), pretrained=pretrained)``; see ``model_spec``.
     """
-    spec = model_spec(name, num_classes=num_classes, in_chans=in_chans, timm_kwargs=timm_kwargs)
+    spec = model_spec(name, num_classes=num_classes, in_chans=in_chans, input_size=input_size,
+                      drop_path_rate=drop_path_rate, timm_kwargs=timm_kwargs)
     return create_model_from_spec(spec, pretrained=pretrained)
 
 
 def is_convolutional(name: str) -> bool:
     """Whether the model is convolutional throughout, so ``channels_last`` memory format speeds it up."""
-    return model_spec(name)["convolutional"]
+    return family_of(name).convolutional
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -28,15 +28,15 @@ import torch
 
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
 from .config import Config
-from .data import TrainData, find_competition_file, read_test, read_train
+from .data import IMAGE_SIDE, TrainData, find_competition_file, read_test, read_train
 from .device import describe_device, resolve_device
 from .fold_result import FoldResult, entry_files, final_noise_scale, fold_file, manifest_entry
 from .folds import load_or_make_folds
 from .launch import ParallelPlan, plan_parallel, train_folds_in_workers
 from .manifest import sha256_file, write_manifest
 from .noise_scale import batch_hint
-from .models import (count_parameters, create_model, describe_pretrained, forward_flops, is_convolutional,
-                     model_spec, resolve_pretrained)
+from .models import (count_parameters, create_model_from_spec, describe_pretrained, forward_flops, is_convolutional,
+                     resolve_pretrained)
 from .oof import PROB_COLUMNS, fold_accuracies, local_cv, report, write_oof
 from .paths import find_input_file, given_path, on_kaggle
 from .plots import plot_lr_schedule, plot_training_curves
@@ -209,9 +209,10 @@ def describe_model(setup: RunSetup) -> str:
     """"smallcnn: 0.29 M parameters, 58.3 MFLOP per 28×28 image (forward; training ≈ 3×)", from one model built
     here with random weights (nothing is downloaded)."""
     config = setup.config
-    model = create_model(config.model)
+    model = create_model_from_spec(config.model_spec())
+    resized = f" (resized to {config.input_size} px)" if config.input_size != IMAGE_SIDE else ""
     return (f"{config.model}: {count_parameters(model) / 1e6:.2f} M parameters, {forward_flops(model) / 1e6:.1f} "
-            f"MFLOP per 28×28 image (forward; training ≈ 3×)")
+            f"MFLOP per 28×28 image{resized} (forward; training ≈ 3×)")
 
 
 @dataclasses.dataclass
@@ -236,7 +237,8 @@ def planned_schedule(setup: RunSetup, split: FoldSplit) -> Schedule:
     n_train = split.n_train(config.fold_indices()[0])
     batch, per_epoch, total, epochs = plan_fold(config, n_train)
     rates, warmup = schedule_rates(scheduler=config.scheduler, learning_rate=config.learning_rate,
-                                   min_lr=config.min_lr, total_steps=total, epochs=epochs)
+                                   min_lr=config.min_lr, total_steps=total, epochs=epochs,
+                                   warmup_epochs=config.warmup_epochs)
     return Schedule(rates=rates, steps_per_epoch=per_epoch, warmup_steps=warmup, batch_size=batch)
 
 
@@ -273,7 +275,7 @@ def train_folds(setup: RunSetup, train: TrainData, split: FoldSplit, *,
     if todo and plan.launches and config.pretrained:
         # the workers' pretrained weights downloaded once, here: one clear error if that fails, and the workers then
         # find them in the hub's cache instead of each downloading them
-        create_model(config.model, pretrained=True)
+        create_model_from_spec(config.model_spec(), pretrained=True)
     if todo and plan.launches:  # ddp ranks or one process per device write the fold files; we record each fold
         train_folds_in_workers(config, plan, images=train.images, labels=train.labels, folds=split.folds,
                                fold_list=todo, output_dir=output_dir, on_fold=record, pseudo=split.pseudo)
@@ -298,7 +300,7 @@ def score_out_of_fold(setup: RunSetup, train: TrainData,
     views = views_to_evaluate(config.tta)
     folds = [fold_predictions(fold=r.fold, val_idx=idx, best_probs=r.val_probs, best_path=r.weights_path,
                               swa_probs=r.swa_val_probs, swa_path=r.swa_weights_path, images=images, views=views,
-                              spec=model_spec(config.model), batch_size=config.eval_batch_size,
+                              spec=config.model_spec(), batch_size=config.eval_batch_size,
                               channels_last=config.channels_last and is_convolutional(config.model))
              for r, idx in results]
     choice = choose_inference(folds, train.labels, tta_setting=config.tta)
@@ -393,7 +395,7 @@ def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, 
     manifest = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "complete": complete,
-        "model": {"name": config.model, "spec": model_spec(config.model)},
+        "model": {"name": config.model, "spec": config.model_spec()},
         "n_folds": config.n_folds,
         "folds": [manifest_entry(config.model, r, len(idx)) for r, idx in results],
         "train_rows": int(len(train.labels)),

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from .config import Config
+from .data import IMAGE_SIDE
 
 
 def describe_schedule(config: Config) -> str:
     """The optimizer and learning-rate schedule in words, e.g. "AdamW, weight decay 0.01; one-epoch linear warm-up
     to 2e-3, then cosine to 1e-5, updated every optimizer step"."""
     lr, low = f"{config.learning_rate:g}", f"{config.min_lr:g}"
-    shape = {"CosineAnnealingWithWarmupLR": f"a one-epoch linear warm-up to {lr}, then a cosine down to {low}",
+    warmup = "one-epoch" if config.warmup_epochs == 1 else f"{config.warmup_epochs:g}-epoch"
+    shape = {"CosineAnnealingWithWarmupLR": (f"a {warmup} linear warm-up to {lr}, then a cosine down to {low}"
+                                             if config.warmup_epochs else f"a cosine from {lr} down to {low}"),
              "CosineAnnealingLR": f"a cosine from {lr} down to {low}",
              "none": f"a constant {lr}"}[config.scheduler]
     cap = f"; at most {config.max_steps} optimizer steps per fold" if config.max_steps else ""
@@ -23,6 +26,30 @@ def describe_augmentation(config: Config) -> str:
              f"zoom ±{config.zoom * 100:g} %" if config.zoom else "",
              f"shift ±{config.shift * 100:g} % of the side" if config.shift else ""]
     return "augmentation on the device: " + ", ".join(p for p in parts if p) + " (never flipped)"
+
+
+def _recipe_words(key: str, value: float) -> str:
+    """One recipe setting in words: "input 56 px", "40 epochs", "warm-up 1 epoch", "drop-path 0.1"."""
+    if key in ("epochs", "warmup_epochs"):
+        epochs = f"{value:g} epoch{'' if value == 1 else 's'}"
+        return epochs if key == "epochs" else f"warm-up {epochs}"
+    return {"input_size": "input {:g} px", "learning_rate": "learning rate {:g}", "weight_decay": "weight decay {:g}",
+            "drop_path_rate": "drop-path {:g}"}[key].format(value)
+
+
+def describe_model_recipe(config: Config) -> str:
+    """Where each setting of the model family's recipe came from, e.g. "Settings left unset (None) take
+    efficientnet's recipe (core/models.py `FAMILIES`): input 56 px, learning rate 0.002, …; set here: 4 epochs (the
+    recipe's: 40)"."""
+    from .models import recipe_name, training_recipe
+
+    recipe, sources = training_recipe(config.model), config.recipe_sources()
+    kept = [_recipe_words(key, getattr(config, key)) for key, source in sources.items() if source == "recipe"]
+    changed = [f"{_recipe_words(key, getattr(config, key))} (the recipe's: {recipe[key]:g})"
+               for key, source in sources.items() if source == "set"]
+    text = (f"Settings left unset (None) take {recipe_name(config.model)} recipe (core/models.py `FAMILIES`): "
+            + (", ".join(kept) or "none left unset"))
+    return text + (f"; set here: {', '.join(changed)}" if changed else "")
 
 
 def describe_recipe(config: Config, *, model: str, devices: str, parallel: str, expected: str = "") -> str:
@@ -45,11 +72,14 @@ def describe_recipe(config: Config, *, model: str, devices: str, parallel: str, 
               f"probability ≥ {config.pseudo_threshold:g} (**pseudo-labels**; that model never saw the fold's "
               "validation rows)"
               if config.pseudo_labels else "")
-    text = (f"**Recipe.** {model}. {folds}: each fold trains **{config.epochs} epochs** at batch "
+    resize = (f"; the digits are resized to **{config.input_size} px** (bilinear, on the device, inside the model: "
+              "training, TTA and inference alike)" if config.input_size != IMAGE_SIDE else "")
+    text = (f"**Recipe.** {model}{resize}. {folds}: each fold trains **{config.epochs} epochs** at batch "
             f"**{config.batch_size}**{pseudo} with {describe_schedule(config)}, {smoothing}, and "
             f"{describe_augmentation(config)}; the epoch with the best validation accuracy is kept as the fold's "
             f"weights. Then every training row is scored by the fold model that never saw it: that out-of-fold "
-            f"accuracy is **the local CV**. Inference: {tta}; {swa}. Hardware: {devices}; {parallel}.")
+            f"accuracy is **the local CV**. Inference: {tta}; {swa}. Hardware: {devices}; {parallel}.\n\n"
+            f"**Model recipe.** {describe_model_recipe(config)}.")
     return text + (f"\n\n**Expected:** {expected}" if expected else "")
 
 

@@ -87,12 +87,14 @@ def fetch_scheduler(
         T_max: int,
         min_lr: float,
         epochs: int,
+        warmup_epochs: float = 1.0,
 ) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
     """Build the named per-step scheduler, or None for ``"none"``.
 
-    ``"CosineAnnealingWithWarmupLR"`` warms up for one epoch, ``T_max // epochs`` steps (``T_max`` counts the
-    optimizer steps of the whole run). With ``epochs == 1`` that would be the whole run, so the warm-up becomes
-    ``max(1, T_max // 10)`` steps instead (never all of them) and a warning is logged.
+    ``"CosineAnnealingWithWarmupLR"`` warms up for ``warmup_epochs`` epochs: ``warmup_epochs * T_max / epochs``
+    steps, floored (``T_max`` counts the optimizer steps of the whole run; one epoch by default). When that would be
+    the whole run (``epochs == 1`` with the default), the warm-up becomes ``max(1, T_max // 10)`` steps instead
+    (never all of them) and a warning is logged.
 
     Args:
         optimizer: The optimizer to schedule.
@@ -100,6 +102,7 @@ def fetch_scheduler(
         T_max: Total optimizer steps of the run (epochs * steps per epoch).
         min_lr: Final learning rate of the cosine.
         epochs: Number of epochs the run trains.
+        warmup_epochs: Length of the linear warm-up in epochs (0: none); only ``CosineAnnealingWithWarmupLR`` has one.
 
     Returns:
         A scheduler to ``step()`` after every ``optimizer.step()``, or None.
@@ -111,12 +114,11 @@ def fetch_scheduler(
     if scheduler == "CosineAnnealingWithWarmupLR":
         if epochs < 1:
             raise ValueError(f"epochs = {epochs}: train for at least 1 epoch")
-        if epochs == 1:
+        warmup = int(warmup_epochs * T_max / epochs)  # floor: T_max // epochs, one epoch, by default
+        if warmup >= T_max:
             warmup = min(max(1, T_max // 10), T_max - 1)
-            _logger.warning("epochs = 1: a one-epoch warm-up would fill the whole run; warming up for %d of %d "
-                            "steps instead", warmup, T_max)
-        else:
-            warmup = T_max // epochs
+            _logger.warning("epochs = %d: a %g-epoch warm-up would fill the whole run; warming up for %d of %d steps "
+                            "instead", epochs, warmup_epochs, warmup, T_max)
         return CosineAnnealingWithWarmupLR(optimizer, T_max=T_max, eta_min=min_lr, warmup_epochs=warmup)
     raise ValueError(f"scheduler = {scheduler!r}: choose one of {SCHEDULERS}")
 
@@ -152,14 +154,15 @@ def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_deca
 
 
 def schedule_rates(*, scheduler: str, learning_rate: float, min_lr: float, total_steps: int,
-                   epochs: int) -> tuple[list[float], int]:
+                   epochs: int, warmup_epochs: float = 1.0) -> tuple[list[float], int]:
     """The learning rate every optimizer step of one fold uses, and the warm-up's length in steps.
 
     The very ``fetch_scheduler`` the trainer calls, stepped ``total_steps`` times on a throw-away parameter, so the
     plot a notebook draws is the schedule training follows. ``lrs[t]`` is the rate of step t (0-based).
     """
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=learning_rate)
-    sched = fetch_scheduler(optimizer, scheduler=scheduler, T_max=total_steps, min_lr=min_lr, epochs=epochs)
+    sched = fetch_scheduler(optimizer, scheduler=scheduler, T_max=total_steps, min_lr=min_lr, epochs=epochs,
+                            warmup_epochs=warmup_epochs)
     rates = []
     for _ in range(total_steps):
         rates.append(optimizer.param_groups[0]["lr"])

@@ -67,8 +67,8 @@ RUNS_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "steps", "val_acc", "
 CURVE_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "step", "examples", "val_acc", "noise_scale"]
 BUDGET_KINDS = ("epochs", "steps")
 # Settings that change what a cell computes besides the swept ones: runs.csv made under others is not reused.
-_FIXED_SETTINGS = ("model", "pretrained", "weight_decay", "scheduler", "label_smoothing", "augment", "rotate_deg",
-                   "zoom", "shift", "n_folds", "fold_method")
+_FIXED_SETTINGS = ("model", "pretrained", "input_size", "drop_path_rate", "weight_decay", "scheduler", "warmup_epochs",
+                   "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "n_folds", "fold_method")
 
 
 class SweepError(ValueError):

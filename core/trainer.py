@@ -33,7 +33,7 @@ from .device import resolve_device
 from .distributed import broadcast_buffers, gather_shards, mean_over_ranks, rank_and_world, shard
 from .fold_result import FoldResult, fold_file, save_fold_result
 from .noise_scale import MICRO_BATCHES, NoiseScale, gradient_norms
-from .models import create_model, is_convolutional, resolve_pretrained
+from .models import create_model_from_spec, is_convolutional, resolve_pretrained
 from .paths import on_kaggle
 from .predict import autocast_context, amp_dtype, predict_logits
 from .progress import progress
@@ -157,7 +157,7 @@ def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.devic
     scheduler, GradScaler and batch generator for fold ``fold`` with ``n_train`` training rows."""
     seed_everything(config.seed + fold)
     pretrained = resolve_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle())
-    model = create_model(config.model, pretrained=pretrained).to(device)
+    model = create_model_from_spec(config.model_spec(), pretrained=pretrained).to(device)
     channels_last = config.channels_last and is_convolutional(config.model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -176,7 +176,8 @@ def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.devic
     return FoldSetup(model=model, train_model=torch.compile(model) if config.compile else model,
                      eval_model=unwrap(model) if world > 1 else model, optimizer=optimizer,
                      scheduler=fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=total_steps,
-                                               min_lr=config.min_lr, epochs=epochs),
+                                               min_lr=config.min_lr, epochs=epochs,
+                                               warmup_epochs=config.warmup_epochs),
                      scaler=grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16),
                      generator=torch.Generator().manual_seed(config.seed * 1000 + fold), device=device, amp=use_amp,
                      channels_last=channels_last, batch_size=batch_size, steps_per_epoch=steps_per_epoch,

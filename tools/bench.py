@@ -40,7 +40,7 @@ from core.augment import normalize, random_affine
 from core.config import Config
 from core.data import IMAGE_SIDE, NUM_CLASSES, find_competition_file, read_train
 from core.device import resolve_device
-from core.models import create_model, forward_flops, is_convolutional
+from core.models import create_model_from_spec, forward_flops, is_convolutional
 from core.predict import amp_dtype, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
@@ -87,7 +87,7 @@ def time_seed_style(config: Config, frame: pd.DataFrame, *, steps: int, warmup: 
                     loader_workers: int) -> Timing:
     """Train ``warmup + steps`` steps the seed's way; images/s over the last ``steps``."""
     seed_everything(config.seed)
-    model = nn.DataParallel(create_model(config.model).to(device))
+    model = nn.DataParallel(create_model_from_spec(config.model_spec()).to(device))
     optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
     dataset = SeedStyleDataset(frame, rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=loader_workers,
@@ -220,7 +220,7 @@ def time_inference(config: Config, images: np.ndarray, *, folds: int, device: to
     x = torch.from_numpy(images).to(device)
     models = []
     for _ in range(folds):
-        model = create_model(config.model).to(device).eval()
+        model = create_model_from_spec(config.model_spec()).to(device).eval()
         models.append(model.to(memory_format=torch.channels_last) if channels_last else model)
     kwargs = dict(views=views, batch_size=config.eval_batch_size, channels_last=channels_last,
                   amp=config.amp and device.type == "cuda")
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     train = read_train(path)
     frame = pd.read_csv(path)  # the seed keeps the DataFrame and reads rows from it
     name, peaks = device_peak(device)
-    flops = forward_flops(create_model(config.model))
+    flops = forward_flops(create_model_from_spec(config.model_spec()))
     print(f"machine: {name}; torch {torch.__version__}")
     print(f"data: {path} ({len(train.labels)} rows); model {config.model}: {flops / 1e6:.1f} MFLOP per image "
           f"forward; batch {config.batch_size}; {args.steps} timed steps after {args.warmup} warm-up steps")

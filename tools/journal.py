@@ -133,9 +133,10 @@ def notebook_info(path: Path) -> dict[str, Any]:
 
 
 def changed_settings(config: dict[str, Any]) -> str:
-    """"name=value …" for every setting that differs from Config's default (model and epochs have columns of their
-    own; settings whose default is "auto" are resolved per machine and left out)."""
-    defaults = dataclasses.asdict(Config())
+    """"name=value …" for every setting that differs from Config's default for the run's model (its family's recipe;
+    model and epochs have columns of their own; settings whose default is "auto" are resolved per machine and left
+    out)."""
+    defaults = dataclasses.asdict(Config(model=str(config.get("model", Config.model))))
     changed = []
     for name, value in config.items():
         default = defaults.get(name, object())
