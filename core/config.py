@@ -112,9 +112,9 @@ class Config:
         need(self.max_steps >= 0, f"max_steps = {self.max_steps}: use 0 (no cap) or a positive number of steps")
         need(self.batch_size >= 1, f"batch_size = {self.batch_size}: must be a positive integer")
         need(math.isfinite(self.learning_rate) and self.learning_rate > 0,
-             f"learning_rate = {self.learning_rate:g}: must be a positive number (2e-3 is the default)")
+             f"learning_rate = {self.learning_rate:g}: must be a positive number (None: the model's recipe)")
         need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-             f"weight_decay = {self.weight_decay:g}: use 0 (none) or a positive number (1e-2 is the default)")
+             f"weight_decay = {self.weight_decay:g}: use 0 (none) or a positive number (None: the model's recipe)")
         need(self.eval_batch_size >= 1, f"eval_batch_size = {self.eval_batch_size}: must be a positive integer "
                                         "(images per validation forward pass; 1024 is the default)")
         need(self.noise_scale_every >= 0, f"noise_scale_every = {self.noise_scale_every}: use 0 (off) or a number "

@@ -328,8 +328,9 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False,
         pretrained: Load timm's pretrained weights (downloads; needs internet), adapted by timm to ``in_chans``,
             ``num_classes`` and the spec's input size (position embeddings, patch and attention-bias sizes).
             Inference uses False and then ``load_state_dict``.
-        pretrained_file: With ``pretrained``, a local checkpoint of the same architecture to load instead of the
-            download (timm's ``pretrained_cfg_overlay``; nothing is fetched).
+        pretrained_file: With ``pretrained``, a local state dict (``torch.save``) of timm's architecture to load
+            instead of the download, through the same filter and adaptation (timm's ``pretrained_cfg_overlay``;
+            nothing is fetched).
 
     Returns:
         A module mapping (N, in_chans, 28, 28) floats to (N, num_classes) logits. When the digits are resized
@@ -346,8 +347,8 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False,
         model: nn.Module = OWN_MODELS[spec["name"]](in_chans=spec["in_chans"], num_classes=spec["num_classes"],
                                                     **kwargs)
     elif pretrained:
-        if pretrained_file:
-            kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
+        if pretrained_file:  # a state dict: loaded as the hub's file would be (not as a custom .npz, e.g. vit's)
+            kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file), "custom_load": False}
         try:
             model = timm.create_model(spec["name"], pretrained=pretrained, num_classes=spec["num_classes"],
                                       in_chans=spec["in_chans"], **kwargs)

@@ -39,7 +39,13 @@ def test_bad_values_name_the_setting(values, field):
         Config.from_mapping(values)
 
 
-NUMERIC_FIELDS = [f.name for f in dataclasses.fields(Config) if f.type in ("int", "float", int, float)]
+NUMERIC_FIELDS = [f.name for f in dataclasses.fields(Config)
+                  if f.type in ("int", "float", "Optional[int]", "Optional[float]")]
+
+
+def test_the_recipe_settings_are_among_the_range_checked():
+    assert {"input_size", "epochs", "learning_rate", "warmup_epochs", "weight_decay", "drop_path_rate"} <= \
+        set(NUMERIC_FIELDS)
 
 
 @pytest.mark.parametrize("field", NUMERIC_FIELDS)
@@ -70,3 +76,48 @@ def test_save_round_trip(tmp_path):
     config = Config(model="convnext_atto.d2_in1k", epochs=7)
     config.save(tmp_path / "config.json")
     assert Config.from_mapping(json.loads((tmp_path / "config.json").read_text())) == config
+
+
+# ------------------------------------------------------------------------------------------- the model's recipe
+def test_a_model_alone_brings_its_familys_recipe():
+    config = Config.from_mapping({"model": "efficientnet_b0"})
+    assert (config.input_size, config.drop_path_rate, config.epochs) == (56, 0.1, 40)
+    assert set(config.recipe_sources().values()) == {"recipe"}
+    vit = Config(model="vit_tiny_patch16_224")  # built directly, as tools and tests do: the same resolution
+    assert (vit.learning_rate, vit.warmup_epochs, vit.weight_decay) == (1e-3, 3.0, 0.05)
+
+
+def test_what_is_set_explicitly_wins_over_the_recipe_and_is_named_so():
+    config = Config.from_mapping({"model": "efficientnet_b0", "epochs": "4", "input_size": 28, "learning_rate": None})
+    assert (config.epochs, config.input_size, config.learning_rate) == (4, 28, 2e-3)
+    assert config.recipe_sources() == {"input_size": "set", "epochs": "set", "learning_rate": "recipe",
+                                       "warmup_epochs": "recipe", "weight_decay": "recipe",
+                                       "drop_path_rate": "recipe"}
+
+
+def test_the_base_recipe_is_the_kaggle_recipe_of_our_cnns():
+    assert (Config().epochs, Config().learning_rate, Config().weight_decay, Config().input_size) == (40, 2e-3, 1e-2, 28)
+
+
+def test_a_saved_config_reads_back_with_its_resolved_recipe(tmp_path):
+    config = Config(model="tiny_vit_5m_224", epochs=3)
+    config.save(tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["warmup_epochs"] == 2.0 and saved["epochs"] == 3  # config.json records what the run used
+    assert Config.from_mapping(saved) == config
+
+
+def test_an_older_config_without_the_new_settings_reads_as_it_ran():
+    old = {"model": "smallcnn", "epochs": 40, "learning_rate": 2e-3, "weight_decay": 1e-2}  # before input_size & co
+    assert Config.from_mapping(old).training_settings() == Config().training_settings()
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"model": "vit_tiny_patch16_224", "input_size": 30}, "input_size = 30: a vit / eva02 model cuts it into 4-px"),
+    ({"model": "smallcnn", "drop_path_rate": 0.2}, "drop_path_rate = 0.2: smallcnn has no residual branches"),
+    ({"drop_path_rate": 1.0}, "drop_path_rate = 1: use 0 <= rate < 1"),
+    ({"model": "efficientnet_b99"}, "model = 'efficientnet_b99' is neither"),
+])
+def test_a_recipe_setting_the_model_cannot_take_is_refused_early(values, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        Config.from_mapping(values)

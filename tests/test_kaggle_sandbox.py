@@ -22,9 +22,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from build import build_kernel
+from core.data import read_test
 from core.manifest import sha256_file
+from core.models import create_model_from_spec
+from core.predict import predict_probs
 from tests.kaggle_sandbox import (ENVIRONMENTS, KaggleSandbox, environment_problem, make_mount_point,
                                   sandbox_problem)
 from tests.notebook_structure import STEPS, figure_after, hidden, library_cells, visible_headings, visible_text_lines
@@ -34,6 +38,7 @@ from tools.ship import dataset_files
 pytestmark = pytest.mark.slow
 N_TRAIN, N_TEST = 1000, 100  # enough for the defaults to learn in 5 epochs (the ensemble refuses chance-level groups)
 EPOCHS = {"epochs": 5}  # the one setting a user changes on Kaggle for a quick check
+RESIZED = {"input_size": 32, "tta": "none"}  # the parallel-folds run: an input size through train → infer → ensemble
 # What README promises in /kaggle/working after the train kernel (smallcnn, 5 folds, TTA auto).
 PER_FOLD = ("best.pth", "log.csv", "oof.npz")
 TRAIN_OUTPUT = {"manifest.json", "config.json", "folds.csv", "oof.csv", "training_curves.png", "core/",
@@ -85,12 +90,12 @@ class Chain:
         run = self.sandbox.run(self.notebooks["train"], EPOCHS)
         return run, self.sandbox.keep_output("train-v1")
 
-    def infer(self, slug: str, names=None):
-        output = self.train[1]
+    def infer(self, slug: str, names=None, output=None):
+        output = output or self.train[1]
         self._session()
         self.sandbox.attach(slug, output, names)
         run = self.sandbox.run(self.notebooks["infer"])
-        return run, self.sandbox.keep_output(f"infer-{slug}")
+        return run, self.sandbox.keep_output(f"infer-{slug}-{output.name}")
 
     @functools.cached_property
     def infer_from_dataset(self):
@@ -111,9 +116,14 @@ class Chain:
 
     @functools.cached_property
     def train_folds(self):
+        """Worker processes, and the digits resized to 32 px (no TTA: inference is then one forward per fold)."""
         self._session()
-        run = self.sandbox.run(self.notebooks["train"], {**EPOCHS, "parallel": "folds"})
+        run = self.sandbox.run(self.notebooks["train"], {**EPOCHS, **RESIZED, "parallel": "folds"})
         return run, self.sandbox.keep_output("train-folds")
+
+    @functools.cached_property
+    def infer_resized(self):
+        return self.infer("digitkit-train", output=self.train_folds[1])
 
     @functools.cached_property
     def ensemble(self):
@@ -247,6 +257,34 @@ def test_train_kernel_with_parallel_folds_launches_two_workers(chain):
     assert "running the core package in /kaggle/working" in run.text
     assert sorted(pd.read_csv(output / "oof.csv")["row_id"]) == list(range(N_TRAIN))
     assert not list(output.glob("*_last.pth"))
+
+
+def test_the_input_size_rides_from_train_through_infer_and_ensemble(chain):
+    """input_size = 32: recorded in manifest.json's model spec and rebuilt from it by inference (its probabilities are
+    those of the resized fold models; without the resize they would differ, and the weights would not even load) and
+    by the ensemble (group-b)."""
+    _, output = chain.train_folds
+    manifest = json.loads((output / "manifest.json").read_text())
+    spec = manifest["model"]["spec"]
+    assert manifest["config"]["input_size"] == 32 and spec["input_size"] == 32
+    run, infer_output = chain.infer_resized
+    run.check()
+    images = torch.from_numpy(read_test(chain.competition / "test.csv").images)
+    expected, unresized = [], []
+    for entry in manifest["folds"]:
+        state = torch.load(output / entry["weights"], map_location="cpu", weights_only=True)
+        model = create_model_from_spec(spec)
+        model.load_state_dict(state)
+        plain = create_model_from_spec({**spec, "input_size": 28})
+        plain.load_state_dict({key.removeprefix("model."): value for key, value in state.items()})
+        expected.append(predict_probs(model, images))
+        unresized.append(predict_probs(plain, images))
+    with np.load(infer_output / "test_probs.npz") as npz:
+        np.testing.assert_allclose(npz["mean"], np.mean(expected, axis=0), atol=1e-5)
+    assert not np.allclose(np.mean(unresized, axis=0), np.mean(expected, axis=0), atol=1e-3)
+    ensemble, _ = chain.ensemble
+    ensemble.check()
+    assert "group-b" in ensemble.text
 
 
 # --------------------------------------------------------------------------------------------- ensemble, sweep

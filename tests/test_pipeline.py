@@ -40,6 +40,17 @@ def test_the_recipe_paragraph_says_every_choice_the_assignment_asks_about(setup)
     assert "\n" not in repr(setup)  # the saved notebook's plain-text copy stays one line
 
 
+def test_the_recipe_paragraph_says_which_settings_came_from_the_models_recipe(tmp_path):
+    config = Config.from_mapping({"model": "efficientnet_b0", "epochs": 4, "device": "cpu"})
+    text = prepare_run(config, output_dir=tmp_path / "run")._repr_markdown_()
+    assert "resized to **56 px** (bilinear, on the device, inside the model" in text
+    assert ("**Model recipe.** Settings left unset (None) take efficientnet's recipe (core/models.py `FAMILIES`): "
+            "input 56 px, learning rate 0.002, warm-up 1 epoch, weight decay 0.01, drop-path 0.1; set here: 4 epochs "
+            "(the recipe's: 40).") in text
+    vit = Config.from_mapping({"model": "vit_tiny_patch16_224", "device": "cpu"})
+    assert "a 3-epoch linear warm-up to 0.001" in prepare_run(vit, output_dir=tmp_path / "vit")._repr_markdown_()
+
+
 def test_a_preset_recipe_says_what_it_is_known_to_reach():
     assert matching_preset(preset_config("cpu-recipe")) == "cpu-recipe"
     assert "0.9963" in expected_result(preset_config("cpu-recipe"))

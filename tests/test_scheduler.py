@@ -110,6 +110,20 @@ def test_fetch_scheduler_shortens_the_warm_up_for_one_epoch(T_max, expected_warm
     assert "epochs = 1" in caplog.text
 
 
+@pytest.mark.parametrize("warmup_epochs, expected", [(1.0, 25), (2.0, 50), (0.5, 12), (3.0, 75), (0.0, 0)])
+def test_the_warm_up_lasts_warmup_epochs(warmup_epochs, expected):
+    warm = fetch_scheduler(_optimizer(), scheduler="CosineAnnealingWithWarmupLR", T_max=100, min_lr=ETA_MIN, epochs=4,
+                           warmup_epochs=warmup_epochs)
+    assert warm.warmup_epochs == expected  # the scheduler's own name (kept from the seed) counts steps
+
+
+def test_a_warm_up_as_long_as_the_run_is_shortened_with_a_warning(caplog):
+    with caplog.at_level("WARNING"):
+        warm = fetch_scheduler(_optimizer(), scheduler="CosineAnnealingWithWarmupLR", T_max=100, min_lr=0.0, epochs=4,
+                               warmup_epochs=5.0)
+    assert warm.warmup_epochs == 10 and "a 5-epoch warm-up would fill the whole run" in caplog.text
+
+
 def test_fetch_scheduler_rejects_unknown_names_listing_the_choices():
     with pytest.raises(ValueError, match="CosineAnnealingWithWarmupLR"):
         fetch_scheduler(_optimizer(), scheduler="OneCycle", T_max=10, min_lr=0.0, epochs=2)
