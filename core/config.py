@@ -177,8 +177,9 @@ class Config:
 
     # Settings that change what training computes: saved work made under other values is never reused.
     TRAINING_KEYS = ("model", "pretrained", "input_size", "drop_path_rate", "epochs", "max_steps", "batch_size",
-                     "learning_rate", "min_lr", "weight_decay", "scheduler", "warmup_epochs", "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "seed",
-                     "n_folds", "fold_method", "group_column", "swa_epochs", "pseudo_labels", "pseudo_threshold")
+                     "learning_rate", "min_lr", "weight_decay", "scheduler", "warmup_epochs", "label_smoothing",
+                     "augment", "rotate_deg", "zoom", "shift", "seed", "n_folds", "fold_method", "group_column",
+                     "swa_epochs", "pseudo_labels", "pseudo_threshold")
 
     def training_settings(self) -> dict[str, Any]:
         """The values of ``TRAINING_KEYS``: equal settings mean a saved fold or epoch can be reused."""

@@ -1,8 +1,9 @@
 """Named recipes: each one is the notebook parameters it changes from ``Config``'s defaults, and nothing else.
 
-``Config``'s field defaults are the Kaggle T4×2 recipe, so ``kaggle`` changes nothing; a value that equals a default
-is not repeated here (it would be typed twice). ``python -m tools.run_local --preset NAME`` applies one, and its
-``-p name=value`` win over it.
+``Config``'s defaults (with the model family's recipe for the settings left None, core/models.py ``FAMILIES``) are
+the Kaggle T4×2 recipe, so ``kaggle`` changes nothing; a value that equals a default is not repeated here (it would be
+typed twice). A preset's value counts as set: it wins over the family's recipe (``local``'s 4 epochs for any model).
+``python -m tools.run_local --preset NAME`` applies one, and its ``-p name=value`` win over it.
 """
 from __future__ import annotations
 

@@ -269,6 +269,7 @@ def test_the_input_size_rides_from_train_through_infer_and_ensemble(chain):
     assert manifest["config"]["input_size"] == 32 and spec["input_size"] == 32
     run, infer_output = chain.infer_resized
     run.check()
+    assert "smallcnn at 32 px × 5 folds" in run.text  # the manifest's line in the inference notebook
     images = torch.from_numpy(read_test(chain.competition / "test.csv").images)
     expected, unresized = [], []
     for entry in manifest["folds"]:

@@ -4,10 +4,11 @@
 
 A run is a folder of runs/ (``make run``, ``make cpu-recipe``, ``make ensemble``) or weights/ (the Kaggle train
 kernel's output, pulled by ``make output``). Each finished one gives a row: name, date, digitkit commit, model, the
-settings that differ from Config's defaults, k and the folds file's fingerprint (runs with the same one can be
-compared and fused), local CV with its 95 % Wilson interval, the inference choice, epochs, wall time, device and the
-Kaggle public score recorded by ``make scores``. Unfinished, failed and broken runs get a row saying so; folders that
-are not runs (the shared folds, sweeps, comparisons, Kaggle inference outputs) are named in one line below the table.
+settings that differ from Config's defaults for its model (its family's recipe), k and the folds file's fingerprint
+(runs with the same one can be compared and fused), local CV with its 95 % Wilson interval, the inference choice,
+epochs, wall time, device and the Kaggle public score recorded by ``make scores``. Unfinished, failed and broken runs
+get a row saying so; folders that are not runs (the shared folds, sweeps, comparisons, Kaggle inference outputs) are
+named in one line below the table.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class Entry:
     date: str = ""
     commit: str = ""
     model: str = ""
-    changed: str = ""  # settings that differ from Config's defaults, "name=value …"
+    changed: str = ""  # settings that differ from Config's defaults for the run's model, "name=value …"
     k: int | None = None
     folds: str = ""  # the first hex digits of folds.csv's sha256
     local_cv: float | None = None
