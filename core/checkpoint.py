@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import write_bytes_atomic
+from .config import with_legacy_values
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class TrainingState:
             return None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            if state.get("settings") != settings:
+            if with_legacy_values(state.get("settings") or {}) != settings:  # older checkpoints lack newer settings
                 log.warning("%s was made with other settings; training this fold from the start", path.name)
                 return None
             return cls(**{field.name: state[field.name] if field.default is dataclasses.MISSING

@@ -20,6 +20,16 @@ PARALLEL_MODES = ("auto", "none", "dp", "ddp", "folds")
 MAX_ROTATE_DEG, MAX_ZOOM, MAX_SHIFT = 45.0, 0.5, 0.3
 
 
+# Settings added after runs were first saved, with the value every run had before them: a saved config that lacks one
+# (manifest.json, config.json, a fold checkpoint, a sweep's setup) ran with this value, not today's family recipe.
+LEGACY_VALUES: dict[str, Any] = {"input_size": 28, "drop_path_rate": 0.0, "warmup_epochs": 1.0}
+
+
+def with_legacy_values(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """``saved`` settings, with ``LEGACY_VALUES`` for those it lacks."""
+    return {**LEGACY_VALUES, **saved}
+
+
 class ConfigError(ValueError):
     """A setting has a value the library cannot use; the message names the setting and the fix."""
 
@@ -80,16 +90,24 @@ class Config:
                 setattr(self, key, value)
 
     def recipe_sources(self) -> dict[str, str]:
-        """Each recipe setting → "recipe" when it has the model family's value, else "set" (a value given)."""
+        """Each recipe setting → "recipe" when it has the model family's value (left None, or given that value), else
+        "changed". A Config built for one model keeps its resolved values under ``dataclasses.replace(model=...)``:
+        build a new one to change the model."""
         from .models import training_recipe
 
-        return {key: "recipe" if getattr(self, key) == value else "set"
+        return {key: "recipe" if getattr(self, key) == value else "changed"
                 for key, value in training_recipe(self.model).items()}
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
         """Build from any mapping (a notebook's ``globals()``, a JSON dict); unknown keys are ignored."""
         return settings_from_mapping(cls, values, coercers={"pretrained": coerce_pretrained})
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any]) -> "Config":
+        """The config a run saved (manifest.json's ``config``, config.json) as it ran: settings added since it was
+        written take ``LEGACY_VALUES``, not today's family recipe."""
+        return cls.from_mapping(with_legacy_values(saved))
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:

@@ -40,14 +40,18 @@ MAX_INPUT_SIZE = 448  # px: beyond this a 28-px digit is only blur, at a large c
 
 
 def _tiny_vit_windows(side: int) -> dict[str, Any]:
-    """tiny_vit's attention windows must tile its four feature maps (side/4, /8, /16, /32 px), else every stage pads
-    to whole windows (~12x slower at 28 px): each window is the largest divisor of its map up to timm's default
-    (7, 7, 14, 7), which gives those defaults at 224 px and [7, 4, 2, 1] at 28."""
-    maps, windows = [], []
-    for default in (7, 7, 14, 7):
-        side = -(-side // (4 if not maps else 2))
-        maps.append(side)
-        windows.append(max(d for d in range(1, min(default, side) + 1) if side % d == 0))
+    """tiny_vit's attention windows must tile its feature maps (side/4, /8, /16, /32 px; the first stage is
+    convolutional), else every stage pads to whole windows (~12x slower at 28 px): each window is the largest divisor
+    of its map up to timm's default (7, 7, 14, 7), which gives those defaults at 224 px and [7, 4, 2, 1] at 28. A map
+    only a 1-px window tiles (a prime side) would lose its attention: that input size is refused."""
+    windows, size = [], side
+    for stage, default in enumerate((7, 7, 14, 7)):
+        size = -(-size // (4 if stage == 0 else 2))
+        window = max(d for d in range(1, min(default, size) + 1) if size % d == 0)
+        if stage and window == 1 < size:
+            raise ValueError(f"input_size = {side}: tiny_vit's {size}-px feature map of stage {stage} has no attention "
+                             "window that tiles it; use a multiple of 32 (e.g. 64) or 28 / 56")
+        windows.append(window)
     return {"window_sizes": windows}
 
 
@@ -276,7 +280,8 @@ def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1, 
             (``"convnext_atto.d2_in1k"``).
         num_classes: Output logits per image.
         in_chans: Input channels (1 for MNIST; timm adapts a pretrained stem to it).
-        input_size: The side (px) the 28-px digits are resized to (bilinear, inside the model) before the network.
+        input_size: The side (px) the 28-px digits are resized to (bilinear, inside the model) before the network;
+            28 here, whatever the family's recipe says (``Config.model_spec`` passes the run's).
         drop_path_rate: Stochastic depth of a timm model (0: off); digitkit's own CNNs have none.
         timm_kwargs: Constructor keyword arguments that override the family's, e.g. ``{"patch_size": 7}`` for a
             ViT; for digitkit's own models they go to ``SmallCNN`` / ``FastCNN``.

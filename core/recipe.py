@@ -10,6 +10,9 @@ def describe_schedule(config: Config) -> str:
     to 2e-3, then cosine to 1e-5, updated every optimizer step"."""
     lr, low = f"{config.learning_rate:g}", f"{config.min_lr:g}"
     warmup = "one-epoch" if config.warmup_epochs == 1 else f"{config.warmup_epochs:g}-epoch"
+    if config.warmup_epochs >= config.epochs:  # core.scheduler.fetch_scheduler shortens it to a tenth of the run
+        warmup = (f"short (a tenth of the run: a {warmup} warm-up would fill all {config.epochs} epoch"
+                  f"{'' if config.epochs == 1 else 's'})")
     shape = {"CosineAnnealingWithWarmupLR": (f"a {warmup} linear warm-up to {lr}, then a cosine down to {low}"
                                              if config.warmup_epochs else f"a cosine from {lr} down to {low}"),
              "CosineAnnealingLR": f"a cosine from {lr} down to {low}",
@@ -38,22 +41,22 @@ def _recipe_words(key: str, value: float) -> str:
 
 
 def describe_model_recipe(config: Config) -> str:
-    """Where each setting of the model family's recipe came from, e.g. "Settings left unset (None) take
-    efficientnet's recipe (core/models.py `FAMILIES`): input 56 px, learning rate 0.002, …; set here: 4 epochs (the
-    recipe's: 40)"."""
+    """The model family's recipe and where this run leaves it, e.g. "efficientnet's recipe (core/models.py; a
+    setting left None takes it): input 56 px, learning rate 0.002, …; changed here: 4 epochs (the recipe's: 40)"."""
     from .models import recipe_name, training_recipe
 
     recipe, sources = training_recipe(config.model), config.recipe_sources()
     kept = [_recipe_words(key, getattr(config, key)) for key, source in sources.items() if source == "recipe"]
     changed = [f"{_recipe_words(key, getattr(config, key))} (the recipe's: {recipe[key]:g})"
-               for key, source in sources.items() if source == "set"]
-    text = (f"Settings left unset (None) take {recipe_name(config.model)} recipe (core/models.py `FAMILIES`): "
-            + (", ".join(kept) or "none left unset"))
-    return text + (f"; set here: {', '.join(changed)}" if changed else "")
+               for key, source in sources.items() if source == "changed"]
+    text = (f"{recipe_name(config.model)} recipe (core/models.py; a setting left None takes it): "
+            + (", ".join(kept) or "every setting changed"))
+    return text + (f"; changed here: {', '.join(changed)}" if changed else "")
 
 
 def describe_recipe(config: Config, *, model: str, devices: str, parallel: str, expected: str = "") -> str:
-    """One markdown paragraph of what this run will do.
+    """What this run will do, in markdown: the recipe paragraph, the model recipe's line, and what the recipe is
+    known to reach where measured.
 
     Args:
         model: the model in words (core.models.describe_pretrained: architecture, pretrained or from scratch).
@@ -79,7 +82,7 @@ def describe_recipe(config: Config, *, model: str, devices: str, parallel: str, 
             f"{describe_augmentation(config)}; the epoch with the best validation accuracy is kept as the fold's "
             f"weights. Then every training row is scored by the fold model that never saw it: that out-of-fold "
             f"accuracy is **the local CV**. Inference: {tta}; {swa}. Hardware: {devices}; {parallel}.\n\n"
-            f"**Model recipe.** {describe_model_recipe(config)}.")
+            f"**Model recipe:** {describe_model_recipe(config)}.")
     return text + (f"\n\n**Expected:** {expected}" if expected else "")
 
 

@@ -34,7 +34,8 @@ def completed_fold(output_dir: Path, config: Config, *, fingerprint: str, fold: 
     except ManifestError:
         return None
     if manifest.get("train_sha256") != fingerprint or \
-            Config.from_mapping(manifest.get("config", {})).training_settings() != config.training_settings():
+            Config.from_saved(manifest.get("config", {})).training_settings() != config.training_settings() or \
+            manifest.get("model", {}).get("spec") != config.model_spec():
         return None
     entry = next((e for e in manifest["folds"] if e["fold"] == fold and e.get("oof_file")), None)
     if entry is None:

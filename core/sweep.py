@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 
 from .atomic import write_text_atomic
-from .config import Config, coerce
+from .config import Config, coerce, with_legacy_values
 from .data import find_competition_file, read_train
 from .device import resolve_device
 from .fold_result import fold_file
@@ -508,7 +508,7 @@ def _check_same_setup(path: Path, config: Config, grid: SweepGrid, fingerprint: 
     """Refuse a runs.csv made under other fixed settings; then record this sweep's settings in ``path``."""
     setup = {"train_sha256": fingerprint, "fold": grid.fold, **{key: getattr(config, key) for key in _FIXED_SETTINGS}}
     if path.is_file() and (path.parent / RUNS_FILE).is_file():
-        old = json.loads(path.read_text(encoding="utf-8")).get("setup", {})
+        old = with_legacy_values(json.loads(path.read_text(encoding="utf-8")).get("setup", {}))
         changed = {key: (old[key], value) for key, value in setup.items() if key in old and old[key] != value}
         if changed:
             shown = ", ".join(f"{key}: {was!r} → {now!r}" for key, (was, now) in changed.items())

@@ -90,7 +90,7 @@ def test_a_model_alone_brings_its_familys_recipe():
 def test_what_is_set_explicitly_wins_over_the_recipe_and_is_named_so():
     config = Config.from_mapping({"model": "efficientnet_b0", "epochs": "4", "input_size": 28, "learning_rate": None})
     assert (config.epochs, config.input_size, config.learning_rate) == (4, 28, 2e-3)
-    assert config.recipe_sources() == {"input_size": "set", "epochs": "set", "learning_rate": "recipe",
+    assert config.recipe_sources() == {"input_size": "changed", "epochs": "changed", "learning_rate": "recipe",
                                        "warmup_epochs": "recipe", "weight_decay": "recipe",
                                        "drop_path_rate": "recipe"}
 
@@ -107,9 +107,12 @@ def test_a_saved_config_reads_back_with_its_resolved_recipe(tmp_path):
     assert Config.from_mapping(saved) == config
 
 
-def test_an_older_config_without_the_new_settings_reads_as_it_ran():
-    old = {"model": "smallcnn", "epochs": 40, "learning_rate": 2e-3, "weight_decay": 1e-2}  # before input_size & co
-    assert Config.from_mapping(old).training_settings() == Config().training_settings()
+@pytest.mark.parametrize("model", ["smallcnn", "efficientnet_b0"])
+def test_an_older_config_without_the_new_settings_reads_as_it_ran(model):
+    old = {"model": model, "epochs": 40, "learning_rate": 2e-3, "weight_decay": 1e-2}  # before input_size & co
+    saved = Config.from_saved(old)
+    assert (saved.input_size, saved.drop_path_rate, saved.warmup_epochs) == (28, 0.0, 1.0)  # what it ran with
+    assert (saved.training_settings() == Config(model=model).training_settings()) == (model == "smallcnn")
 
 
 @pytest.mark.parametrize("values, fragment", [

@@ -179,8 +179,8 @@ def test_every_family_of_the_table_is_tested_here():
 
 
 @pytest.mark.parametrize("name", TIMM_FAMILIES)
-def test_each_family_builds_at_its_recipes_input_size_and_at_twice_28(name):
-    for side in sorted({training_recipe(name)["input_size"], 56}):
+def test_each_family_builds_at_28_px_its_recipes_input_size_and_56(name):
+    for side in sorted({28, training_recipe(name)["input_size"], 56}):
         spec = model_spec(name, input_size=side, drop_path_rate=training_recipe(name)["drop_path_rate"])
         model = create_model_from_spec(json.loads(json.dumps(spec))).eval()
         assert spec["input_size"] == side
@@ -217,6 +217,7 @@ def test_tiny_vit_windows_tile_its_feature_maps(side, windows):
     ("convnext_atto", {"input_size": 20}, "use 28"),
     ("convnext_atto", {"input_size": 1000}, "up to 448"),
     ("smallcnn", {"drop_path_rate": 0.1}, "no residual branches"),
+    ("tiny_vit_5m_224", {"input_size": 88}, "input_size = 88: tiny_vit's 11-px feature map of stage 1"),
 ])
 def test_sizes_and_drop_path_a_model_cannot_take_are_refused(name, kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):

@@ -96,3 +96,38 @@ def test_inference_refuses_an_unfinished_run(tmp_path):
                               "folds": [{"fold": k, "weights": f"smallcnn_fold{k}_best.pth"} for k in (0, 1)]}, [])
     with pytest.raises(ManifestError, match="training stopped after 2 of 5 folds; rerun the train notebook"):
         run_inference(weights_dir=tmp_path, data_dir=tmp_path, output_dir=tmp_path / "out")
+
+
+def test_a_fold_saved_before_the_recipe_settings_is_reused_only_as_it_ran(tmp_path):
+    """An older manifest.json lacks input_size / drop_path_rate / warmup_epochs: it ran at 28 px without drop-path
+    (core.config.LEGACY_VALUES), so its efficientnet folds serve a run with those values, never one at the family's
+    56 px (whose weights would not even load into the resized model)."""
+    import dataclasses
+
+    import numpy as np
+
+    from core.config import LEGACY_VALUES, Config
+    from core.pipeline import run_training
+    from core.resume import completed_fold
+
+    data = write_tiny_competition(tmp_path / "digit-recognizer", n_train=60, n_test=10)
+    as_it_ran = Config(model="efficientnet_b0", epochs=1, batch_size=16, n_folds=2, device="cpu", tta="none",
+                       pretrained=False, noise_scale_every=0, **LEGACY_VALUES)
+    run_training(as_it_ran, data_dir=data, output_dir=tmp_path / "old")
+    manifest_path = tmp_path / "old" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for key in LEGACY_VALUES:
+        del manifest["config"][key]  # as written before these settings existed
+    manifest_path.write_text(json.dumps(manifest))
+    folds = pd.read_csv(tmp_path / "old" / "folds.csv", comment="#")
+    val_idx = np.flatnonzero(folds["fold"].to_numpy() == 0)
+
+    def reused(run_config: Config) -> bool:
+        return completed_fold(tmp_path / "old", run_config, fingerprint=manifest["train_sha256"], fold=0,
+                              val_idx=val_idx) is not None
+
+    assert reused(as_it_ran)
+    today = Config(model="efficientnet_b0", epochs=1, batch_size=16, n_folds=2, device="cpu", tta="none",
+                   pretrained=False, noise_scale_every=0)  # the family's recipe: 56 px, drop-path 0.1
+    assert not reused(today)
+    assert not reused(dataclasses.replace(as_it_ran, warmup_epochs=2.0))

@@ -289,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the loops alternate this many times; medians are reported (a shared machine's load "
                              "changes within minutes)")
     parser.add_argument("--batch-size", type=int, default=Config.batch_size, help=f"default: {Config.batch_size}")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="px the digits are resized to (default: the model's recipe, e.g. 56 for efficientnet)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--loader-workers", type=int, default=2, help="the seed-style DataLoader's num_workers")
     parser.add_argument("--folds", type=int, default=5, help="fold models in the inference timing")
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     config = Config(model=args.model, batch_size=args.batch_size, device=args.device, compile=args.compile,
-                    amp=args.amp, channels_last=args.channels_last)
+                    amp=args.amp, channels_last=args.channels_last, input_size=args.input_size)
     device = resolve_device(config.device)
     path = find_competition_file(args.data, "train")
     train = read_train(path)

@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: E4
 import pandas as pd  # noqa: E402
 
 from core.atomic import write_text_atomic  # noqa: E402
-from core.config import Config  # noqa: E402
+from core.config import Config, with_legacy_values  # noqa: E402
 from core.groups import folds_sha256  # noqa: E402
 from core.manifest import MANIFEST_NAME, ManifestError, inference_choice, read_manifest, sha256_file  # noqa: E402
 from core.stats import wilson_interval  # noqa: E402
@@ -136,10 +136,10 @@ def notebook_info(path: Path) -> dict[str, Any]:
 def changed_settings(config: dict[str, Any]) -> str:
     """"name=value …" for every setting that differs from Config's default for the run's model (its family's recipe;
     model and epochs have columns of their own; settings whose default is "auto" are resolved per machine and left
-    out)."""
+    out; a setting the run's config.json predates counts with the value it ran with, core.config.LEGACY_VALUES)."""
     defaults = dataclasses.asdict(Config(model=str(config.get("model", Config.model))))
     changed = []
-    for name, value in config.items():
+    for name, value in with_legacy_values(config).items():
         default = defaults.get(name, object())
         if name in OWN_COLUMNS or default == "auto" or value == default or (
                 isinstance(default, (list, tuple)) and list(value or []) == list(default)):
