@@ -47,7 +47,7 @@ def no_norm_cnn(*_args, **_kwargs) -> nn.Module:
 
 
 def train(out: Path) -> None:
-    """Train every config of ``CONFIGS`` (the caller has replaced core.trainer.create_model with no_norm_cnn)."""
+    """Train every config of ``CONFIGS`` (the caller has replaced core.trainer.create_model_from_spec with no_norm_cnn)."""
     rank = dist.get_rank() if dist.is_initialized() else 0
     images, labels, val_idx, train_idx = tiny_data()
     for name, overrides in CONFIGS.items():
@@ -60,7 +60,7 @@ def train(out: Path) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    core.trainer.create_model = no_norm_cnn
+    core.trainer.create_model_from_spec = no_norm_cnn
     distributed = "WORLD_SIZE" in os.environ
     if distributed:
         dist.init_process_group("gloo")

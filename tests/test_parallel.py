@@ -71,7 +71,7 @@ def test_ddp_two_ranks_train_like_one_process(tmp_path, monkeypatch):
     done = _torchrun(2, str(REPO / "tests" / "ddp_worker.py"), str(tmp_path / "ddp"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    monkeypatch.setattr("core.trainer.create_model", ddp_worker.no_norm_cnn)
+    monkeypatch.setattr("core.trainer.create_model_from_spec", ddp_worker.no_norm_cnn)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -49,3 +49,10 @@ def test_a_checkpoint_without_swa_still_loads(tmp_path):
     old = {name: value for name, value in vars(state()).items() if name != "swa"}  # before SWA existed
     save_atomic(old, path)
     assert TrainingState.load(path, {"model": "m", "epochs": 2}).swa is None
+
+
+def test_a_checkpoint_older_than_a_setting_counts_with_its_legacy_value(tmp_path):
+    path = tmp_path / "m_fold0_last.pth"
+    state().save(path)  # settings {"model", "epochs"}: made before input_size existed, so at 28 px
+    assert TrainingState.load(path, {"model": "m", "epochs": 2, "input_size": 28}) is not None
+    assert TrainingState.load(path, {"model": "m", "epochs": 2, "input_size": 56}) is None
