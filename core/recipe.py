@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .config import Config
 from .data import IMAGE_SIDE
+from .scheduler import warmup_fills_the_run
 
 
 def describe_schedule(config: Config) -> str:
@@ -10,7 +11,7 @@ def describe_schedule(config: Config) -> str:
     to 2e-3, then cosine to 1e-5, updated every optimizer step"."""
     lr, low = f"{config.learning_rate:g}", f"{config.min_lr:g}"
     warmup = "one-epoch" if config.warmup_epochs == 1 else f"{config.warmup_epochs:g}-epoch"
-    if config.warmup_epochs >= config.epochs:  # core.scheduler.fetch_scheduler shortens it to a tenth of the run
+    if warmup_fills_the_run(config.warmup_epochs, config.epochs):  # fetch_scheduler then warms up for a tenth
         warmup = (f"short (a tenth of the run: a {warmup} warm-up would fill all {config.epochs} epoch"
                   f"{'' if config.epochs == 1 else 's'})")
     shape = {"CosineAnnealingWithWarmupLR": (f"a {warmup} linear warm-up to {lr}, then a cosine down to {low}"

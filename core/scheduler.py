@@ -80,6 +80,12 @@ class CosineAnnealingWithWarmupLR(_SchedulerBase):
         return self.lr_at(self.last_epoch)
 
 
+def warmup_fills_the_run(warmup_epochs: float, epochs: int) -> bool:
+    """Whether a ``warmup_epochs`` warm-up would take all ``epochs`` of the run (then ``fetch_scheduler`` warms up
+    for a tenth of it instead): the one rule the scheduler and the recipe paragraph (core.recipe) share."""
+    return warmup_epochs >= epochs
+
+
 def fetch_scheduler(
         optimizer: torch.optim.Optimizer,
         *,
@@ -115,7 +121,7 @@ def fetch_scheduler(
         if epochs < 1:
             raise ValueError(f"epochs = {epochs}: train for at least 1 epoch")
         warmup = int(warmup_epochs * T_max / epochs)  # floor: T_max // epochs, one epoch, by default
-        if warmup >= T_max:
+        if warmup_fills_the_run(warmup_epochs, epochs):  # the floor reaches T_max exactly when this holds
             warmup = min(max(1, T_max // 10), T_max - 1)
             _logger.warning("epochs = %d: a %g-epoch warm-up would fill the whole run; warming up for %d of %d steps "
                             "instead", epochs, warmup_epochs, warmup, T_max)
