@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import write_bytes_atomic
-from .config import LEGACY_VALUES
+from .config import with_legacy_values
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,8 @@ class TrainingState:
             return None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            saved = {**{key: LEGACY_VALUES[key] for key in settings.keys() & LEGACY_VALUES.keys()},
-                     **(state.get("settings") or {})}  # a checkpoint older than a setting ran with its legacy value
-            if saved != settings:
+            # a checkpoint older than a setting ran with its legacy value
+            if with_legacy_values(state.get("settings") or {}, keys=settings) != settings:
                 log.warning("%s was made with other settings; training this fold from the start", path.name)
                 return None
             return cls(**{field.name: state[field.name] if field.default is dataclasses.MISSING

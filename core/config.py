@@ -11,7 +11,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
 SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")  # core.scheduler builds each
@@ -25,9 +25,10 @@ MAX_ROTATE_DEG, MAX_ZOOM, MAX_SHIFT = 45.0, 0.5, 0.3
 LEGACY_VALUES: dict[str, Any] = {"input_size": 28, "drop_path_rate": 0.0, "warmup_epochs": 1.0}
 
 
-def with_legacy_values(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """``saved`` settings, with ``LEGACY_VALUES`` for those it lacks."""
-    return {**LEGACY_VALUES, **saved}
+def with_legacy_values(saved: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """``saved`` settings, with ``LEGACY_VALUES`` for those it lacks (only those among ``keys``, when given)."""
+    legacy = LEGACY_VALUES if keys is None else {key: LEGACY_VALUES[key] for key in keys if key in LEGACY_VALUES}
+    return {**legacy, **saved}
 
 
 class ConfigError(ValueError):
