@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_text_atomic
+from .data import IMAGE_SIDE
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -151,13 +152,15 @@ def inference_choice(manifest: dict[str, Any]) -> tuple[str, list[str]]:
 
 def describe_manifest(manifest: dict[str, Any], folder: str | Path | None = None,
                       views: list[str] | None = None) -> str:
-    """One line: the architecture (and its input size when the digits are resized) × k folds, the local CV, which weights and TTA views inference uses (``views``
+    """One line: the architecture (and its input size when the digits are resized) × k folds, the local CV, which
+    weights and TTA views inference uses (``views``
     when inference was told other views than training chose), and the files hashed in ``folder``."""
     weights, chosen_views = inference_choice(manifest)
     views = chosen_views if views is None else views
     where = f"; {len(manifest.get('files', {}))} files hashed in {Path(folder).resolve()}" if folder else ""
     spec = manifest["model"]["spec"]
-    size = f" at {spec['input_size']} px" if spec.get("input_size", 28) != 28 else ""  # resized inside the model
+    side = spec.get("input_size", IMAGE_SIDE)
+    size = f" at {side} px" if side != IMAGE_SIDE else ""  # resized inside the model
     return (f"{spec['name']}{size} × {len(manifest['folds'])} folds, local CV "
             f"{manifest.get('local_cv', float('nan')):.5f}; inference: {weights} weights, TTA "
             f"{', '.join(views) or 'none'}{where}")
