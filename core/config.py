@@ -54,7 +54,7 @@ class Config:
     # ---- optimisation: AdamW; learning rates are per optimizer step
     epochs: Optional[int] = None  # smallcnn's recipe: 40, the Kaggle T4×2 recipe
     max_steps: int = 0  # 0: no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
-    batch_size: int = 128
+    batch_size: Optional[int] = None  # smallcnn's recipe: 128 (vit / eva02: 32)
     learning_rate: Optional[float] = None  # peak rate; smallcnn's recipe: 2e-3
     min_lr: float = 1e-5
     weight_decay: Optional[float] = None  # smallcnn's recipe: 1e-2
@@ -63,9 +63,9 @@ class Config:
     label_smoothing: float = 0.1
     # ---- augmentation: a random affine per image, in the batch, on the device (never flips)
     augment: bool = True
-    rotate_deg: float = 10.0
-    zoom: float = 0.10
-    shift: float = 0.10
+    rotate_deg: Optional[float] = None  # ± degrees; smallcnn's recipe: 10 (vit / eva02: 5)
+    zoom: Optional[float] = None  # ± fraction of the size; smallcnn's recipe: 0.10 (vit / eva02: 0.05)
+    shift: Optional[float] = None  # ± fraction of the side; smallcnn's recipe: 0.10 (vit / eva02: 0.05)
     # ---- compute
     device: str = "auto"  # auto | cpu | cuda
     parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp | ddp | folds

@@ -32,13 +32,22 @@ def describe_augmentation(config: Config) -> str:
     return "augmentation on the device: " + ", ".join(p for p in parts if p) + " (never flipped)"
 
 
+def _recipe_value(key: str, value: float) -> str:
+    """A recipe setting's value as its words show it: "0.002", "±5 %" (zoom, shift), "±10°" (rotation)."""
+    return {"zoom": f"±{value * 100:g} %", "shift": f"±{value * 100:g} %", "rotate_deg": f"±{value:g}°"}.get(
+        key, f"{value:g}")
+
+
 def _recipe_words(key: str, value: float) -> str:
-    """One recipe setting in words: "input 56 px", "40 epochs", "warm-up 1 epoch", "drop-path 0.1"."""
+    """One recipe setting in words: "input 56 px", "40 epochs", "warm-up 1 epoch", "drop-path 0.1", "zoom ±5 %"."""
     if key in ("epochs", "warmup_epochs"):
         epochs = f"{value:g} epoch{'' if value == 1 else 's'}"
         return epochs if key == "epochs" else f"warm-up {epochs}"
-    return {"input_size": "input {:g} px", "learning_rate": "learning rate {:g}", "weight_decay": "weight decay {:g}",
-            "drop_path_rate": "drop-path {:g}"}[key].format(value)
+    if key == "input_size":
+        return f"input {value:g} px"
+    label = {"batch_size": "batch", "learning_rate": "learning rate", "weight_decay": "weight decay",
+             "drop_path_rate": "drop-path", "rotate_deg": "rotation"}.get(key, key)
+    return f"{label} {_recipe_value(key, value)}"
 
 
 def describe_model_recipe(config: Config) -> str:
@@ -48,7 +57,7 @@ def describe_model_recipe(config: Config) -> str:
 
     recipe, sources = training_recipe(config.model), config.recipe_sources()
     kept = [_recipe_words(key, getattr(config, key)) for key, source in sources.items() if source == "recipe"]
-    changed = [f"{_recipe_words(key, getattr(config, key))} (the recipe's: {recipe[key]:g})"
+    changed = [f"{_recipe_words(key, getattr(config, key))} (the recipe's: {_recipe_value(key, recipe[key])})"
                for key, source in sources.items() if source == "changed"]
     text = (f"{recipe_name(config.model)} recipe (core/models.py; a setting left None takes it): "
             + (", ".join(kept) or "every setting changed"))

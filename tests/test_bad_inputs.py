@@ -162,7 +162,7 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
         lambda d: Config.from_mapping({"weight_decay": -1}), ConfigError, ["weight_decay = -1: use 0 (none)"]),
     "an input size the model cannot take": (
         lambda d: Config.from_mapping({"model": "vit_tiny_patch16_224", "input_size": 30}), ConfigError,
-        ["input_size = 30: a vit / eva02 model cuts it into 4-px patches, so use a multiple of 4"]),
+        ["input_size = 30: a vit / eva02 model cuts it into 7-px patches, so use a multiple of 7 (28, 56, …)"]),
     "drop-path on digitkit's own CNN": (
         lambda d: Config.from_mapping({"drop_path_rate": 0.2}), ConfigError,
         ["drop_path_rate = 0.2: smallcnn has no residual branches to drop"]),

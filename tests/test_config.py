@@ -84,19 +84,22 @@ def test_a_model_alone_brings_its_familys_recipe():
     assert (config.input_size, config.drop_path_rate, config.epochs) == (56, 0.1, 40)
     assert set(config.recipe_sources().values()) == {"recipe"}
     vit = Config(model="vit_tiny_patch16_224")  # built directly, as tools and tests do: the same resolution
-    assert (vit.learning_rate, vit.warmup_epochs, vit.weight_decay) == (1e-3, 3.0, 0.05)
+    assert (vit.batch_size, vit.learning_rate, vit.warmup_epochs, vit.weight_decay) == (32, 3e-4, 3.0, 0.05)
+    assert (vit.rotate_deg, vit.zoom, vit.shift) == (5.0, 0.05, 0.05)  # lighter augmentation for the plain ViTs
 
 
 def test_what_is_set_explicitly_wins_over_the_recipe_and_is_named_so():
     config = Config.from_mapping({"model": "efficientnet_b0", "epochs": "4", "input_size": 28, "learning_rate": None})
     assert (config.epochs, config.input_size, config.learning_rate) == (4, 28, 2e-3)
-    assert config.recipe_sources() == {"input_size": "changed", "epochs": "changed", "learning_rate": "recipe",
-                                       "warmup_epochs": "recipe", "weight_decay": "recipe",
-                                       "drop_path_rate": "recipe"}
+    assert config.recipe_sources() == {"input_size": "changed", "epochs": "changed", "batch_size": "recipe",
+                                       "learning_rate": "recipe", "warmup_epochs": "recipe",
+                                       "weight_decay": "recipe", "drop_path_rate": "recipe", "rotate_deg": "recipe",
+                                       "zoom": "recipe", "shift": "recipe"}
 
 
 def test_the_base_recipe_is_the_kaggle_recipe_of_our_cnns():
     assert (Config().epochs, Config().learning_rate, Config().weight_decay, Config().input_size) == (40, 2e-3, 1e-2, 28)
+    assert (Config().batch_size, Config().rotate_deg, Config().zoom, Config().shift) == (128, 10.0, 0.10, 0.10)
 
 
 def test_a_saved_config_reads_back_with_its_resolved_recipe(tmp_path):
@@ -116,7 +119,7 @@ def test_an_older_config_without_the_new_settings_reads_as_it_ran(model):
 
 
 @pytest.mark.parametrize("values, fragment", [
-    ({"model": "vit_tiny_patch16_224", "input_size": 30}, "input_size = 30: a vit / eva02 model cuts it into 4-px"),
+    ({"model": "vit_tiny_patch16_224", "input_size": 30}, "input_size = 30: a vit / eva02 model cuts it into 7-px"),
     ({"model": "smallcnn", "drop_path_rate": 0.2}, "drop_path_rate = 0.2: smallcnn has no residual branches"),
     ({"drop_path_rate": 1.0}, "drop_path_rate = 1: use 0 <= rate < 1"),
     ({"model": "efficientnet_b99"}, "model = 'efficientnet_b99' is neither"),

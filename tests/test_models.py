@@ -213,7 +213,7 @@ def test_tiny_vit_windows_tile_its_feature_maps(side, windows):
 
 
 @pytest.mark.parametrize("name, kwargs, fragment", [
-    ("vit_tiny_patch16_224", {"input_size": 30}, "multiple of 4"),
+    ("vit_tiny_patch16_224", {"input_size": 30}, "multiple of 7"),
     ("convnext_atto", {"input_size": 20}, "use 28"),
     ("convnext_atto", {"input_size": 1000}, "up to 448"),
     ("smallcnn", {"drop_path_rate": 0.1}, "no residual branches"),
@@ -268,7 +268,7 @@ def test_pretrained_weights_load_at_the_recipes_shapes_without_a_download(name, 
     head = network.get_classifier()
     assert head.out_features == 10
     if name.startswith(("vit_", "eva02")):
-        assert loaded["pos_embed"].shape[1] == (config.input_size // 4) ** 2 + 1 != source["pos_embed"].shape[1]
+        assert loaded["pos_embed"].shape[1] == (config.input_size // 7) ** 2 + 1 != source["pos_embed"].shape[1]
     model.eval()
     logits = model(torch.randn(2, 1, 28, 28))
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()

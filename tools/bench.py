@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="the loops alternate this many times; medians are reported (a shared machine's load "
                              "changes within minutes)")
-    parser.add_argument("--batch-size", type=int, default=Config.batch_size, help=f"default: {Config.batch_size}")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the model's recipe (128; vit / eva02: 32)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="px the digits are resized to (default: the model's recipe, e.g. 56 for efficientnet)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
