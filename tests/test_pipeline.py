@@ -45,10 +45,13 @@ def test_the_recipe_paragraph_says_which_settings_came_from_the_models_recipe(tm
     text = prepare_run(config, output_dir=tmp_path / "run")._repr_markdown_()
     assert "resized to **56 px** (bilinear, on the device, inside the model" in text
     assert ("**Model recipe:** efficientnet's recipe (core/models.py; a setting left None takes it): input 56 px, "
-            "learning rate 0.002, warm-up 1 epoch, weight decay 0.01, drop-path 0.1; changed here: 4 epochs (the "
-            "recipe's: 40).") in text
-    vit = Config.from_mapping({"model": "vit_tiny_patch16_224", "device": "cpu"})
-    assert "a 3-epoch linear warm-up to 0.001" in prepare_run(vit, output_dir=tmp_path / "vit")._repr_markdown_()
+            "batch 128, learning rate 0.002, warm-up 1 epoch, weight decay 0.01, drop-path 0.1, rotation ±10°, "
+            "zoom ±10 %, shift ±10 %; changed here: 4 epochs (the recipe's: 40).") in text
+    vit = Config.from_mapping({"model": "vit_tiny_patch16_224", "device": "cpu", "zoom": 0.1})
+    text = prepare_run(vit, output_dir=tmp_path / "vit")._repr_markdown_()
+    assert "a 3-epoch linear warm-up to 0.0003" in text and "at batch **32**" in text
+    assert "augmentation on the device: rotation ±5°, zoom ±10 %, shift ±5 % of the side" in text  # what runs
+    assert "changed here: zoom ±10 % (the recipe's: ±5 %)." in text  # and where it left the recipe
     short = prepare_run(dataclasses.replace(vit, epochs=2), output_dir=tmp_path / "short")._repr_markdown_()
     assert "a short (a tenth of the run: a 3-epoch warm-up would fill all 2 epochs) linear warm-up" in short
 
