@@ -3,9 +3,10 @@ timm's families.
 
 What each family needs lives in one table, ``FAMILIES``: how to build it at an input side (padding, window and
 patch sizes) and its training recipe (input size, epochs, batch size, learning rate, warm-up, weight decay,
-drop-path, augmentation strength), which a run's unset settings take (core.config). ``model_spec(name, input_size=...)`` resolves it into a JSON-serialisable
-dict that training writes to manifest.json, and ``create_model_from_spec(spec)`` rebuilds the same architecture from
-it in the inference notebook (``pretrained=False``, then ``load_state_dict``).
+drop-path, augmentation strength), which a run's unset settings take (core.config). ``model_spec(name,
+input_size=...)`` resolves it into a JSON-serialisable dict that training writes to manifest.json, and
+``create_model_from_spec(spec)`` rebuilds the same architecture from it in the inference notebook
+(``pretrained=False``, then ``load_state_dict``).
 """
 from __future__ import annotations
 
