@@ -24,12 +24,13 @@ def describe_schedule(config: Config) -> str:
 
 
 def describe_augmentation(config: Config) -> str:
+    """The augmentation in words, e.g. "augmentation on the device: rotation ±10°, zoom ±10 %, shift ±10 % of the
+    side (never flipped)"; each bound is worded as the recipe line words it (``_recipe_words``)."""
     if not config.augment or not (config.rotate_deg or config.zoom or config.shift):
         return "no augmentation"
-    parts = [f"rotation ±{config.rotate_deg:g}°" if config.rotate_deg else "",
-             f"zoom ±{config.zoom * 100:g} %" if config.zoom else "",
-             f"shift ±{config.shift * 100:g} % of the side" if config.shift else ""]
-    return "augmentation on the device: " + ", ".join(p for p in parts if p) + " (never flipped)"
+    parts = [_recipe_words(key, getattr(config, key)) + (" of the side" if key == "shift" else "")
+             for key in ("rotate_deg", "zoom", "shift") if getattr(config, key)]
+    return "augmentation on the device: " + ", ".join(parts) + " (never flipped)"
 
 
 def _recipe_value(key: str, value: float) -> str:
