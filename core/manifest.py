@@ -153,8 +153,8 @@ def inference_choice(manifest: dict[str, Any]) -> tuple[str, list[str]]:
 def describe_manifest(manifest: dict[str, Any], folder: str | Path | None = None,
                       views: list[str] | None = None) -> str:
     """One line: the architecture (and its input size when the digits are resized) × k folds, the local CV, which
-    weights and TTA views inference uses (``views``
-    when inference was told other views than training chose), and the files hashed in ``folder``."""
+    weights and TTA views inference uses (``views`` when inference was told other views than training chose), and
+    the files hashed in ``folder``."""
     weights, chosen_views = inference_choice(manifest)
     views = chosen_views if views is None else views
     where = f"; {len(manifest.get('files', {}))} files hashed in {Path(folder).resolve()}" if folder else ""

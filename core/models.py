@@ -58,12 +58,12 @@ def _tiny_vit_windows(side: int) -> dict[str, Any]:
     return {"window_sizes": windows}
 
 
-VIT_PATCH = 7  # px: 4x4 tokens at 28 px. 4-px patches (7x7 tokens) cost ~3x as much and learnt slower (README)
+VIT_PATCH = 7  # px: 4x4 tokens at 28 px. 4-px patches (7x7 tokens) cost ~4x as much and learnt slower (README)
 
 
 def _patch_grid(side: int) -> dict[str, Any]:
     """vit / eva02 hold a fixed grid of position embeddings: build it for the input side with ``VIT_PATCH``-px
-    patches ((side / 7)² tokens: 16 at 28 px)."""
+    patches ((side / VIT_PATCH)² tokens: 16 at 28 px)."""
     if side % VIT_PATCH:
         raise ValueError(f"input_size = {side}: a vit / eva02 model cuts it into {VIT_PATCH}-px patches, so use a "
                          f"multiple of {VIT_PATCH} (28, 56, …)")
