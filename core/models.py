@@ -58,7 +58,7 @@ def _tiny_vit_windows(side: int) -> dict[str, Any]:
     return {"window_sizes": windows}
 
 
-VIT_PATCH = 7  # px: 4x4 tokens at 28 px. 4-px patches (7x7 tokens) cost ~4x as much and learnt slower (README)
+VIT_PATCH = 7  # px: 4x4 tokens at 28 px. 4-px patches (7x7 tokens) cost ~3x the FLOPs and learnt slower (README)
 
 
 def _patch_grid(side: int) -> dict[str, Any]:
