@@ -14,14 +14,24 @@ View = Callable[[torch.Tensor], torch.Tensor]  # float [0, 1] (B, 1, 28, 28) →
 
 
 def autocast_context(device: torch.device, enabled: bool):
-    """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op on CPU."""
-    if not enabled or device.type != "cuda":
+    """Mixed precision when ``enabled``: on CUDA bf16 where supported, else fp16; on a CPU bf16 (the trainer enables it
+    there only for ``Config.cpu_bf16`` on a CPU with AMX, ``cpu_has_amx``); a no-op on other devices."""
+    if not enabled or device.type not in ("cuda", "cpu"):
         return nullcontext()
-    return torch.autocast("cuda", dtype=amp_dtype(device))
+    return torch.autocast(device.type, dtype=amp_dtype(device))
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon 4th generation and newer), where oneDNN runs bf16 convolutions fast;
+    without them bf16 on a CPU is emulated and slower than fp32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs that support it (Ampere and newer), fp16 elsewhere (e.g. Kaggle's T4)."""
+    """bf16 on a CPU and on GPUs that support it (Ampere and newer), fp16 on other GPUs (e.g. Kaggle's T4)."""
+    if device.type == "cpu":
+        return torch.bfloat16
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         major, _ = torch.cuda.get_device_capability(device)
         if major >= 8:
@@ -32,7 +42,8 @@ def amp_dtype(device: torch.device) -> torch.dtype:
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, channels_last: bool = False,
                    amp: bool = True, view: View | None = None) -> torch.Tensor:
-    """uint8 (N, 28, 28) → float32 logits (N, 10) on the images' device, in eval mode, in batches."""
+    """uint8 (N, 28, 28) → float32 logits (N, 10) on the images' device, in eval mode, in batches; ``amp`` takes effect
+    on CUDA only (on a CPU, validation and inference are fp32)."""
     was_training = model.training
     model.eval()
     device = images.device
@@ -42,7 +53,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
         x = normalize(view(x) if view is not None else x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, amp):
+        with autocast_context(device, amp and device.type == "cuda"):
             outputs.append(model(x).float())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 10, device=device)

@@ -35,7 +35,7 @@ from .fold_result import FoldResult, fold_file, save_fold_result
 from .noise_scale import MICRO_BATCHES, NoiseScale, gradient_norms
 from .models import create_model_from_spec, is_convolutional, resolve_pretrained
 from .paths import on_kaggle
-from .predict import autocast_context, amp_dtype, predict_logits
+from .predict import autocast_context, amp_dtype, cpu_has_amx, predict_logits
 from .progress import progress
 from .scheduler import build_optimizer, fetch_scheduler
 from .stats import accuracy
@@ -117,7 +117,7 @@ class FoldSetup:
     scaler: Any  # torch.amp.GradScaler; a no-op unless AMP runs in fp16
     generator: torch.Generator  # batch order and augmentation of this fold
     device: torch.device
-    amp: bool  # mixed precision (CUDA only)
+    amp: bool  # the training step runs under autocast (CUDA: config.amp; CPU: config.cpu_bf16 with AMX)
     channels_last: bool  # batches and weights in channels_last memory format (CNNs)
     batch_size: int  # images per optimizer step (all ranks together)
     steps_per_epoch: int
@@ -172,7 +172,7 @@ def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.devic
 
     batch_size, steps_per_epoch, total_steps, epochs = plan_fold(config, n_train)
     optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
-    use_amp = config.amp and device.type == "cuda"
+    use_amp = training_autocast(config, device, fold=fold)
     return FoldSetup(model=model, train_model=torch.compile(model) if config.compile else model,
                      eval_model=unwrap(model) if world > 1 else model, optimizer=optimizer,
                      scheduler=fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=total_steps,
@@ -183,6 +183,20 @@ def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.devic
                      channels_last=channels_last, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
                      total_steps=total_steps, epochs=epochs,
                      noise=NoiseScale() if config.noise_scale_every else None)
+
+
+def training_autocast(config: Config, device: torch.device, *, fold: int = 0) -> bool:
+    """Whether the training step runs under autocast: ``config.amp`` on CUDA; ``config.cpu_bf16`` on a CPU with AMX
+    (without AMX it is logged and training stays fp32)."""
+    if device.type == "cuda":
+        return config.amp
+    if device.type != "cpu" or not config.cpu_bf16:
+        return False
+    if not cpu_has_amx():
+        log.warning("fold %d: cpu_bf16 = True, but this CPU has no AMX (bf16 would be slower than fp32): training in "
+                    "fp32", fold)
+        return False
+    return True
 
 
 def fold_batch(config: Config, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, *,

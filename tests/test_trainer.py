@@ -82,3 +82,50 @@ def test_a_fold_whose_loss_is_not_finite_stops_and_keeps_no_weights(tmp_path, co
     assert "learning_rate = 1e+06 is probably too high for batch_size = 16" in message
     assert "learning_rate = 100000" in message and len(message.splitlines()) == 1
     assert not (tmp_path / "smallcnn_fold2_best.pth").exists()  # never "best", never inference weights
+
+
+def test_cpu_bf16_trains_under_bf16_autocast_with_amx_and_validates_in_fp32(tmp_path, config, monkeypatch):
+    import core.trainer as trainer
+    from core.predict import predict_logits
+
+    monkeypatch.setattr(trainer, "cpu_has_amx", lambda: True)
+    seen = []
+    forward = torch.nn.Module.__call__
+
+    def recording_call(module, *args, **kwargs):
+        if module.__class__.__name__ == "SmallCNN":
+            seen.append((module.training, torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu")))
+        return forward(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", recording_call)
+    bf16 = Config(**{**config.to_dict(), "cpu_bf16": True})
+    images, labels, val_idx, train_idx = tiny_fold()
+    result = train_fold(bf16, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=0,
+                        output_dir=tmp_path)
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16}  # every training step in bf16
+    assert {dtype for training, dtype in seen if not training} == {False}  # validation in fp32
+    assert np.isfinite(result.val_probs).all() and result.val_probs.dtype != np.float16
+    model = torch.nn.Conv2d(1, 1, 3)
+    assert predict_logits(torch.nn.Sequential(model, torch.nn.Flatten(), torch.nn.LazyLinear(10)),
+                          images[:4], amp=True).dtype == torch.float32  # inference on a CPU: fp32 whatever amp says
+
+
+def test_cpu_bf16_without_amx_says_so_and_trains_in_fp32(tmp_path, config, monkeypatch, caplog):
+    import core.trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_amx", lambda: False)
+    images, labels, val_idx, train_idx = tiny_fold()
+    plain = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=0,
+                       output_dir=tmp_path / "plain")
+    caplog.set_level("WARNING")
+    asked = train_fold(Config(**{**config.to_dict(), "cpu_bf16": True}), images=images, labels=labels,
+                       train_idx=train_idx, val_idx=val_idx, fold=0, output_dir=tmp_path / "asked")
+    assert "cpu_bf16 = True, but this CPU has no AMX" in caplog.text and "training in fp32" in caplog.text
+    np.testing.assert_array_equal(plain.val_probs, asked.val_probs)  # exactly the fp32 run
+
+
+def test_cpu_bf16_is_a_training_setting_and_old_configs_read_as_fp32():
+    from core.config import with_legacy_values
+
+    assert Config(cpu_bf16=True).training_settings() != Config().training_settings()  # never reused across precisions
+    assert with_legacy_values({"model": "fastcnn"})["cpu_bf16"] is False

@@ -45,7 +45,7 @@ from core.predict import amp_dtype, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
 from core.trainer import (SYNC_EVERY, FoldSetup, fold_batch, for_steps, measure_noise, prepare_fold, seed_everything,
-                          train_step)
+                          train_step, training_autocast)
 
 # Dense peak TFLOP/s per GPU from the vendors' data sheets: (16-bit tensor cores, fp32). Sparsity not counted.
 GPU_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
@@ -187,8 +187,9 @@ def _timing(stamps: list[float], *, warmup: int, batch_size: int, precision: str
 
 
 def _precision(config: Config, device: torch.device) -> str:
-    """What the digitkit step computes in: fp16 / bf16 under AMP on CUDA, else fp32."""
-    if not (config.amp and device.type == "cuda"):
+    """What the digitkit step computes in: fp16 / bf16 under AMP on CUDA, bf16 under ``cpu_bf16`` on a CPU with AMX,
+    else fp32."""
+    if not training_autocast(config, device):
         return "fp32"
     return {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(device)]
 
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile in the digitkit loop")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                         help="mixed precision in the digitkit loop on CUDA (fp16 or bf16; default: on)")
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="bf16 autocast in the digitkit loop on a CPU with AMX (Config.cpu_bf16; default: fp32)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="channels_last memory format for CNNs in the digitkit loop (default: on)")
     args = parser.parse_args(argv)
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     config = Config(model=args.model, batch_size=args.batch_size, device=args.device, compile=args.compile,
-                    amp=args.amp, channels_last=args.channels_last, input_size=args.input_size)
+                    amp=args.amp, cpu_bf16=args.cpu_bf16, channels_last=args.channels_last, input_size=args.input_size)
     device = resolve_device(config.device)
     path = find_competition_file(args.data, "train")
     train = read_train(path)
