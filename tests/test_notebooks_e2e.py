@@ -156,10 +156,12 @@ def test_ctrl_c_during_make_run_says_where_in_one_line_keeps_the_notebook_and_ex
     data = write_tiny_competition(tmp_path / "digit-recognizer", n_train=300, n_test=10)
     command = [sys.executable, "-m", "tools.run_local", "--run", "x", "--runs", str(tmp_path / "runs"), "--data",
                str(data), "--build", str(built), "-p", "epochs=200"]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    # One pipe for both streams, unbuffered like a terminal: lines arrive in the order they were written (two pipes
+    # read by two threads interleave in whichever order the threads run, and then "the last line" is a race).
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[str] = []
-    readers = [threading.Thread(target=lambda s=s: lines.extend(s), daemon=True) for s in (proc.stdout, proc.stderr)]
+    readers = [threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)]
     for reader in readers:
         reader.start()
     deadline = time.monotonic() + 300
