@@ -123,7 +123,7 @@ gpu-bench: $(STAMP) data ## on a GPU machine: bench with AMP, channels_last and 
 			|| exit 1; \
 	done
 
-cpu-recipe: $(STAMP) build ## the 2-core CPU recipe on the full 42k: local CV 0.9963, ~23 min (DATA=<real competition folder>)
+cpu-recipe: $(STAMP) build ## the 2-core CPU recipe on the full 42k: local CV 0.9965, ~25 min with AMX (DATA=<real competition folder>)
 	$(PY) -m tools.run_local --run $@ --data '$(DATA)' --preset $@ $(PRESET_OVERRIDES)
 
 cpu-quick: $(STAMP) build ## the CPU preset for iterating on the full 42k: local CV 0.9952, ~10 min (DATA=...)

@@ -30,7 +30,8 @@ def test_the_named_recipes():
     local = preset_config("local")
     assert (local.model, local.epochs) == ("smallcnn", 4)
     cpu = preset_config("cpu-recipe")
-    assert cpu == Config(model="fastcnn_wide", epochs=15, learning_rate=3e-3, parallel="folds", workers=2)
+    assert cpu == Config(model="fastcnn_wide", epochs=25, learning_rate=3e-3, cpu_bf16=True, parallel="folds",
+                         workers=2)
     quick = preset_config("cpu-quick")
     assert quick == Config(model="fastcnn", epochs=14, learning_rate=3e-3, parallel="folds", workers=2, tta="none")
 
