@@ -80,6 +80,8 @@ def test_flops_line_with_and_without_a_peak():
     timing = bench.Timing(images_per_s=100.0, steps=10, precision="fp32")
     assert bench.flops_line("x", timing, 10**6, None).endswith("peak unknown for this device")
     assert "0.37 % of its 8.1 TFLOP/s fp32 peak" in bench.flops_line("x", timing, 10**8, {"fp32": 8.1})
+    bf16 = bench.Timing(timing.images_per_s, timing.steps, "bf16")  # cpu_bf16: a CPU peak is only known for fp32
+    assert "no bf16 peak known for this device (fp32: 8.1 TFLOP/s)" in bench.flops_line("x", bf16, 10**8, {"fp32": 8.1})
 
 
 def test_bench_runs_both_loops_and_ends_with_the_speed_up(tmp_path, capsys):

@@ -269,6 +269,8 @@ def flops_line(label: str, timing: Timing, flops_per_image: int, peaks: dict[str
     text = f"{label}: {achieved / 1e12:.3f} TFLOP/s achieved ({timing.precision})"
     if peaks is None:
         return text + ", peak unknown for this device"
+    if timing.precision not in peaks:  # a CPU's bf16 on AMX: /proc/cpuinfo gives no figure for it
+        return text + f", no {timing.precision} peak known for this device (fp32: {peaks['fp32']:.3g} TFLOP/s)"
     return text + f", {100 * achieved / (peaks[timing.precision] * 1e12):.2f} % of its {peaks[timing.precision]:.3g} " \
                   f"TFLOP/s {timing.precision} peak"
 
