@@ -45,7 +45,7 @@ from core.predict import amp_dtype, predict_probs
 from core.scheduler import build_optimizer
 from core.targets import one_hot, smooth_targets, soft_target_cross_entropy
 from core.trainer import (SYNC_EVERY, FoldSetup, fold_batch, for_steps, measure_noise, prepare_fold, seed_everything,
-                          train_step, training_autocast)
+                          train_step)
 
 # Dense peak TFLOP/s per GPU from the vendors' data sheets: (16-bit tensor cores, fp32). Sparsity not counted.
 GPU_PEAK_TFLOPS: dict[str, tuple[float, float]] = {
@@ -164,7 +164,7 @@ def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, ste
         return batch
 
     stamps = _time_steps(setup, next_batch, steps=steps, warmup=warmup)
-    return _timing(stamps, warmup=warmup, batch_size=setup.batch_size, precision=_precision(config, device))
+    return _timing(stamps, warmup=warmup, batch_size=setup.batch_size, precision=_precision(setup))
 
 
 # ------------------------------------------------------------------------------------------------ (c) ceiling
@@ -176,7 +176,7 @@ def time_ceiling(config: Config, *, steps: int, warmup: int, device: torch.devic
     targets = smooth_targets(one_hot(torch.arange(config.batch_size, device=device) % NUM_CLASSES),
                               config.label_smoothing)
     stamps = _time_steps(setup, lambda step: (x, targets, 1.0), steps=steps, warmup=warmup)
-    return _timing(stamps, warmup=warmup, batch_size=config.batch_size, precision=_precision(config, device))
+    return _timing(stamps, warmup=warmup, batch_size=config.batch_size, precision=_precision(setup))
 
 
 def _timing(stamps: list[float], *, warmup: int, batch_size: int, precision: str) -> Timing:
@@ -186,12 +186,12 @@ def _timing(stamps: list[float], *, warmup: int, batch_size: int, precision: str
     return Timing(counted * batch_size / (stamps[-1] - start), counted, precision)
 
 
-def _precision(config: Config, device: torch.device) -> str:
-    """What the digitkit step computes in: fp16 / bf16 under AMP on CUDA, bf16 under ``cpu_bf16`` on a CPU with AMX,
-    else fp32."""
-    if not training_autocast(config, device):
+def _precision(setup: FoldSetup) -> str:
+    """What the digitkit step computes in, as ``prepare_fold`` decided: fp16 / bf16 under autocast (AMP on CUDA,
+    ``cpu_bf16`` on a CPU with AMX), else fp32."""
+    if not setup.amp:
         return "fp32"
-    return {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(device)]
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}[amp_dtype(setup.device)]
 
 
 # ------------------------------------------------------------------------------------------------- inference, FLOPs
