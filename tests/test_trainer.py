@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,7 +100,7 @@ def test_cpu_bf16_trains_under_bf16_autocast_with_amx_and_validates_in_fp32(tmp_
         return forward(module, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.Module, "__call__", recording_call)
-    bf16 = Config(**{**config.to_dict(), "cpu_bf16": True})
+    bf16 = dataclasses.replace(config, cpu_bf16=True)
     images, labels, val_idx, train_idx = tiny_fold()
     result = train_fold(bf16, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=0,
                         output_dir=tmp_path)
@@ -118,7 +120,7 @@ def test_cpu_bf16_without_amx_says_so_and_trains_in_fp32(tmp_path, config, monke
     plain = train_fold(config, images=images, labels=labels, train_idx=train_idx, val_idx=val_idx, fold=0,
                        output_dir=tmp_path / "plain")
     caplog.set_level("WARNING")
-    asked = train_fold(Config(**{**config.to_dict(), "cpu_bf16": True}), images=images, labels=labels,
+    asked = train_fold(dataclasses.replace(config, cpu_bf16=True), images=images, labels=labels,
                        train_idx=train_idx, val_idx=val_idx, fold=0, output_dir=tmp_path / "asked")
     assert "cpu_bf16 = True, but this CPU has no AMX" in caplog.text and "training in fp32" in caplog.text
     np.testing.assert_array_equal(plain.val_probs, asked.val_probs)  # exactly the fp32 run
