@@ -48,7 +48,7 @@ CONCEPT_ORDER = (
     "targets", "augment", "models", "scheduler", "trainer", "noise_scale", "swa", "checkpoint", "fold_result", "resume",  # one fold
     "pipeline", "device", "launch", "distributed",  # running the folds
     "oof", "stats", "choice",  # judging them
-    "predict", "tta", "inference", "ensemble", "submission", "manifest",  # predicting, shipping
+    "predict", "tta", "inference", "ensemble", "submission", "manifest", "run_state",  # predicting, shipping
     "sweep", "lr_scaling", "critical_batch", "sweep_report",  # experiments
     "plots", "progress", "atomic",  # helpers
 )

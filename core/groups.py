@@ -17,9 +17,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .manifest import MANIFEST_NAME, inference_choice, read_manifest, sha256_file, verify_files
+from .manifest import MANIFEST_NAME, inference_choice, sha256_file
 from .oof import CHANCE_ACC, PROB_COLUMNS, local_cv, read_oof
 from .paths import walk_folders
+from .run_state import finished_manifest
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,13 @@ def resolve_group_dirs(groups: str | Sequence[str | Path], groups_dir: str | Pat
 
 
 def load_group(path: str | Path, name: str | None = None) -> Group:
-    """Read one group's manifest, its hash-checked oof.csv and, when present, test_probs.npz (+ test_probs.json)."""
+    """Read one group's manifest, its hash-checked oof.csv and, when present, test_probs.npz (+ test_probs.json).
+
+    Raises:
+        RunStateError: (a ManifestError) the run is not finished; the message is its one description (core.run_state).
+    """
     path = Path(path)
-    manifest = read_manifest(path)
-    verify_files(path, manifest, names=["oof.csv"])
+    manifest = finished_manifest(path)
     oof = read_oof(path / "oof.csv").sort_values("row_id").reset_index(drop=True)
     group = Group(name=name or path.name, path=path, manifest=manifest, oof=oof)
     if (path / "test_probs.npz").is_file():

@@ -1,6 +1,6 @@
 """Predict with a trained run as its manifest.json says: which weights (best epoch or SWA) and which TTA views.
 
-The inference notebook's steps, in order: ``read_trained_manifest`` (the run, refused while unfinished) →
+The inference notebook's steps, in order: ``read_trained_manifest`` (the run, refused unless finished: run_state) →
 ``inference_views`` → ``predict_folds`` (each fold's model built with ``pretrained=False``, its weights hash-checked
 and loaded, the test images predicted through every view) → ``write_predictions`` (the folds averaged,
 submission.csv). ``run_inference`` is all of them in one call. ``predict_folds`` also serves the ensemble notebook (a
@@ -24,11 +24,11 @@ from .checkpoint import load_weights
 from .config import ConfigError, check_tta, is_whole, settings_from_mapping
 from .data import TestData, find_competition_file, read_test
 from .device import describe_device, resolve_device
-from .manifest import (MANIFEST_NAME, ManifestError, describe_manifest, inference_choice, read_manifest, sha256_file,
-                       verify_files)
+from .manifest import MANIFEST_NAME, describe_manifest, inference_choice, sha256_file, verify_files
 from .models import create_model_from_spec, is_convolutional
 from .paths import find_input_dir
 from .predict import predict_probs
+from .run_state import finished_manifest
 from .submission import make_submission, write_submission
 from .tta import check_setting, make_views, parse_views
 
@@ -139,12 +139,13 @@ def find_weights_dir(explicit: str | Path | None) -> Path:
 
 
 def read_trained_manifest(weights_dir: str | Path) -> dict[str, Any]:
-    """manifest.json of a finished training run (refused, saying how to finish it, while folds are missing)."""
-    manifest = read_manifest(weights_dir)
-    if manifest.get("complete") is False:
-        raise ManifestError(f"{Path(weights_dir) / MANIFEST_NAME}: training stopped after {len(manifest['folds'])} of "
-                            f"{manifest['n_folds']} folds; rerun the train notebook on the same output to finish it")
-    return manifest
+    """manifest.json of a finished training run; any other is refused with its one description
+    (core.run_state: "unfinished: 2 of 5 folds trained — …", "broken: …", "empty: …").
+
+    Raises:
+        RunStateError: (a ManifestError) the run is not finished.
+    """
+    return finished_manifest(weights_dir)
 
 
 def chosen_views(tta: str, manifest: dict[str, Any]) -> list[str]:

@@ -15,6 +15,8 @@ from tools import journal
 
 TINY = Config(model="smallcnn", n_folds=2, epochs=1, batch_size=16, device="cpu", tta="none", parallel="none",
               noise_scale_every=0)
+CUT = ("unfinished: 1 of 2 folds trained — rerun `make run RUN=cut` with the same settings to finish it (finished "
+       "folds are kept)")  # core.run_state's phrase, as make compare, select, ensemble and inference say it
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,11 @@ def test_every_run_gets_a_row_and_unfinished_ones_say_so(runs):
     by_run = frame.set_index("run")
     assert list(frame["run"][:3].sort_values()) == ["base", "lr3", "other-folds"]  # finished first, by local CV
     assert frame["local_cv"][:3].is_monotonic_decreasing
-    assert by_run.loc["cut", "status"] == "unfinished: 1 of 2 folds done" and pd.isna(by_run.loc["cut", "local_cv"])
-    assert by_run.loc["crashed", "status"] == "failed: DataError: train.csv row 7: label 11"
+    assert by_run.loc["cut", "status"] == CUT and pd.isna(by_run.loc["cut", "local_cv"])
+    crashed = by_run.loc["crashed", "status"]  # failed before its first fold: core.run_state's phrase, then why
+    assert crashed.startswith("empty: no manifest.json in ") and crashed.endswith(
+        " (no fold of a training run has finished there, or it is not a run's folder); train.ipynb failed: DataError: "
+        "train.csv row 7: label 11")
     assert set(frame["run"]) == {"base", "lr3", "other-folds", "cut", "crashed"}
     base = by_run.loc["base"]
     assert base["status"] == "finished, not inferred" and base["commit"] == "abc1234" and base["model"] == "smallcnn"
@@ -80,7 +85,7 @@ def test_make_runs_writes_the_table_csv_and_figure(runs, capsys):
     assert len(saved) == 5 and {"local_cv", "cv_low", "cv_high", "public_score", "gap", "folds", "changed",
                                 "wall_min", "device", "commit"} <= set(saved.columns)
     assert (runs / "runs" / "journal.png").stat().st_size > 0
-    assert "unfinished: 1 of 2 folds done" in out and "failed: DataError" in out
+    assert f"\n  cut: {CUT}\n" in out and "train.ipynb failed: DataError" in out  # in full below the table
     assert "5 runs (3 finished, 2 unfinished, failed or broken)" in out
     assert "folds/ (the shared folds files)" in out and "sweep/ (a sweep" in out and "kaggle-infer/ (an inference" in out
 
@@ -143,7 +148,8 @@ def test_old_partial_config_only_and_nan_runs(runs, tmp_path):
     fold0 = by_run.loc["fold0"]
     assert fold0["oof_rows"] == 60 and fold0["inference"] == "best (60 of 120 rows)"
     config_only = by_run.loc["config-only"]
-    assert config_only["status"] == "unfinished: 0 folds done, no manifest.json yet"
+    assert config_only["status"] == ("unfinished: 0 folds trained — rerun `make run RUN=config-only` with the same "
+                                     "settings to finish it (finished folds are kept)")
     assert config_only["model"] == "fastcnn" and config_only["epochs"] == 9
     journal.plot_journal(journal.read_journal(runs_dir).frame(), tmp_path / "j.png")  # partial runs: own panel
 

@@ -94,7 +94,7 @@ def test_inference_refuses_an_unfinished_run(tmp_path):
 
     write_manifest(tmp_path, {"complete": False, "model": {"name": "smallcnn"}, "n_folds": 5,
                               "folds": [{"fold": k, "weights": f"smallcnn_fold{k}_best.pth"} for k in (0, 1)]}, [])
-    with pytest.raises(ManifestError, match="training stopped after 2 of 5 folds; rerun the train notebook"):
+    with pytest.raises(ManifestError, match="^unfinished: 2 of 5 folds trained — rerun `make run RUN="):
         run_inference(weights_dir=tmp_path, data_dir=tmp_path, output_dir=tmp_path / "out")
 
 

@@ -34,12 +34,12 @@ from core.atomic import write_text_atomic  # noqa: E402
 from core.config import Config, with_legacy_values  # noqa: E402
 from core.groups import folds_sha256  # noqa: E402
 from core.manifest import MANIFEST_NAME, ManifestError, inference_choice, read_manifest, sha256_file  # noqa: E402
+from core.run_state import BROKEN, FINISHED, run_state  # noqa: E402
 from core.stats import wilson_interval  # noqa: E402
 from tools import submissions  # noqa: E402
 
 JOURNAL_CSV = "journal.csv"
 JOURNAL_PNG = "journal.png"
-FINISHED = "finished"
 # run settings that have their own column, or that only say where things were
 OWN_COLUMNS = ("model", "epochs")
 SHORT = 12  # hex digits of a fingerprint shown
@@ -50,7 +50,7 @@ class Entry:
     """One row of the journal (a run, finished or not)."""
 
     run: str
-    status: str  # "finished", "finished, not inferred", "unfinished: …", "failed: …", "broken: …"
+    status: str  # core.run_state's phrase ("finished", "unfinished: …", "broken: …", "empty: …"); ensembles: own
     kind: str = "train"  # train | ensemble
     date: str = ""
     commit: str = ""
@@ -84,25 +84,29 @@ class Entry:
 
 # ---------------------------------------------------------------------------------------------- reading a run
 class RunNotFound(ValueError):
-    """No finished run of that name; the message lists the finished ones."""
+    """No run of that name; the message lists the finished ones."""
 
 
 def run_folder(name: str, runs_dir: Path = Path("runs"), weights_dir: Path = Path("weights")) -> Path:
     """The folder of the run called ``name`` in the journal: runs/<name>, weights/ for "weights" (the Kaggle train
-    output), or ``name`` itself when it is a folder path. The one resolver of make compare, select and ensemble.
+    output), or ``name`` itself when it is a folder path: the first holding manifest.json, else the first that exists
+    (its state then says why it is no finished run: core.run_state). The one resolver of make compare, select and
+    ensemble.
 
     Raises:
-        RunNotFound: none of them holds manifest.json (naming the finished runs there are).
+        RunNotFound: none of them exists (naming the finished runs there are).
     """
-    for candidate in ((weights_dir,) if name == "weights" else ()) + (runs_dir / name, Path(name)):
-        if (candidate / MANIFEST_NAME).is_file():
-            return candidate
+    candidates = ((weights_dir,) if name == "weights" else ()) + (runs_dir / name, Path(name))
+    found = [c for c in candidates if (c / MANIFEST_NAME).is_file()] + [c for c in candidates if c.is_dir()]
+    if found:
+        return found[0]
+
     def finished(folder: Path) -> bool:
-        return (folder / MANIFEST_NAME).is_file() and (folder / "oof.csv").is_file()
+        return (folder / MANIFEST_NAME).is_file() and run_state(folder).kind == FINISHED
 
     known = sorted(p.name for p in runs_dir.iterdir() if finished(p)) if runs_dir.is_dir() else []
     known += ["weights"] if finished(weights_dir) else []
-    raise RunNotFound(f"run {name!r}: no manifest.json in {runs_dir / name} (a finished run's folder); finished runs: "
+    raise RunNotFound(f"run {name!r}: no manifest.json in {runs_dir / name} (no such folder); finished runs: "
                       f"{', '.join(known) or 'none'} — make runs lists them")
 
 
@@ -161,24 +165,26 @@ def _short_date(text: str | None) -> str:
 
 
 def read_train_run(folder: Path, name: str) -> Entry:
-    """The entry of a folder holding manifest.json (or a train run that never wrote one)."""
+    """The entry of a folder holding manifest.json (or a train run that never wrote one). Its status is the run's
+    one description (core.run_state, as make compare, select, ensemble and inference say it), "finished, not inferred"
+    for a finished run without test predictions, and "; train.ipynb failed: <error>" after it when the executed
+    notebook raised."""
     entry = Entry(run=name, status="", path=str(folder))
 
     @functools.cache
     def train_nb() -> dict[str, Any]:  # the executed notebook (often megabytes of figures): read once, if needed
         return notebook_info(folder / "train.ipynb")
 
-    if not (folder / MANIFEST_NAME).is_file():
-        done = len(list(folder.glob("*_fold*_oof.npz")))
-        entry.status = (f"failed: {train_nb()['error']}" if "error" in train_nb() else
-                        f"unfinished: {done} fold{'s' * (done != 1)} done, no manifest.json yet")
-        entry.commit = train_nb().get("commit", "")
-        _add_config(entry, folder)
-        return entry
+    state = run_state(folder)
+    failed = f"; train.ipynb failed: {train_nb()['error']}" if state.kind != FINISHED and "error" in train_nb() \
+        else ""
+    entry.status = state.describe() + failed
     try:
         manifest = read_manifest(folder)
-    except ManifestError as err:
-        entry.status = f"broken: {err}"
+    except ManifestError:  # no manifest.json (the run's config.json, if any, says what it trains) or a broken one
+        entry.commit = train_nb().get("commit", "")
+        if state.kind != BROKEN:
+            _add_config(entry, folder)
         return entry
     config = manifest.get("config", {})
     run = manifest.get("run", {}) if isinstance(manifest.get("run"), dict) else {}
@@ -192,12 +198,7 @@ def read_train_run(folder: Path, name: str) -> Entry:
     entry.device = run.get("device", "")
     seconds = run["wall_seconds"] if "wall_seconds" in run else train_nb().get("seconds")
     entry.wall_min = seconds / 60 if isinstance(seconds, (int, float)) else None
-    if manifest.get("complete") is False or "local_cv" not in manifest:  # older manifests have no "complete"
-        entry.status = (f"failed: {train_nb()['error']}" if "error" in train_nb() else
-                        f"unfinished: {len(manifest['folds'])} of {manifest['n_folds']} folds done")
-        return entry
-    if not _is_accuracy(manifest["local_cv"]):
-        entry.status = f"broken: manifest.json's local_cv is {manifest['local_cv']!r}, not an accuracy"
+    if state.kind != FINISHED:
         return entry
     entry.local_cv = float(manifest["local_cv"])
     entry.oof_rows = int(manifest.get("oof_rows") or manifest.get("train_rows") or 0)
@@ -380,7 +381,8 @@ def _public_scores(entries: list[Entry], folders: list[Path]) -> None:
 
 
 def text_table(frame: pd.DataFrame, width: int = 60) -> str:
-    """The journal as a terminal table: the columns a person scans (journal.csv has all of them)."""
+    """The journal as a terminal table: the columns a person scans (journal.csv has all of them). A run that is not
+    finished shows the first word of its status here; ``not_finished`` gives the whole of it."""
     def number(value: Any, digits: int = 5) -> str:
         return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
@@ -394,7 +396,7 @@ def text_table(frame: pd.DataFrame, width: int = 60) -> str:
                      "epochs": "" if pd.isna(row.epochs) else str(int(row.epochs)), "inference": row.inference,
                      "wall": "" if pd.isna(row.wall_min) else f"{row.wall_min:.1f} min", "device": row.device,
                      "k/folds": f"{int(row.k)}/{row.folds}" if not pd.isna(row.k) else "", "date": row.date,
-                     "commit": row.commit, "status": row.status if row.status != FINISHED else "",
+                     "commit": row.commit, "status": _status_word(row.status),
                      "settings changed": (row.changed[:width] + "…") if len(row.changed) > width else row.changed})
     if not rows:
         return "(no runs)"
@@ -402,6 +404,17 @@ def text_table(frame: pd.DataFrame, width: int = 60) -> str:
     table = table.loc[:, [c == "run" or table[c].astype(bool).any() for c in table.columns]]  # no empty columns
     with pd.option_context("display.width", 400, "display.max_colwidth", 200, "display.max_columns", 50):
         return table.to_string(index=False)
+
+
+def _status_word(status: str) -> str:
+    """"" for a finished run, "finished, not inferred", else the state's first word ("unfinished", "broken", …)."""
+    return "" if status == FINISHED else status if status.startswith(FINISHED) else status.split(":", 1)[0]
+
+
+def not_finished(frame: pd.DataFrame) -> str:
+    """One line per run that is not finished: its name and its whole status (the phrase make compare, select,
+    ensemble and inference give for it); "" when every run is finished."""
+    return "\n".join(f"  {row.run}: {row.status}" for row in frame.itertuples() if not row.status.startswith(FINISHED))
 
 
 def plot_journal(frame: pd.DataFrame, path: Path | None = None, max_panels: int = 3) -> plt.Figure:
@@ -468,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(args.runs_dir / JOURNAL_CSV, frame.to_csv(index=False, float_format="%.6g"))
     plot_journal(frame, args.runs_dir / JOURNAL_PNG)
     print(text_table(frame))
+    if not_finished(frame):
+        print("\nnot finished:\n" + not_finished(frame))
     finished = int(frame["local_cv"].notna().sum())
     print(f"\n{len(frame)} runs ({finished} finished, {len(frame) - finished} unfinished, failed or broken); "
           "sorted by local CV. Only runs with the same k/folds (and all their rows: see inference) were scored on the "

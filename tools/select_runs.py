@@ -32,11 +32,11 @@ from typing import Sequence
 import numpy as np
 
 from core.ensemble import log_loss, nested_cv
-from core.groups import EnsembleError, Group, check_compatible, find_group_dirs, load_group
-from core.manifest import ManifestError
+from core.groups import EnsembleError, Group, check_compatible, load_group
+from core.manifest import MANIFEST_NAME, ManifestError
 from core.oof import local_cv
 from core.stats import PairedTest, mcnemar_exact
-from tools.journal import RunNotFound, run_folder
+from tools.journal import RunNotFound, classify, run_folder
 
 
 def _score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -148,16 +148,15 @@ def select_runs(names: Sequence[str], probs: np.ndarray, labels: np.ndarray, fol
 
 
 def candidate_folders(runs_dir: Path, weights_dir: Path, names: list[str]) -> list[Path]:
-    """The named runs (tools.journal.run_folder), else every run of runs/ and weights/ with manifest.json and
-    oof.csv (core.groups.find_group_dirs, one level down)."""
+    """The named runs (tools.journal.run_folder), else every training run the journal lists: weights/ and each
+    folder of runs/ that is a run and no ensemble (finished or not: load_group says why one is left out)."""
     if names:
         return [run_folder(name, runs_dir, weights_dir) for name in names]
-    found = []
-    for root, depth in ((weights_dir, 0), (runs_dir, 1)):
-        try:
-            found += [p for p in find_group_dirs(root, max_depth=depth) if depth == 0 or p != root]
-        except EnsembleError:
-            pass  # no run there
+    found = [weights_dir] if (weights_dir / MANIFEST_NAME).is_file() else []
+    if runs_dir.is_dir():
+        found += [p for p in sorted(runs_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")
+                  and classify(p) is None and not (p / "ensemble.json").is_file()
+                  and not (p / "ensemble.ipynb").is_file()]
     return found
 
 
