@@ -28,6 +28,7 @@ from core.oof import oof_frame
 from core.paths import given_path
 from core.data import find_data_dir
 from core.inference import run_inference
+from core.pipeline import check_test_data
 from core.resume import find_previous_output
 from core.submission import SubmissionError, read_submission
 from core.device import resolve_device
@@ -255,6 +256,21 @@ CASES: dict[str, tuple[Callable[[Path], object], type[Exception], list[str]]] = 
         lambda d: create_model("resnet18", pretrained=True),
         PretrainedWeightsError, ["its pretrained weights could not be downloaded", "HF_HUB_OFFLINE is set",
                                  "or set pretrained = False"]),
+    # ---- settings checked together, and the files inference reads checked before training
+    "group_column without a group splitter": (
+        lambda d: Config.from_mapping({"group_column": "writer"}), ConfigError,
+        ["group_column = 'writer' only acts with a group splitter, but fold_method = 'StratifiedKFold' ignores groups",
+         "set fold_method = 'StratifiedGroupKFold'"]),
+    "cpu_bf16 with device = cuda": (
+        lambda d: Config.from_mapping({"cpu_bf16": True, "device": "cuda"}), ConfigError,
+        ["cpu_bf16 = True only acts on a CPU, but device = 'cuda'", "set cpu_bf16 = False, or device = 'cpu'"]),
+    "a misspelt pretrained tag": (
+        lambda d: Config.from_mapping({"model": "convnext_atto.d2_in1kk"}), ConfigError,
+        ["model = 'convnext_atto.d2_in1kk': 'd2_in1kk' is not one of timm's pretrained tags for convnext_atto",
+         "did you mean 'convnext_atto.d2_in1k'?"]),
+    "sample_submission.csv of another test.csv": (
+        lambda d: check_test_data(_test_with_a_short_sample(d)),
+        DataError, ["sample_submission.csv has 2 rows but ", "test.csv has 3 images", "re-download both"]),
 }
 
 
@@ -286,6 +302,13 @@ def _latin1(path: Path) -> Path:
 def _broken_link(path: Path) -> Path:
     path.symlink_to(path.with_name("moved-away.csv"))
     return path
+
+
+def _test_with_a_short_sample(folder: Path) -> Path:
+    """test.csv of 3 images beside a sample_submission.csv of 2 rows."""
+    write_csv(folder, "test.csv", train_frame().drop(columns="label"))
+    written(folder / "sample_submission.csv", "ImageId,Label\n1,0\n2,0\n")
+    return folder
 
 
 def _pickled_payload(path: Path) -> Path:
@@ -370,14 +393,6 @@ def test_the_folds_cache_keeps_folders_apart_that_slugs_would_merge(tmp_path):
     first, second = folds_file_for(tmp_path / "x_y", tmp_path / "runs"), folds_file_for(tmp_path / "x-y", tmp_path)
     assert first.name != second.name and first.parent == tmp_path / "runs" / "folds"
     assert folds_file_for(tmp_path / "x_y", tmp_path / "runs") == first  # stable: the same folder, the same file
-
-
-def test_the_makefile_quotes_data_and_run(tmp_path):
-    import subprocess
-
-    printed = subprocess.run(["make", "-n", "-W", "requirements.txt", "run", "DATA=my data/digit-recognizer",
-                              "RUN=my run"], cwd=REPO, capture_output=True, text=True).stdout
-    assert "--run 'my run' --data 'my data/digit-recognizer'" in printed, printed
 
 
 @pytest.mark.slow

@@ -51,16 +51,16 @@ def built(tmp_path_factory) -> Path:
 def trained(built, tmp_path_factory) -> tuple[Path, Path]:
     """`make run`'s runner (tools.run_local) on tiny data: the built train notebook (smallcnn, 1 epoch, k=5), then
     the built infer notebook, into one run folder. Returns (data dir, run dir); what it printed is in make_run.log
-    beside the run folder. The data folder and the run name hold spaces, as a user's may (DATA='my data/…')."""
+    beside the run folder. The data folder's name holds a space, as a user's may (DATA='my data/…')."""
     root = tmp_path_factory.mktemp("train")
     data = write_tiny_competition(root / "my data" / "digit-recognizer")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = run_local.main(["--run", "my run", "--runs", str(root), "--data", str(data), "--build", str(built),
+        code = run_local.main(["--run", "my-run", "--runs", str(root), "--data", str(data), "--build", str(built),
                                "-p", "model=smallcnn", "-p", "epochs=1", "-p", "n_folds=5", "-p", "batch_size=32"])
     (root / "make_run.log").write_text(printed.getvalue())
     assert code == 0, printed.getvalue()[-3000:]
-    return data, root / "my run"
+    return data, root / "my-run"
 
 
 def test_make_run_reports_cv_and_submission_and_shares_its_folds(trained):

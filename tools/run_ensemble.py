@@ -15,15 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.run_state import FINISHED, run_state
 from tools.journal import RunNotFound, run_folder
+from tools.run_folder import RunFolderError, claim_run
+from tools.run_local import run_name_argument
 from tools.run_notebook import add_runner_arguments, run_built
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN",
+    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN", type=run_name_argument,
                         help="two or more run names under --runs-dir")
-    parser.add_argument("--name", default="", help="output run name (default: ensemble-<run>-<run>…)")
+    parser.add_argument("--name", default=None, type=run_name_argument,
+                        help="output run name (default: ensemble-<run>-<run>…)")
+    parser.add_argument("--restart", action="store_true", help="an ensemble of that name over other runs is moved "
+                                                                "aside to runs/<name>.replaced-<time>/, not refused")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--weights-dir", default="weights", help='the run named "weights" (the Kaggle train output)')
     add_runner_arguments(parser, kernel="ensemble", example="fuse=mean")  # --data: for groups without test_probs.npz
@@ -37,10 +43,24 @@ def main(argv: list[str] | None = None) -> int:
     try:  # "weights" is the Kaggle train output in weights/, as in make runs and make select
         groups = [run_folder(run, runs_dir, Path(args.weights_dir).resolve()).resolve() for run in args.runs]
     except RunNotFound as err:
-        print(f"make ensemble: {err}; finish it with make run RUN=<name>, or leave it out of RUNS", file=sys.stderr)
+        print(f"make ensemble: {err}; check the name, or leave it out of RUNS", file=sys.stderr)
         return 1
-    out_dir = runs_dir / (args.name or "ensemble-" + "-".join(args.runs))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    refused = [f"make ensemble: {run}: {state.describe()}" for run, state in zip(args.runs, map(run_state, groups))
+               if state.kind != FINISHED]  # before the notebook starts; its load_group would say the same
+    if refused:
+        print("\n".join(refused), file=sys.stderr)
+        return 1
+    name = args.name or "ensemble-" + "-".join(args.runs)
+    try:  # the output folder is this ensemble's alone: locked, and refused when it fused other runs
+        with claim_run(runs_dir, name, request={"settings": {"runs": " ".join(args.runs)}}, restart=args.restart,
+                       command="make ensemble") as out_dir:
+            return _fuse(args, groups, out_dir)
+    except RunFolderError as err:
+        print(f"make ensemble failed: {err}", file=sys.stderr)
+        return 2
+
+
+def _fuse(args: argparse.Namespace, groups: list[Path], out_dir: Path) -> int:
     params = {"groups": ",".join(str(g) for g in groups), "data_dir": str(Path(args.data).resolve()),
               "output_dir": str(out_dir)}
     params.update(dict(args.param))

@@ -17,10 +17,12 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from core.presets import SWEEP_LOCAL
 from core.sweep_report import STUDY_FILE
-from tools.run_local import add_run_arguments, prepare_run
+from tools.run_folder import claim_run
+from tools.run_local import add_run_arguments, check_runner_parameters, run_parameters
 from tools.run_notebook import run_built
 
 
@@ -28,12 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, kernel="sweep", default_run="sweep", example="learning_rates=[1e-3,1e-4]")
     args = parser.parse_args(argv)
-    try:
-        run_dir, params = prepare_run(args)
+    try:  # the sweep's own resume refuses a folder made with other fixed settings (core.sweep)
+        check_runner_parameters(args)
+        with claim_run(args.runs, args.run, request={"kernel": "sweep"}, restart=args.restart,
+                       command="make sweep") as run_dir:
+            return _sweep(args, run_dir)
     except ValueError as err:
         print(f"make sweep failed: {err}", file=sys.stderr)
         return 2
-    params.update({**SWEEP_LOCAL, **dict(args.param)})
+
+
+def _sweep(args: argparse.Namespace, run_dir: Path) -> int:
+    params = {**run_parameters(args, run_dir), **SWEEP_LOCAL, **dict(args.param)}
     # On a shared CPU, OpenMP threads that spin while waiting stall each other (measured here: 10-50x slower steps).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernel inherits this process's environment
 

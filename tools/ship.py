@@ -36,6 +36,7 @@ from build import git_commit
 from core.manifest import MANIFEST_NAME, ManifestError, read_manifest, sha256_file, verify_manifest
 from core.submission import SubmissionError, read_submission
 from tools import submissions
+from tools.cli import DRY_RUN_ENV
 from tools.kaggle_ids import KERNELS, MAX_SOURCE_BYTES, PLACEHOLDER_OWNER, kaggle_json, read_json, slugify
 
 COMPETITION = "digit-recognizer"
@@ -148,6 +149,8 @@ def _clean(text: str) -> str:
 def run_kaggle(args: list[str], *, timeout: float = 900, check: bool = True, echo: bool = True) -> CliResult:
     """Run ``kaggle <args>``, echo its scrubbed output, and raise ShipError on any failure (``check``)."""
     args = [str(arg) for arg in args]
+    if os.environ.get(DRY_RUN_ENV):  # the one door to Kaggle stays shut for the whole process tree of a dry run
+        raise ShipError(f"a dry run reached `{command_line(args)}`: nothing was sent (please report this bug)")
     env = {key: value for key, value in os.environ.items()  # VERBOSE(_OUTPUT)=1 would print the auth header
            if key not in ("VERBOSE", "VERBOSE_OUTPUT")}
     print(f"$ {command_line(args)}", flush=True)
@@ -319,6 +322,11 @@ def check_submission(path: Path, test_file: Path | None) -> int:
 
     N must equal the rows of ``test_file`` when one is given, else Kaggle's 28,000 test images.
     """
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.csv"))
+        raise ShipError(f"FILE={path} is a folder: give the submission CSV in it"
+                        + (f", e.g. FILE={path / inside[0]}" if inside else " (it holds no .csv file)")
+                        + ". Nothing was sent.")
     expected = KAGGLE_TEST_ROWS
     if test_file is not None:
         opener = gzip.open if test_file.suffix == ".gz" else open
