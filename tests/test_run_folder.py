@@ -205,3 +205,16 @@ def test_the_lock_of_a_killed_runner_does_not_block_the_rerun(tmp_path):
     assert (tmp_path / "runs" / LOCKS_DIR / "a.lock").exists()
     time.sleep(0.1)
     assert claim_run_once(tmp_path, request()).name == "a"
+
+
+def test_the_journal_says_a_run_is_running_while_its_writer_holds_it(tmp_path):
+    from core.config import Config
+    from tools.journal import read_journal
+
+    with claim_run(tmp_path / "runs", "live", request={}, command="make run RUN=live") as run_dir:
+        Config(model="smallcnn").save(run_dir / "config.json")  # what train_folds writes first
+        [entry] = read_journal(tmp_path / "runs").entries
+        assert entry.status.startswith("running: unfinished, being written by pid") and "make run RUN=live" in \
+            entry.status
+    [entry] = read_journal(tmp_path / "runs").entries
+    assert entry.status.startswith("unfinished: 0 of 5 folds trained")

@@ -37,6 +37,7 @@ from core.manifest import MANIFEST_NAME, ManifestError, inference_choice, read_m
 from core.run_state import BROKEN, FINISHED, run_state  # noqa: E402
 from core.stats import wilson_interval  # noqa: E402
 from tools import submissions  # noqa: E402
+from tools.run_folder import live_holder  # noqa: E402
 
 JOURNAL_CSV = "journal.csv"
 JOURNAL_PNG = "journal.png"
@@ -176,9 +177,10 @@ def read_train_run(folder: Path, name: str) -> Entry:
         return notebook_info(folder / "train.ipynb")
 
     state = run_state(folder)
+    writer = live_holder(folder.parent, name) if state.kind != FINISHED else ""  # its lock (tools.run_folder)
     failed = f"; train.ipynb failed: {train_nb()['error']}" if state.kind != FINISHED and "error" in train_nb() \
-        else ""
-    entry.status = state.describe() + failed
+        and not writer else ""
+    entry.status = f"running: {state.kind}, being written by {writer}" if writer else state.describe() + failed
     try:
         manifest = read_manifest(folder)
     except ManifestError:  # no manifest.json (the run's config.json, if any, says what it trains) or a broken one

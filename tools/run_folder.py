@@ -92,6 +92,16 @@ def _alive(holder: Mapping[str, Any]) -> bool:
     return not started or started == _process_start(pid) or not _process_start(pid)
 
 
+def live_holder(runs_dir: str | Path, name: str) -> str:
+    """Who writes ``runs_dir/<name>/`` now, in words ("pid 42 on host since … (make run)"); "" when nobody does."""
+    path = Path(runs_dir) / LOCKS_DIR / f"{name}.lock"
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    return _holder_words(holder) if isinstance(holder, dict) and _alive(holder) else ""
+
+
 def _holder_words(holder: Mapping[str, Any]) -> str:
     return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
             + (f" ({holder['command']})" if holder.get("command") else ""))
