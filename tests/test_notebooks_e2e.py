@@ -137,7 +137,8 @@ def test_train_notebook_launches_workers_that_run_its_own_core(built, tmp_path, 
 
 
 def test_make_run_without_built_notebooks_fails_in_one_line(tmp_path, capsys):
-    code = run_local.main(["--run", "x", "--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "data"),
+    data = write_tiny_competition(tmp_path / "data", n_train=60, n_test=5)  # settings and data pass; no notebook
+    code = run_local.main(["--run", "x", "--runs", str(tmp_path / "runs"), "--data", str(data),
                            "--build", str(tmp_path / "no-build")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("make run failed: ") and "no-build/train/train.ipynb" in err
