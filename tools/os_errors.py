@@ -17,7 +17,6 @@ MB = 1 << 20
 MIN_FREE = 100 * MB  # the least a run folder is told to free: one checkpoint and a notebook, with room to spare
 READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-EXPLAINED = READ_ONLY | DISK_FULL | {errno.ENOENT}
 
 
 def describe_os_error(err: OSError, *, doing: str, folder: str | Path | None = None, needed: int | None = None,
@@ -46,12 +45,12 @@ def describe_os_error(err: OSError, *, doing: str, folder: str | Path | None = N
     base = Path(folder) if folder is not None else None
     named = os.fsdecode(err.filename) if isinstance(err.filename, (str, bytes, os.PathLike)) else ""
     path = (base / named if base is not None else Path(named)) if named else base or Path.cwd()
-    where = path if path.is_dir() else path.parent
+    where = path if os.path.isdir(path) else path.parent  # os.path's tests answer False where looking is refused
     if err.errno == errno.EROFS:
         return (f"{path} is on a read-only file system (while {doing}): "
                 f"{fix or 'use a folder on a writable disk, or remount this one read-write'}")
     if err.errno in READ_ONLY:
-        unreadable = path.exists() and not os.access(path, os.R_OK)
+        unreadable = os.path.exists(path) and not os.access(path, os.R_OK)
         mode, flag, target = ("readable", "r", path) if unreadable else ("writable", "w", where)
         return (f"{path} is not {mode} by you: permission denied (while {doing}): "
                 f"{fix or f'chmod u+{flag} {target} (or ask its owner), or use a folder you own'}")
@@ -63,7 +62,7 @@ def describe_os_error(err: OSError, *, doing: str, folder: str | Path | None = N
         return (f"{what}: {_free(where) / MB:,.0f} MB free (while {doing}{wrote}): "
                 f"{fix or f'free at least {-(-need // MB):,} MB there, or use a folder on another disk'}")
     if err.errno == errno.ENOENT:
-        missing = next((p for p in reversed(path.parents) if not p.exists()), None)
+        missing = next((p for p in reversed(path.parents) if not os.path.exists(p)), None)
         nor = f" (nor does the folder {missing})" if missing is not None else ""
         return f"{path} does not exist{nor} (while {doing}): {fix or 'check the path'}"
     name = errno.errorcode.get(err.errno, str(err.errno))
