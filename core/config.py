@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
+GROUP_FOLD_METHODS = ("StratifiedGroupKFold",)  # the splitters that read group_column (a group never spans two folds)
 SCHEDULERS = ("CosineAnnealingWithWarmupLR", "CosineAnnealingLR", "none")  # core.scheduler builds each
 PARALLEL_MODES = ("auto", "none", "dp", "ddp", "folds")
 # augmentation bounds: beyond them a digit stops being itself (core.augment never flips)
@@ -37,51 +38,55 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class Config:
-    """Everything a training run needs. Units: learning rates per optimizer step, angles in degrees."""
+    """Everything a training run needs. Units: learning rates per optimizer step, angles in degrees.
+
+    A setting that acts only together with another says so beside it ("only with …"); ``validate`` refuses a
+    combination in which one of them would silently do nothing (``_check_together``).
+    """
 
     # ---- model
-    model: str = "smallcnn"
-    pretrained: bool | str = "auto"  # auto: timm models on Kaggle (train kernel has internet) | True | False
+    model: str = "smallcnn"  # a timm name may carry a pretrained tag: convnext_atto.d2_in1k (one of timm's tags)
+    pretrained: bool | str = "auto"  # auto (timm's weights on Kaggle) | True (a model timm has weights for) | False
     # A setting left None takes the model family's recipe (core/models.py FAMILIES); one you set wins.
     input_size: Optional[int] = None  # px the digits are resized to on the device (bilinear; 28: as they are)
     drop_path_rate: Optional[float] = None  # stochastic depth of timm models (0: off)
     # ---- folds: k-fold cross-validation (folds.csv is made once, then reused)
     n_folds: int = 5
-    fold_method: str = "StratifiedKFold"
-    group_column: str = ""
-    folds_to_run: str = ""  # "": all folds; else comma-separated fold indices, e.g. "0,1"
+    fold_method: str = "StratifiedKFold"  # KFold | StratifiedKFold | StratifiedGroupKFold (needs group_column)
+    group_column: str = ""  # the train.csv column of groups: only with fold_method StratifiedGroupKFold
+    folds_to_run: str = ""  # "": all folds; else comma-separated fold indices below n_folds, e.g. "0,1"
     seed: int = 42
     # ---- optimisation: AdamW; learning rates are per optimizer step
     epochs: Optional[int] = None  # smallcnn's recipe: 40, the Kaggle T4×2 recipe
     max_steps: int = 0  # 0: no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
     batch_size: Optional[int] = None  # smallcnn's recipe: 128 (vit / eva02: 32)
     learning_rate: Optional[float] = None  # peak rate; smallcnn's recipe: 2e-3
-    min_lr: float = 1e-5
+    min_lr: float = 1e-5  # the cosine's final rate, at most learning_rate
     weight_decay: Optional[float] = None  # smallcnn's recipe: 1e-2
     scheduler: str = "CosineAnnealingWithWarmupLR"
-    warmup_epochs: Optional[float] = None  # linear warm-up of CosineAnnealingWithWarmupLR, in epochs; smallcnn's: 1
+    warmup_epochs: Optional[float] = None  # only with CosineAnnealingWithWarmupLR: linear, in epochs; smallcnn's: 1
     label_smoothing: float = 0.1
     # ---- augmentation: a random affine per image, in the batch, on the device (never flips)
-    augment: bool = True
+    augment: bool = True  # False: leave rotate_deg, zoom and shift to the recipe (or 0), they would act on nothing
     rotate_deg: Optional[float] = None  # ± degrees; smallcnn's recipe: 10 (vit / eva02: 5)
     zoom: Optional[float] = None  # ± fraction of the size; smallcnn's recipe: 0.10 (vit / eva02: 0.05)
     shift: Optional[float] = None  # ± fraction of the side; smallcnn's recipe: 0.10 (vit / eva02: 0.05)
     # ---- compute
     device: str = "auto"  # auto | cpu | cuda
-    parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp | ddp | folds
-    workers: int = 0  # processes for ddp | folds: 0 means one per GPU (2 on CPU)
-    amp: bool = True  # mixed precision on CUDA (bf16 on Ampere and newer, else fp16)
-    cpu_bf16: bool = False  # train in bf16 on a CPU with AMX (Xeon gen 4+; 1.8x here); fp32 without; eval fp32
-    channels_last: bool = True  # only for convolutional models
+    parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp (GPUs only) | ddp | folds
+    workers: int = 0  # only with ddp | folds (or auto): processes; 0 means one per GPU (2 on CPU)
+    amp: bool = True  # mixed precision on CUDA (bf16 on Ampere and newer, else fp16); a CPU uses cpu_bf16 instead
+    cpu_bf16: bool = False  # CPU only (not with device cuda): bf16 with AMX (Xeon gen 4+; 1.8x here), else fp32
+    channels_last: bool = True  # only for convolutional models (the others ignore it)
     compile: bool = False
     eval_batch_size: int = 1024
     noise_scale_every: int = 20  # 0: off; else measure the gradient noise scale every N steps (about 1/N extra time)
     # ---- what inference will do: chosen on the out-of-fold rows, recorded in manifest.json
     tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
-    swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs
+    swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs (at most epochs); with or without tta
     # ---- pseudo-labels: test rows an earlier run on the same folds is sure of, added to each fold's training rows
     pseudo_labels: str = ""  # "": off | that run's inference output folder (test_probs.npz); fold k uses its own model
-    pseudo_threshold: float = 0.8  # keep a test row whose top probability is at least this (≈0.91 at most, at ε 0.1)
+    pseudo_threshold: float = 0.8  # only with pseudo_labels: keep a test row whose top probability is at least this
 
     def __post_init__(self) -> None:
         """Every setting left None takes the model family's recipe (``core.models.training_recipe``)."""
@@ -108,10 +113,19 @@ class Config:
     @classmethod
     def from_saved(cls, saved: Mapping[str, Any]) -> "Config":
         """The config a run saved (manifest.json's ``config``, config.json) as it ran: settings added since it was
-        written take ``LEGACY_VALUES``, not today's family recipe."""
-        return cls.from_mapping(with_legacy_values(saved))
+        written take ``LEGACY_VALUES``, not today's family recipe. Each value is checked, but not the settings
+        together: those rules refuse a new run whose setting would act on nothing, not the record of one that ran."""
+        config = settings_from_mapping(cls, with_legacy_values(saved), coercers={"pretrained": coerce_pretrained},
+                                       validate=False)
+        config.validate(together=False)
+        return config
 
-    def validate(self) -> None:
+    def validate(self, *, together: bool = True) -> None:
+        """Check every setting, then (``together``) the settings that act only with another (``_check_together``).
+
+        Raises:
+            ConfigError: naming the setting (both, for a combination) and the fix.
+        """
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
@@ -165,6 +179,64 @@ class Config:
              f"{1 - self.label_smoothing * 0.9:.2f} at most)")
         check_tta(self.tta)
         self.fold_indices()  # raises on a malformed list
+        if together:
+            self._check_together(need)
+
+    def _check_together(self, need: Callable[[bool, str], None]) -> None:
+        """Refuse a setting that acts only with another when that other makes it do nothing (or worse, silently).
+
+        Rules, by field (besides swa_epochs <= epochs, min_lr <= learning_rate, folds_to_run below n_folds,
+        StratifiedGroupKFold needing group_column, and model_spec's input_size / drop_path_rate per model, checked
+        above):
+          group_column ↔ fold_method; pseudo_threshold ↔ pseudo_labels; pretrained True ↔ a timm model with
+          weights; cpu_bf16 ↔ device; workers ↔ parallel; parallel 'dp' ↔ device 'cpu'; warmup_epochs ↔ scheduler;
+          rotate_deg, zoom and shift ↔ augment.
+        A setting is refused only when it differs from its default (its model's recipe, for the recipe settings): a
+        default never contradicts anything. Deliberately no rule:
+          amp on a CPU, channels_last on a non-convolutional model: their defaults are True, nothing was asked;
+          pretrained True on digitkit's own CNNs: they never load weights and the run says so (one pretrained = True
+            serves a notebook switched between its CNNs and timm models);
+          min_lr with scheduler 'none': the sweep sets min_lr itself (lr × ratio);
+          pseudo_threshold against label_smoothing: the top probability reached is the earlier run's, under its own
+            label_smoothing;
+          a pretrained tag with pretrained False: a saved config holds pretrained resolved (False for 'auto' off
+            Kaggle);
+          tta and swa_epochs: core.choice scores each pair.
+        """
+        from .models import OWN_MODELS, has_pretrained_weights
+
+        need(not self.group_column or self.fold_method in GROUP_FOLD_METHODS,
+             f"group_column = {self.group_column!r} only acts with a group splitter, but fold_method = "
+             f"{self.fold_method!r} ignores groups: set fold_method = 'StratifiedGroupKFold' (a group never spans two "
+             "folds), or group_column = '' (none)")
+        default_threshold = type(self).pseudo_threshold
+        need(bool(self.pseudo_labels) or self.pseudo_threshold == default_threshold,
+             f"pseudo_threshold = {self.pseudo_threshold:g} only acts with pseudo_labels, which is '' (off): set "
+             f"pseudo_labels to an earlier run's inference output folder, or leave pseudo_threshold at "
+             f"{default_threshold:g}")
+        need(self.pretrained is not True or self.model in OWN_MODELS or has_pretrained_weights(self.model),
+             f"pretrained = True, but timm has no pretrained weights for model = {self.model!r} (it would start from "
+             "random weights, saying it started from timm's): set pretrained = False, or choose a model from "
+             "timm.list_pretrained()")
+        need(not (self.cpu_bf16 and self.device.startswith("cuda")),
+             f"cpu_bf16 = True only acts on a CPU, but device = {self.device!r} (there amp sets the precision): set "
+             "cpu_bf16 = False, or device = 'cpu'")
+        need(not self.workers or self.parallel not in ("none", "dp"),
+             f"workers = {self.workers} only acts with parallel = 'ddp' or 'folds' (or 'auto' on several GPUs), but "
+             f"parallel = {self.parallel!r} trains in this process: set workers = 0, or parallel = 'folds'")
+        need(not (self.parallel == "dp" and self.device == "cpu"),
+             "parallel = 'dp' splits each batch over several GPUs, but device = 'cpu': set parallel = 'none' (or "
+             "'folds': one process per fold), or device = 'auto'")
+        changed = self.recipe_sources()
+        need(self.scheduler == "CosineAnnealingWithWarmupLR" or not self.warmup_epochs or
+             changed["warmup_epochs"] == "recipe",
+             f"warmup_epochs = {self.warmup_epochs:g} only acts with scheduler = 'CosineAnnealingWithWarmupLR', but "
+             f"scheduler = {self.scheduler!r} has no warm-up: set scheduler = 'CosineAnnealingWithWarmupLR', or "
+             "warmup_epochs = 0")
+        for key in ("rotate_deg", "zoom", "shift"):
+            need(self.augment or changed[key] == "recipe" or not getattr(self, key),
+                 f"{key} = {getattr(self, key):g} only acts with augment = True, but augment = False: set augment = "
+                 f"True, or {key} = 0 (or None: the model's recipe)")
 
     def fold_indices(self) -> list[int]:
         """The folds this run trains, in order."""
@@ -228,11 +300,12 @@ Settings = typing.TypeVar("Settings")
 
 
 def settings_from_mapping(cls: type[Settings], values: Mapping[str, Any], *, error: type[Exception] = ConfigError,
-                          coercers: Mapping[str, Callable[[Any], Any]] | None = None) -> Settings:
+                          coercers: Mapping[str, Callable[[Any], Any]] | None = None,
+                          validate: bool = True) -> Settings:
     """A settings dataclass (``Config``, a notebook's own settings) from a notebook's ``globals()`` or a JSON dict:
     each field that ``values`` holds (None: keep the default) coerced to its type (``coercers`` for special ones),
-    unknown keys ignored, then ``validate()``d. Its defaults are the one home of the notebook's defaults: build.py
-    renders the parameters cell from them."""
+    unknown keys ignored, then ``validate()``d (unless ``validate`` is False). Its defaults are the one home of the
+    notebook's defaults: build.py renders the parameters cell from them."""
     hints = typing.get_type_hints(cls)
     coercers = coercers or {}
     kwargs = {}
@@ -243,7 +316,8 @@ def settings_from_mapping(cls: type[Settings], values: Mapping[str, Any], *, err
             kwargs[field.name] = coerce_field(value) if coerce_field else coerce(field.name, value, hints[field.name],
                                                                                  error)
     settings = cls(**kwargs)
-    settings.validate()
+    if validate:
+        settings.validate()
     return settings
 
 

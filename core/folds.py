@@ -20,7 +20,7 @@ from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
 from .atomic import write_bytes_atomic, write_text_atomic
 from .config import FOLD_METHODS
-from .data import DataError
+from .data import DataError, Duplicates
 
 _logger = logging.getLogger(__name__)
 
@@ -232,3 +232,34 @@ def load_or_make_folds(path: str | Path, labels: np.ndarray, *, fingerprint: str
     else:
         _logger.info("reused folds from %s", path)
     return saved.folds
+
+
+def duplicates_across_folds(duplicates: Duplicates, folds: np.ndarray) -> int:
+    """How many groups of identical train images have rows in more than one fold."""
+    rows = duplicates.group >= 0
+    pairs = np.unique(np.stack([duplicates.group[rows], np.asarray(folds)[rows]]), axis=1)  # distinct (group, fold)
+    return int((np.bincount(pairs[0], minlength=duplicates.n_groups) > 1).sum())
+
+
+def warn_about_duplicates(duplicates: Duplicates, folds: np.ndarray) -> int:
+    """Log one line when train.csv holds identical images: a warning when copies sit in different folds (a model is
+    then validated on an image it trained on, which inflates the local CV) or disagree on the label, else an info
+    line. The folds are kept as they are: a saved folds.csv is reused unchanged, so that runs stay comparable.
+
+    Returns:
+        The number of duplicate groups that straddle folds.
+    """
+    if not duplicates.n_groups:
+        return 0
+    straddling = duplicates_across_folds(duplicates, folds)
+    if straddling:
+        _logger.warning("%s; in %d of these groups copies sit in different folds, so a fold validates on images it "
+                        "also trained on and the local CV reads high: drop the copies from train.csv (and delete "
+                        "folds.csv), or keep each group in one fold with group_column and fold_method = "
+                        "'StratifiedGroupKFold'", duplicates.describe(), straddling)
+    elif duplicates.conflicting.any():
+        _logger.warning("%s, each group within one fold; fix or drop the rows whose labels conflict",
+                        duplicates.describe())
+    else:
+        _logger.info("%s, each group within one fold (no leak into the local CV)", duplicates.describe())
+    return straddling

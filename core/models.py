@@ -271,14 +271,33 @@ class ResizeTo(nn.Module):
 
 
 def _check_timm_name(name: str) -> None:
-    if timm.is_model(name):
+    """``name`` is a timm architecture and, when it carries a pretrained tag (``convnext_atto.d2_in1k``), one of that
+    architecture's tags in timm's registry (no download); else a ValueError with the closest names."""
+    arch, _, tag = name.partition(".")
+    if not timm.is_model(name):
+        stem = next((part for part in arch.split("_") if len(part) > 2), arch)
+        close = difflib.get_close_matches(arch, timm.list_models(), n=5)
+        hint = f" (close matches: {', '.join(close)})" if close else ""
+        raise ValueError(f"model = {name!r} is neither one of {sorted(OWN_MODELS)} nor a timm model{hint}; "
+                         f"list candidates with timm.list_models('*{stem}*')")
+    if not tag:
         return
-    arch = name.split(".", 1)[0]
-    stem = next((part for part in arch.split("_") if len(part) > 2), arch)
-    close = difflib.get_close_matches(arch, timm.list_models(), n=5)
-    hint = f" (close matches: {', '.join(close)})" if close else ""
-    raise ValueError(f"model = {name!r} is neither one of {sorted(OWN_MODELS)} nor a timm model{hint}; "
-                     f"list candidates with timm.list_models('*{stem}*')")
+    tagged = timm.list_models(f"{arch}.*", include_tags=True)  # this filter reads alike in timm 0.9 and 1.0
+    if name in tagged:
+        return
+    if not tagged:
+        raise ValueError(f"model = {name!r}: timm has no pretrained tags for {arch}; use model = {arch!r}")
+    close = difflib.get_close_matches(name, tagged, n=3, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"model = {name!r}: {tag!r} is not one of timm's pretrained tags for {arch}; {hint}its tags: "
+                     f"{', '.join(t.partition('.')[2] for t in tagged[:8])}{' …' if len(tagged) > 8 else ''} "
+                     f"(timm.list_pretrained('{arch}.*'))")
+
+
+def has_pretrained_weights(name: str) -> bool:
+    """Whether timm holds pretrained weights for ``name`` (with its tag, or its default tag): digitkit's own
+    architectures have none, nor do timm's ``.untrained`` configurations (timm would warn and start from random)."""
+    return name not in OWN_MODELS and timm.is_model_pretrained(name)
 
 
 def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1, input_size: int = IMAGE_SIDE,
@@ -418,11 +437,12 @@ def _is_download_error(err: BaseException) -> bool:
 
 def resolve_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> bool:
     """Whether training starts ``name`` from pretrained weights: digitkit's own architectures never (they have
-    none), timm models when ``setting`` is True, or when it is "auto" and the run is on Kaggle (whose train kernel
-    has internet; nothing is downloaded elsewhere unless asked)."""
+    none), timm models when ``setting`` is True (core.config refuses it for a model timm has no weights for), or when
+    it is "auto", the run is on Kaggle (whose train kernel has internet; nothing is downloaded elsewhere unless
+    asked) and timm has weights for the model."""
     if name in OWN_MODELS:
         return False
-    return setting is True or (setting == "auto" and on_kaggle)
+    return setting is True or (setting == "auto" and on_kaggle and has_pretrained_weights(name))
 
 
 def describe_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> str:
@@ -431,6 +451,8 @@ def describe_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> s
         return f"{name}: digitkit's own architecture, trained from scratch (it has no pretrained weights)"
     if resolve_pretrained(setting, name, on_kaggle=on_kaggle):
         return f"{name}: starting from timm's pretrained weights (downloaded: the kernel needs internet on)"
+    if not has_pretrained_weights(name):
+        return f"{name}: trained from scratch (timm has no pretrained weights for it)"
     why = "pretrained = False" if setting is False else "pretrained = 'auto' off Kaggle"
     return f"{name}: trained from scratch ({why}; pretrained = True downloads timm's weights)"
 

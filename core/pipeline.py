@@ -2,8 +2,10 @@
 
 1. ``prepare_run``: the config resolved (pretrained auto → yes/no), the device and how the folds use it, the recipe
    in words (core.recipe);
-2. data: ``core.data.read_train`` (validated) — the notebook plots its class counts;
-3. ``prepare_folds``: folds.csv made once or reused (and from where) → a fold × class table;
+2. data: ``core.data.read_train`` (validated) — the notebook plots its class counts — and ``check_test_data``:
+   test.csv and sample_submission.csv, which inference reads after training, checked before any fold trains;
+3. ``prepare_folds``: folds.csv made once or reused (and from where) → a fold × class table, and a warning when
+   identical train images sit in different folds;
 4. ``describe_model`` and ``planned_schedule``: parameters, MFLOP per image, the learning rate of every optimizer step;
 5. ``train_folds``: every fold not finished yet (in this process or in workers, core.launch), each recorded in
    manifest.json as soon as it ends, so that a killed run resumes at the next fold;
@@ -28,10 +30,11 @@ import torch
 
 from .choice import InferenceChoice, choose_inference, fold_predictions, variant_file
 from .config import Config
-from .data import IMAGE_SIDE, TrainData, find_competition_file, read_test, read_train
+from .data import (FIX_DATA, IMAGE_SIDE, TrainData, check_sample_submission, find_competition_file, find_duplicates,
+                   read_test, read_train)
 from .device import describe_device, resolve_device
 from .fold_result import FoldResult, entry_files, final_noise_scale, fold_file, manifest_entry
-from .folds import load_or_make_folds
+from .folds import load_or_make_folds, warn_about_duplicates
 from .launch import ParallelPlan, plan_parallel, train_folds_in_workers
 from .manifest import sha256_file, write_manifest
 from .noise_scale import batch_hint
@@ -50,9 +53,9 @@ from .tta import views_to_evaluate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunSetup", "FoldSplit", "Schedule", "OutOfFold", "TrainingRun", "prepare_run", "prepare_folds",
-           "describe_model", "planned_schedule", "train_folds", "score_out_of_fold", "training_curves", "finish_run",
-           "run_training"]
+__all__ = ["RunSetup", "TestFiles", "FoldSplit", "Schedule", "OutOfFold", "TrainingRun", "prepare_run",
+           "check_test_data", "prepare_folds", "describe_model", "planned_schedule", "train_folds", "score_out_of_fold",
+           "training_curves", "finish_run", "run_training"]
 
 
 @dataclasses.dataclass
@@ -183,12 +186,56 @@ def prepare_run(config: Config, *, output_dir: str | Path, commit: str = "unknow
                     plan=plan_parallel(resolved, device, n_folds=len(resolved.fold_indices())), commit=commit)
 
 
+# ---------------------------------------------------------------------------------------------------- 2 · data
+@dataclasses.dataclass
+class TestFiles:
+    """What inference will read, checked before training: test.csv (None when the folder has none) and its rows, and
+    sample_submission.csv (None when absent)."""
+
+    __test__ = False  # not a pytest test class
+
+    test_path: Path | None
+    rows: int = 0
+    sample_path: Path | None = None
+
+    def __repr__(self) -> str:
+        if self.test_path is None:
+            return "test.csv: not in data_dir (training goes on; the inference notebook will need it)"
+        sample = (f"; {self.sample_path.name}: ImageId,Label, one row per test image" if self.sample_path else
+                  "; no sample_submission.csv")
+        return f"{self.test_path.name}: {self.rows:,} images, valid{sample}"
+
+
+def check_test_data(data_dir: str | Path) -> TestFiles:
+    """Validate ``data_dir``'s test.csv (core.data.read_test) and, when present, check sample_submission.csv against it
+    (core.data.check_sample_submission), so that a bad file stops the run before the folds train rather than in the
+    inference notebook after them. A folder without test.csv (a train-only copy) is logged and allowed.
+
+    Raises:
+        DataError: test.csv or sample_submission.csv is unusable; the message names the file and the fix.
+    """
+    data_dir = Path(data_dir)
+    stems = [data_dir / f"{stem}{ext}" for stem in ("test", "sample_submission") for ext in (".csv", ".csv.gz")]
+    present = [path for path in stems if path.exists() or path.is_symlink()]  # a broken link is refused by the reader
+    if not any(path.name.startswith("test.") for path in present):
+        log.warning("%s has no test.csv: training goes on, but the inference notebook will need it (%s)", data_dir,
+                    FIX_DATA)
+        return TestFiles(test_path=None)
+    test_path = find_competition_file(data_dir, "test")
+    rows = len(read_test(test_path).images)
+    sample = next((path for path in present if path.name.startswith("sample_submission.")), None)
+    if sample is not None:
+        check_sample_submission(sample, rows, test_name=str(test_path))
+    return TestFiles(test_path=test_path, rows=rows, sample_path=sample)
+
+
 # --------------------------------------------------------------------------------------------------- 3 · folds
 def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path | None = None,
                   data_dir: str | Path | None = None) -> FoldSplit:
     """The run's ``folds.csv``: reused from ``folds_path`` (refused when made for another train.csv or another k) or
     one attached among Kaggle's inputs, else the output folder's own (made on first use, then reused); with
-    ``config.pseudo_labels``, each fold's pseudo-labelled rows of ``data_dir``'s test.csv (core.pseudo)."""
+    ``config.pseudo_labels``, each fold's pseudo-labelled rows of ``data_dir``'s test.csv (core.pseudo). Identical
+    train images in different folds are logged as a warning (core.folds.warn_about_duplicates); the folds are kept."""
     config = setup.config
     reuse_from = given_path(folds_path, "folds_path", folder=False) or find_input_file("folds.csv")
     path = setup.output_dir / "folds.csv"
@@ -196,6 +243,7 @@ def prepare_folds(setup: RunSetup, train: TrainData, *, folds_path: str | Path |
                                method=config.fold_method, seed=config.seed, groups=train.groups, reuse_from=reuse_from)
     split = FoldSplit(folds=np.asarray(folds, dtype=np.int64), path=path,
                       labels=np.asarray(train.labels, dtype=np.int64))
+    warn_about_duplicates(find_duplicates(train.images, train.labels), split.folds)
     if config.pseudo_labels:
         assert data_dir is not None, "pseudo-labels need data_dir: the folder of this run's test.csv"
         split.pseudo = load_pseudo_labels(config.pseudo_labels, test=read_test(find_competition_file(data_dir, "test")),
@@ -366,7 +414,8 @@ def run_record(setup: RunSetup) -> dict:
 def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path,
                  folds_path: str | Path | None = None, resume_from: str | Path | None = None,
                  commit: str = "unknown") -> TrainingRun:
-    """Every step of the train notebook in one call: ``data_dir``/train.csv → ``output_dir``.
+    """Every step of the train notebook in one call: ``data_dir``/train.csv → ``output_dir`` (``data_dir``'s
+    test.csv and sample_submission.csv, when there, checked first: inference reads them).
 
     Writes per fold ``<model>_fold<k>_best.pth`` (``_swa.pth`` with SWA), ``_log.csv`` and ``_oof.npz`` (its result,
     core.fold_result), then ``folds.csv``, ``oof.csv`` (and ``oof_<option>.csv`` per inference option scored),
@@ -377,6 +426,9 @@ def run_training(config: Config, *, data_dir: str | Path, output_dir: str | Path
              config.n_folds, config.epochs)
     log.info("%s", describe_pretrained(config.pretrained, config.model, on_kaggle=on_kaggle()))
     train = read_train(find_competition_file(data_dir, "train"), group_column=config.group_column)
+    checked = check_test_data(data_dir)  # a folder without test.csv was logged as a warning
+    if checked.test_path is not None:
+        log.info("%s", checked)
     split = prepare_folds(setup, train, data_dir=data_dir, folds_path=folds_path)
     log.info("%s", describe_model(setup))
     results = train_folds(setup, train, split, resume_from=resume_from)
