@@ -52,11 +52,14 @@ def test_run_local_applies_the_preset_then_the_p_overrides(tmp_path, monkeypatch
         seen[kernel] = dict(params)
         return 1  # stop after the train notebook
 
+    from tests.test_notebooks_e2e import write_tiny_competition
+
     monkeypatch.setattr(run_local, "run_built", fake_run_built)
-    common = ["--run", "x", "--runs", str(tmp_path / "runs"), "--data", str(tmp_path)]
-    assert run_local.main(common) == 1
+    data = write_tiny_competition(tmp_path / "data", n_train=60, n_test=5)  # the runner reads train.csv first
+    common = ["--runs", str(tmp_path / "runs"), "--data", str(data)]
+    assert run_local.main(["--run", "x", *common]) == 1
     assert seen["train"]["epochs"] == 4 and "model" not in seen["train"]
-    assert run_local.main([*common, "--preset", "cpu-recipe", "-p", "epochs=2", "-p", "seed=7"]) == 1
+    assert run_local.main(["--run", "y", *common, "--preset", "cpu-recipe", "-p", "epochs=2", "-p", "seed=7"]) == 1
     assert {k: seen["train"][k] for k in ("model", "epochs", "learning_rate", "workers", "seed")} == {
         "model": "fastcnn_wide", "epochs": 2, "learning_rate": 3e-3, "workers": 2, "seed": 7}
 
