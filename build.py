@@ -24,7 +24,9 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import nbformat
@@ -285,9 +287,39 @@ def config_parameters(config_source: str, class_name: str = "Config", where: str
     return render
 
 
+def set_parameters(nb: nbformat.NotebookNode, values: Mapping[str, Any], *, note: str) -> None:
+    """Write ``values`` into the notebook's ``parameters`` cell, where a reader sees them: each ``name = default`` line
+    becomes ``name = <value>  # <note> (default: <default>)``.
+
+    Raises:
+        BuildError: a name the cell does not assign (the message lists those it does), or a value that is no literal.
+    """
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    lines = cell.source.splitlines()
+    assigned = {m.group(1): i for i, line in enumerate(lines) if (m := re.match(r"^([A-Za-z_]\w*) = (.*)$", line))}
+    unknown = sorted(set(values) - set(assigned))
+    if unknown:
+        raise BuildError(f"parameters {unknown} are not in the notebook's parameters cell; it sets {sorted(assigned)}")
+    for name, value in values.items():
+        text = repr(value)
+        try:
+            ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise BuildError(f"parameter {name} = {text}: use a literal (number, str, bool, list)") from None
+        default = re.sub(r"\s+#.*$", "", lines[assigned[name]].split(" = ", 1)[1])
+        lines[assigned[name]] = f"{name} = {text}  # {note} (default: {default})"
+    cell.source = "\n".join(lines)
+
+
 def build_kernel(kernel: str, *, repo: Path, out_dir: Path, owner: str | None = None,
-                 extra: dict | None = None) -> Path:
-    """Build ``<out_dir>/<kernel>/<kernel>.ipynb`` and its ``kernel-metadata.json``; returns the notebook path."""
+                 extra: dict | None = None, parameters: Mapping[str, Any] | None = None,
+                 metadata_overrides: Mapping[str, Any] | None = None, note: str = "set by make kaggle") -> Path:
+    """Build ``<out_dir>/<kernel>/<kernel>.ipynb`` and its ``kernel-metadata.json``; returns the notebook path.
+
+    ``extra`` adds to (or replaces) the template context: ``title`` (the kernel's slug follows it) and
+    ``weights_dataset`` (the slug of the dataset an inference kernel attaches) among them. ``parameters`` are written
+    into the parameters cell (:func:`set_parameters`, with ``note``), ``metadata_overrides`` into
+    kernel-metadata.json (e.g. ``kernel_sources``)."""
     repo, template = Path(repo), Path(repo) / "kernels" / f"{kernel}.py.j2"
     meta_template = repo / "kernel-metadata" / f"{kernel}.json.j2"
     for path in (template, meta_template):
@@ -309,11 +341,14 @@ def build_kernel(kernel: str, *, repo: Path, out_dir: Path, owner: str | None = 
     nb = build_notebook_from_template(template.read_text(encoding="utf-8"), package_dir=repo / "core",
                                       package_name="core", kernel=kernel, context=context,
                                       source_name=f"kernels/{kernel}.py.j2")
+    if parameters:
+        set_parameters(nb, parameters, note=note)
     owner, slug = resolve_owner(owner), slugify(context["title"])
     values = {"owner": owner, "slug": slug, "title": context["title"], "code_file": f"{kernel}.ipynb",
-              "weights_dataset": weights_dataset(repo), "kernel": kernel}
+              "weights_dataset": context.get("weights_dataset") or weights_dataset(repo), "kernel": kernel}
     metadata = render_metadata(meta_template.read_text(encoding="utf-8"), values,
                                source_name=f"kernel-metadata/{kernel}.json.j2")
+    metadata.update(metadata_overrides or {})
     notebook_path = Path(out_dir) / kernel / f"{kernel}.ipynb"
     write_text_atomic(notebook_path, nbformat.writes(nb) + "\n")
     write_text_atomic(notebook_path.with_name("kernel-metadata.json"), json.dumps(metadata, indent=2) + "\n")
