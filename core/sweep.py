@@ -50,10 +50,10 @@ import torch
 
 from .atomic import write_text_atomic
 from .config import Config, coerce, with_legacy_values
-from .data import find_competition_file, read_train
+from .data import find_competition_file, find_duplicates, read_train
 from .device import resolve_device
 from .fold_result import fold_file
-from .folds import load_or_make_folds
+from .folds import load_or_make_folds, warn_about_duplicates
 from .oof import CHANCE_ACC
 from .paths import find_input_file, given_path
 from .trainer import DivergedError, FoldSetup, evaluate, for_steps, noise_scale_now, plan_fold, train_fold
@@ -490,6 +490,7 @@ def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_d
     folds = load_or_make_folds(output_dir / "folds.csv", train.labels, fingerprint=train.fingerprint,
                                n_folds=config.n_folds, method=config.fold_method, seed=config.seed,
                                groups=train.groups, reuse_from=reuse_from)
+    warn_about_duplicates(find_duplicates(train.images, train.labels), np.asarray(folds))
     if not 0 <= grid.fold < int(folds.max()) + 1:
         raise SweepError(f"sweep_fold = {grid.fold}: the folds file has folds 0..{int(folds.max())}")
     earlier = given_path(runs_path, "runs_path", folder=False) or find_input_file(RUNS_FILE)
