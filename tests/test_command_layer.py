@@ -139,12 +139,13 @@ def test_every_target_with_a_help_line_is_known_to_the_command_layer():
 
 # ---------------------------------------------------------------------------------------- dry runs stay dry
 def test_a_dry_run_never_reaches_the_kaggle_cli(monkeypatch, capsys):
-    """Even if a dry run's flag were lost on the way, tools.ship's one door to Kaggle refuses to open."""
-    from tools import ship
+    """Even if a dry run's flag were lost on the way, tools.ship's one door to Kaggle (tools.shipping.kaggle_client)
+    refuses to open, naming the kaggle command a user could type for the same operation."""
+    from tools.shipping import ShipError, kaggle_client
 
     monkeypatch.setenv(cli.DRY_RUN_ENV, "1")
-    with pytest.raises(ship.ShipError, match="a dry run reached `kaggle competitions submit"):
-        ship.run_kaggle(["competitions", "submit", "-c", "digit-recognizer", "-f", "x.csv", "-m", "m"])
+    with pytest.raises(ShipError, match="a dry run reached `kaggle competitions submit -c digit-recognizer -f x.csv"):
+        kaggle_client.submit(Path("x.csv"), "m")
 
 
 @MAKE_PROPERTY

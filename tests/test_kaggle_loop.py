@@ -106,14 +106,14 @@ class FakeKaggle:
         self.pending_polls -= 1
         return "ready" if self.pending_polls < 0 else "pending"
 
-    def create_dataset(self, folder: Path) -> None:
+    def create_dataset(self, folder: Path, dir_mode: str = "skip") -> None:
         self._call("create_dataset")
         assert sorted(p.name for p in folder.iterdir()) == ["dataset-metadata.json", "m_fold0_best.pth",
                                                             "manifest.json", "oof.csv"]
         self.dataset = json.loads((folder / "dataset-metadata.json").read_text())["id"]
         self._maybe_crash("create_dataset")
 
-    def version_dataset(self, folder: Path, message: str) -> None:
+    def version_dataset(self, folder: Path, message: str, dir_mode: str = "skip") -> None:
         self._call("version_dataset")
 
     def submit(self, file: Path, message: str) -> int:

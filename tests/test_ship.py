@@ -1,7 +1,9 @@
-"""Contract tests for tools/ship.py: the REAL kaggle CLI (the pinned executable in the venv) against tests/kaggle_stub.
+"""Contract tests for tools/ship.py and tools/shipping/: the REAL ``kaggle`` package (its Python API, pinned in the
+venv) against tests/kaggle_stub — the same HTTP endpoints the kaggle CLI calls.
 
 Each test runs in a temporary working folder holding hand-made build/<kernel>/ and weights/ folders in the shape
-build.py and training produce. Every run's output is checked for the fake key; nothing may leak it.
+build.py and training produce. Every run's output is checked for the fake key; nothing may leak it. Retries wait
+no time here (``no_retry_wait``).
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from core.manifest import verify_manifest, write_manifest
 from tests.conftest import FAKE_KAGGLE_KEY
 from tests.kaggle_stub import Answer, error
 from tools import ship
+from tools.shipping import kaggle_client
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +84,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture(autouse=True)
+def no_retry_wait(monkeypatch):
+    monkeypatch.setattr(kaggle_client, "RETRY_DELAYS", (0.0, 0.0, 0.0))
+
+
 @pytest.fixture
 def work(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -88,7 +97,7 @@ def work(tmp_path, monkeypatch):
 
 @pytest.fixture
 def run(kaggle_stub, work, capsys):
-    """main(argv) in this process (the CLI it starts is the real executable); returns (exit code, stdout, stderr)."""
+    """main(argv) in this process (through the real kaggle package); returns (exit code, stdout, stderr)."""
     def _run(*argv: str) -> tuple[int, str, str]:
         code = ship.main(list(argv))
         out, err = capsys.readouterr()
@@ -160,7 +169,9 @@ def test_push_http_errors_exit_non_zero_with_what_to_do(run, kaggle_stub, work, 
     kaggle_stub.on("SaveKernel", answer)
     code, _, err = run("push", "--kernel", "train")
     assert code == 1
-    assert advice in err and "exit status 1" in err
+    assert advice in err and "`kaggle kernels push -p build/train` failed: HTTP " in err
+    assert len(err.strip().splitlines()) == 1  # one line
+    assert len(kaggle_stub.calls("SaveKernel")) == 1  # a push is never retried after a 4xx/5xx: it may have been saved
     if answer.status != 401:
         assert answer.body["message"] in err
     assert snapshot(work) == before  # nothing local deleted or half-written
@@ -527,14 +538,16 @@ def test_dry_run_prints_command_and_metadata_and_sends_nothing(run, kaggle_stub,
 
 
 def test_module_entry_point_runs_the_real_cli(kaggle_stub, work):
-    """`python -m tools.ship` as make runs it, in a subprocess with the stub's environment."""
+    """`python -m tools.ship` as make runs it, in a subprocess with the stub's environment; VERBOSE=1 (which would
+    make the kaggle package print the Authorization header) is ignored where the package is first imported."""
     write_kernel(work, "train")
-    env = {**kaggle_stub.env, "PYTHONPATH": str(REPO)}
+    env = {**kaggle_stub.env, "PYTHONPATH": str(REPO), "VERBOSE": "1"}
     proc = subprocess.run([sys.executable, "-m", "tools.ship", "status", "--kernel", "train"], cwd=work, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "stubuser/digitkit-train: COMPLETE" in proc.stdout
     assert FAKE_KAGGLE_KEY not in proc.stdout + proc.stderr
+    assert "Authorization" not in proc.stdout + proc.stderr and "Basic " not in proc.stdout + proc.stderr
     assert [r.api_method for r in kaggle_stub.requests] == ["GetKernelSessionStatus"]
 
 
@@ -570,3 +583,164 @@ def test_weights_with_a_token_only_substitutes_the_token_owner(run, kaggle_stub,
     (version,) = kaggle_stub.calls("CreateDatasetVersion")
     assert version.body["ownerSlug"] == "tokenuser" and token not in out + err
     assert all(token not in json.dumps(r.body) for r in kaggle_stub.requests if r.api_method != "IntrospectToken")
+
+
+# ------------------------------------------------------------------------------------------------------ the client
+# tools.shipping.kaggle_client on its own: the structured answers tools.kaggle_loop reads.
+def test_push_kernel_answers_the_version_it_saved(kaggle_stub, work):
+    folder = write_kernel(work, "train")
+    kaggle_stub.on("SaveKernel", Answer(body={"ref": "/code/stubuser/digitkit-train", "versionNumber": 4,
+                                              "url": "https://www.kaggle.com/code/stubuser/digitkit-train"}))
+    pushed = kaggle_client.push_kernel(folder)
+    assert pushed == kaggle_client.Pushed("stubuser/digitkit-train", 4, "https://www.kaggle.com/code/stubuser/"
+                                                                         "digitkit-train")
+
+
+def test_kernel_status_carries_the_failure_message_and_asks_for_a_version(kaggle_stub):
+    kaggle_stub.on("GetKernelSessionStatus", Answer(body={"status": "ERROR", "failureMessage": "CUDA out of memory"}))
+    found = kaggle_client.kernel_status("stubuser/digitkit-train", version=3)
+    assert found == kaggle_client.KernelStatus("ERROR", "CUDA out of memory") and found.finished
+    assert kaggle_client.kernel_status("stubuser/digitkit-train/3").state == "ERROR"  # the loop's "owner/slug/N"
+    calls = kaggle_stub.calls("GetKernelSessionStatus")
+    asked = {"userName": "stubuser", "kernelSlug": "digitkit-train", "versionLabel": "v3"}
+    assert [c.body for c in calls] == [asked, asked]
+    kaggle_stub.on("GetKernelSessionStatus", Answer(body={"status": "QUEUED"}))
+    assert kaggle_client.kernel_status("stubuser/digitkit-train") == kaggle_client.KernelStatus("QUEUED", "")
+
+
+def test_kernel_version_reads_the_latest_saved_version(kaggle_stub):
+    kaggle_stub.on("GetKernel", Answer(body={"metadata": {"ref": "stubuser/digitkit-train", "currentVersionNumber": 7},
+                                             "blob": {"source": "{}"}}))
+    assert kaggle_client.kernel_version("stubuser/digitkit-train") == 7
+    (call,) = kaggle_stub.calls("GetKernel")
+    assert call.body == {"userName": "stubuser", "kernelSlug": "digitkit-train"}
+
+
+def test_kernel_output_reads_every_page(kaggle_stub, work):
+    files = {f"fold{k}.pth": bytes([k]) * 10 for k in range(5)}
+    kaggle_stub.set_kernel_output(files, log="[log]")
+
+    def paged(request):  # pages of 2, as Kaggle pages them: nextPageToken until the last page
+        start = int(request.body.get("pageToken") or 0)
+        names = list(files)[start:start + request.body["pageSize"]]
+        following = start + len(names)
+        return Answer(body={"files": [{"fileName": n, "url": f"http://localhost/files/output/{n}"} for n in names],
+                            "log": "[log]", "nextPageToken": str(following) if following < len(files) else ""})
+
+    kaggle_stub.on("ListKernelSessionOutput", paged)
+    written = kaggle_client.kernel_output("stubuser/digitkit-train", work / "out", page_size=2, version=2)
+    assert sorted(p.name for p in written) == sorted([*files, "digitkit-train.log"])
+    assert snapshot(work / "out") == {**files, "digitkit-train.log": b"[log]"}
+    pages = kaggle_stub.calls("ListKernelSessionOutput")
+    assert [c.body.get("pageToken", "") for c in pages] == ["", "2", "4"]
+    assert {c.body["versionLabel"] for c in pages} == {"v2"}
+
+
+def test_kernel_output_refuses_a_name_outside_the_destination(kaggle_stub, work):
+    kaggle_stub.serve("evil", b"x")
+    kaggle_stub.on("ListKernelSessionOutput", Answer(body={"files": [{"fileName": "../evil",
+                                                                      "url": "http://localhost/files/evil"}]}))
+    with pytest.raises(ship.ShipError, match="outside"):
+        kaggle_client.kernel_output("stubuser/digitkit-train", work / "out")
+    assert not (work / "evil").exists()
+
+
+def test_kernel_log_is_the_sessions_log(kaggle_stub):
+    kaggle_stub.set_kernel_output({}, log="epoch 1\nepoch 2\n")
+    assert kaggle_client.kernel_log("stubuser/digitkit-train") == "epoch 1\nepoch 2\n"
+
+
+def test_a_read_is_retried_after_429_then_succeeds(kaggle_stub, capsys):
+    kaggle_stub.on("GetKernelSessionStatus", error(429, "Too many requests"), error(503, "unavailable"),
+                   Answer(body={"status": "RUNNING"}))
+    assert kaggle_client.kernel_status("stubuser/digitkit-train").state == "RUNNING"
+    assert len(kaggle_stub.calls("GetKernelSessionStatus")) == 3
+    assert "HTTP 429 Too many requests; retry 1/3" in capsys.readouterr().err
+
+
+def test_retries_are_bounded_and_a_send_is_retried_only_after_429(kaggle_stub, work):
+    kaggle_stub.on("GetKernelSessionStatus", error(500, "Internal error"))
+    with pytest.raises(kaggle_client.KaggleCallError, match="HTTP 500 Internal error; what to do: .*retry") as err:
+        kaggle_client.kernel_status("stubuser/digitkit-train")
+    assert err.value.status == 500 and "\n" not in str(err.value)
+    assert len(kaggle_stub.calls("GetKernelSessionStatus")) == 1 + len(kaggle_client.RETRY_DELAYS)
+    kaggle_stub.on("SaveKernel", error(429, "slow down"), Answer(body={"ref": "/code/stubuser/digitkit-train",
+                                                                       "versionNumber": 2, "url": "u"}))
+    assert kaggle_client.push_kernel(write_kernel(work, "train")).version == 2  # refused, not saved: safe to resend
+    kaggle_stub.on("GetKernelSessionStatus", Answer(body={"code": 429, "message": "later"},
+                                                    headers={"Retry-After": "3600"}))
+    with pytest.raises(kaggle_client.KaggleCallError, match="HTTP 429 later; what to do: .*wait a few minutes"):
+        kaggle_client.kernel_status("stubuser/digitkit-train")  # an hour's Retry-After is not waited for
+
+
+def test_a_request_that_hangs_times_out(kaggle_stub):
+    def slow(request):
+        time.sleep(1.0)
+        return Answer(body={"status": "RUNNING"})
+
+    kaggle_stub.on("GetKernelSessionStatus", slow)
+    with pytest.raises(kaggle_client.KaggleCallError, match="connection to Kaggle failed .*Timeout"):
+        kaggle_client.kernel_status("stubuser/digitkit-train", timeout=0.2)
+
+
+def test_dataset_status_is_none_when_the_dataset_is_absent(kaggle_stub):
+    kaggle_stub.on("GetDatasetStatus", error(404, "Dataset not found"), Answer(body={"status": "NOT_YET_PERSISTED"}))
+    assert kaggle_client.dataset_status("stubuser/digitkit-weights") is None
+    assert kaggle_client.dataset_status("stubuser/digitkit-weights") == "not_yet_persisted"
+    kaggle_stub.on("GetDatasetStatus", error(403, "Permission denied"))
+    with pytest.raises(kaggle_client.KaggleCallError, match="check your credentials"):
+        kaggle_client.dataset_status("stubuser/digitkit-weights")
+
+
+def test_create_dataset_refuses_a_slug_in_use(kaggle_stub, work):
+    weights = write_weights(work)
+    meta = json.loads((weights / "dataset-metadata.json").read_text())
+    (weights / "dataset-metadata.json").write_text(json.dumps({**meta, "id": "stubuser/digitkit-weights"}))
+    with pytest.raises(ship.ShipError, match="already in use.*what to do: the slug belongs"):
+        kaggle_client.create_dataset(weights)  # the stub's GetDatasetStatus says READY: it exists
+    assert not kaggle_stub.calls("CreateDataset")
+
+
+def test_submit_and_submissions_are_structured(kaggle_stub, work):
+    (work / "submission.csv").write_text("ImageId,Label\n1,7\n")
+    assert kaggle_client.submit(work / "submission.csv", "m") == 12345
+    kaggle_stub.submissions = [{"ref": 2, "date": "2026-12-01T12:00:05Z", "description": "m", "fileName": "s.csv",
+                                "status": "COMPLETE", "publicScore": "0.99614", "privateScore": ""}]
+    (found,) = kaggle_client.submissions(page_size=5)
+    assert (found.ref, found.status, found.public_score, found.private_score) == (2, "COMPLETE", 0.99614, None)
+    assert found.date.startswith("2026-12-01T12:00:05")
+    assert kaggle_stub.calls("ListSubmissions")[0].body["pageSize"] == 5
+
+
+def test_quota_reads_the_weekly_gpu_hours(kaggle_stub):
+    kaggle_stub.on("GetAcceleratorQuotaStatistics", Answer(body={
+        "quotaRefreshTime": "2026-12-08T00:00:00Z",
+        "gpuQuota": {"timeUsed": "36000s", "timeReserved": "3600s", "totalTimeAllowed": "108000s"}}))
+    found = kaggle_client.quota()
+    assert (found.gpu_used_s, found.gpu_reserved_s, found.gpu_left_s) == (36000, 3600, 68400)
+    assert str(found).startswith("GPU 10.0 h used + 1.0 h running of 30.0 h, 19.0 h left; resets 2026-12-08")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: kaggle_client.push_kernel(Path("build/train")),
+    lambda: kaggle_client.kernel_status("stubuser/digitkit-train"),
+    lambda: kaggle_client.kernel_version("stubuser/digitkit-train"),
+    lambda: kaggle_client.kernel_output("stubuser/digitkit-train", Path("out")),
+    lambda: kaggle_client.kernel_log("stubuser/digitkit-train"),
+    lambda: kaggle_client.dataset_status("stubuser/digitkit-weights"),
+    lambda: kaggle_client.create_dataset(Path("weights")),
+    lambda: kaggle_client.version_dataset(Path("weights"), "m"),
+    lambda: kaggle_client.submit(Path("submission.csv"), "m"),
+    lambda: kaggle_client.submissions(),
+    lambda: kaggle_client.quota(),
+    lambda: kaggle_client.download_data(Path("data")),
+    lambda: kaggle_client.username(),
+], ids=["push", "status", "version", "output", "log", "dataset-status", "create", "version-dataset", "submit",
+        "submissions", "quota", "data", "username"])
+def test_every_call_refuses_in_a_dry_run(kaggle_stub, work, monkeypatch, call):
+    from tools.cli import DRY_RUN_ENV
+
+    monkeypatch.setenv(DRY_RUN_ENV, "1")
+    with pytest.raises(ship.ShipError, match="a dry run reached `kaggle "):
+        call()
+    assert kaggle_stub.requests == []

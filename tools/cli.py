@@ -363,7 +363,7 @@ def execute(target: str, environ: dict[str, str]) -> int:
         print(json.dumps({"target": target, "dry_run": dry_run(environ), "calls": calls}))
         return 0
     if dry_run(environ):
-        os.environ[DRY_RUN_ENV] = "1"  # tools.ship's one door to the kaggle CLI refuses to open (tools/ship.py)
+        os.environ[DRY_RUN_ENV] = "1"  # tools.shipping.kaggle_client, the one door to Kaggle, then refuses to open
     for module, argv in calls:
         if len(calls) > 1:
             print(f"=== python -m {module} {shlex.join(argv)}", flush=True)

@@ -62,8 +62,8 @@ class KaggleService(Protocol):
     def kernel_log(self, ref: str) -> str: ...
     def kernel_output(self, ref: str, dest: Path) -> list[Path]: ...
     def dataset_status(self, ref: str) -> str | None: ...
-    def create_dataset(self, folder: Path) -> Any: ...
-    def version_dataset(self, folder: Path, message: str) -> Any: ...
+    def create_dataset(self, folder: Path, dir_mode: str = "skip") -> Any: ...
+    def version_dataset(self, folder: Path, message: str, dir_mode: str = "skip") -> Any: ...
     def submit(self, file: Path, message: str) -> int: ...
     def submissions(self) -> list[Any]: ...
 
@@ -227,8 +227,11 @@ class Loop:
         folder = self.run_dir / ".kaggle-weights"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
-        for name in dataset_files(self.run_dir):  # manifest.json and the files it hashes, as make weights sends
+        names = dataset_files(self.run_dir)  # manifest.json and the files it hashes, as make weights sends them
+        for name in names:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
             os.link(self.run_dir / name, folder / name)
+        dir_mode = "zip" if any("/" in name for name in names) else "skip"  # logs/… travel zipped, as make weights
         (folder / "dataset-metadata.json").write_text(json.dumps({
             "id": self.weights, "title": f"digitkit weights {self.name}"[:50],
             "licenses": [{"name": "CC0-1.0"}]}, indent=2))
@@ -237,9 +240,9 @@ class Loop:
             self.record("weights", sending=True)
             message = f"digitkit {self.name}: train v{self.step('push-train')['version']}"
             if self.client.dataset_status(self.weights) is None:
-                self.client.create_dataset(folder)
+                self.client.create_dataset(folder, dir_mode=dir_mode)
             else:
-                self.client.version_dataset(folder, message)
+                self.client.version_dataset(folder, message, dir_mode=dir_mode)
             self.record("weights", sent=True, sending=False)
         began, delay = time.monotonic(), self.waits.first
         while (state := self.client.dataset_status(self.weights)) != "ready":
