@@ -132,10 +132,10 @@ class FakeKaggle:
         return [c for c in self.calls if c.startswith(("push", "create_dataset", "version_dataset", "submit"))]
 
 
-def fake_build(kernel: str, out_dir: Path, parameters: dict[str, Any]) -> Path:
+def fake_build(kernel: str, out_dir: Path, parameters: dict[str, Any], metadata: dict[str, Any]) -> Path:
     folder = out_dir / kernel
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "kernel-metadata.json").write_text(json.dumps({"id": f"me/digitkit-{kernel}-demo"}))
+    (folder / "kernel-metadata.json").write_text(json.dumps({"id": f"me/digitkit-{kernel}-demo", **metadata}))
     (folder / f"{kernel}.ipynb").write_text(json.dumps({"parameters": parameters}))
     return folder / f"{kernel}.ipynb"
 
@@ -214,3 +214,17 @@ def test_a_wait_past_its_limit_stops_in_one_line_and_the_rerun_waits_again(tmp_p
         slow.run()
     loop(tmp_path, kaggle).run()
     assert kaggle.sends().count("push me/digitkit-train-demo") == 1
+
+
+def test_an_ensemble_loop_fuses_finished_loops_weights_and_submits_once(tmp_path):
+    kaggle = FakeKaggle()
+    run_dir = tmp_path / "runs" / "fused"
+    run_dir.mkdir(parents=True)
+    fused = Loop(run_dir, name="demo", owner="me", parameters={}, client=kaggle, build=fake_build,
+                 test_rows=TEST_ROWS, waits=Waits(first=0, most=0, limit=60), say=lambda line: None,
+                 sleep=lambda s: None, fuse=["a", "b"])
+    assert fused.run()["public_score"] == 0.987
+    assert kaggle.sends() == ["push me/digitkit-ensemble-demo", "submit"]
+    meta = json.loads((run_dir / ".kaggle-build" / "ensemble" / "kernel-metadata.json").read_text())
+    assert meta["dataset_sources"] == ["me/digitkit-weights-a", "me/digitkit-weights-b"]
+    assert kaggle.subs[0].description == "digitkit make kaggle RUN=demo fusing a b: ensemble v1"

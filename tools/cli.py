@@ -227,6 +227,9 @@ def args_kaggle(environ: dict[str, str]) -> list[str]:
     """make kaggle: the loop named RUN, with the preset (default: kaggle), MODEL, EPOCHS and PARAMS of make run."""
     preset = [f"--preset={value(environ, 'PRESET')}"] if is_set(environ, "PRESET") else []
     twin = ["--twin"] if flag(environ, "TWIN") else []
+    if is_set(environ, "RUNS"):  # the ensemble kernel over finished loops (its name: RUN, else ensemble-a-b)
+        run = [f"--run={run_name(environ)}"] if is_set(environ, "RUN") else []
+        return [*run, "--fuse", *run_names(environ), *twin, *_restart(environ)]
     return [f"--run={run_name(environ)}", *twin, *preset, *_restart(environ), *_training_overrides(environ)]
 
 

@@ -45,6 +45,8 @@ from tools.run_folder import RunFolderError, claim_run
 STATE_NAME = "kaggle.json"
 STEPS = ("build-train", "push-train", "wait-train", "get-train", "weights", "push-infer", "wait-infer", "get-infer",
          "submit", "score")
+# make kaggle RUNS="a b": the ensemble kernel over finished loops' weights datasets (it predicts test.csv itself)
+ENSEMBLE_STEPS = ("push-ensemble", "wait-ensemble", "get-ensemble", "submit", "score")
 TERMINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 LOG_TAIL = 20  # the lines of a failed run's log printed with Kaggle's message
 
@@ -86,9 +88,13 @@ class Loop:
     """One loop's state (``runs/<RUN>/kaggle.json``) and its steps; :meth:`run` does what is left of them."""
 
     def __init__(self, run_dir: Path, *, name: str, owner: str, parameters: dict[str, Any], client: KaggleService,
-                 build: Callable[[str, Path, dict[str, Any]], Path], test_rows: int, waits: Waits | None = None,
-                 say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep):
-        """``test_rows``: the rows of the competition's test.csv (28,000 on Kaggle; the twin serves its own)."""
+                 build: Callable[[str, Path, dict[str, Any], dict[str, Any]], Path], test_rows: int, waits: Waits | None = None,
+                 say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
+                 fuse: list[str] | None = None):
+        """``test_rows``: the rows of the competition's test.csv (28,000 on Kaggle; the twin serves its own).
+        ``fuse``: the names of finished loops whose weights datasets an ensemble kernel fuses (make kaggle RUNS=…);
+        the loop then runs ``ENSEMBLE_STEPS``."""
+        self.fuse, self.steps = fuse or [], ENSEMBLE_STEPS if fuse else STEPS
         self.run_dir, self.name, self.owner, self.parameters, self.test_rows = run_dir, name, owner, parameters, \
             test_rows
         self.client, self.build, self.waits, self.say, self.sleep = client, build, waits or Waits(), say, sleep
@@ -124,20 +130,21 @@ class Loop:
             self.say(f"kaggle loop {self.name}: finished earlier — {self.summary()}; nothing sent")
             return self.step("score")
         started = time.monotonic()
-        for name in STEPS:
+        for name in self.steps:
             if not self.done(name):
                 getattr(self, "_" + name.replace("-", "_"))()
         self.say(f"kaggle loop {self.name} finished in {time.monotonic() - started:.0f} s: {self.summary()}")
         return self.step("score")
 
     def summary(self) -> str:
-        score = self.step("score")
-        local = self.step("get-train").get("local_cv")
+        score, local = self.step("score"), self.step("get-train").get("local_cv")
+        versions = ", ".join(f"{step.removeprefix('push-')} v{self.step(step)['version']}" for step in self.steps
+                             if step.startswith("push-") and "version" in self.step(step))
         return (f"public score {score.get('public_score')}" + (f", local CV {local:.5f}" if local is not None else "")
-                + f" (train v{self.step('push-train').get('version')}, infer v{self.step('push-infer').get('version')})")
+                + f" ({versions})")
 
     def _build_train(self) -> None:
-        folder = self.build("train", self.run_dir / ".kaggle-build", self.parameters)
+        folder = self.build("train", self.run_dir / ".kaggle-build", self.parameters, {})
         quota = self.client.quota()
         if quota:
             self.say(f"GPU quota: {quota}")
@@ -256,27 +263,45 @@ class Loop:
         self.say(f"weights dataset {self.weights}: ready")
 
     def _push_infer(self) -> None:
-        folder = self.build("infer", self.run_dir / ".kaggle-build", {})
+        folder = self.build("infer", self.run_dir / ".kaggle-build", {}, {})
         self._push("infer", folder.parent)
+
+    def _push_ensemble(self) -> None:
+        datasets = [f"{self.owner}/digitkit-weights-{name}".lower() for name in self.fuse]
+        folder = self.build("ensemble", self.run_dir / ".kaggle-build", {}, {"dataset_sources": datasets})
+        self._push("ensemble", folder.parent)
 
     def _wait_infer(self) -> None:
         self._wait("infer")
 
-    def _get_infer(self) -> None:
+    def _wait_ensemble(self) -> None:
+        self._wait("ensemble")
+
+    def _get_submission(self, kind: str) -> None:
         from core.submission import SubmissionError, read_submission
 
-        ref = f"{self.kernel('infer')}/{self.step('push-infer')['version']}"
+        ref = f"{self.kernel(kind)}/{self.step(f'push-{kind}')['version']}"
         self._download(ref)
         try:
             rows = len(read_submission(self.run_dir / "submission.csv", n_test=self.test_rows))
         except SubmissionError as err:
-            raise LoopError(f"get-infer: {err}") from None
-        self.record("get-infer", done=True, rows=rows)
+            raise LoopError(f"get-{kind}: {err}") from None
+        self.record(f"get-{kind}", done=True, rows=rows)
         self.say(f"{ref}: submission.csv, {rows} rows, valid")
 
+    def _get_infer(self) -> None:
+        self._get_submission("infer")
+
+    def _get_ensemble(self) -> None:
+        self._get_submission("ensemble")
+
     def message(self) -> str:
-        return (f"digitkit make kaggle RUN={self.name}: train v{self.step('push-train')['version']}, infer "
-                f"v{self.step('push-infer')['version']}, local CV {self.step('get-train').get('local_cv')}")
+        """The submission's description: the loop and every kernel version it sent (unique per loop and attempt)."""
+        versions = ", ".join(f"{step.removeprefix('push-')} v{self.step(step)['version']}" for step in self.steps
+                             if step.startswith("push-"))
+        local = self.step("get-train").get("local_cv")
+        fused = f" fusing {' '.join(self.fuse)}" if self.fuse else ""
+        return f"digitkit make kaggle RUN={self.name}{fused}: {versions}" + (f", local CV {local}" if local else "")
 
     def _submit(self) -> None:
         from tools import submissions
@@ -322,6 +347,15 @@ class Loop:
 
 
 # ------------------------------------------------------------------------------------------------ the command
+def check_weights_published(run_dir: Path) -> None:
+    """Refuse to fuse a loop whose weights dataset is not published yet (its kaggle.json's ``weights`` step)."""
+    path = run_dir / STATE_NAME
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    if not state.get("steps", {}).get("weights", {}).get("done"):
+        raise LoopError(f"{run_dir.name}: no published weights dataset ({path} does not record one): finish it with "
+                        f"make kaggle RUN={run_dir.name} first")
+
+
 def loop_request(parameters: dict[str, Any]) -> dict[str, Any]:
     """What decides whether runs/<RUN>/ is this loop's (tools.run_folder): the training settings sent to Kaggle."""
     from core.config import Config
@@ -329,18 +363,20 @@ def loop_request(parameters: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "make kaggle", "settings": Config.from_mapping(parameters).training_settings()}
 
 
-def builder(owner: str, name: str) -> Callable[[str, Path, dict[str, Any]], Path]:
-    """Build a kernel for loop ``name``: its title (and so its slug) and weights dataset carry the run's name."""
+def builder(owner: str, name: str) -> Callable[[str, Path, dict[str, Any], dict[str, Any]], Path]:
+    """Build a kernel for loop ``name``: its title (and so its slug) and weights dataset carry the run's name;
+    ``parameters`` go into its parameters cell, ``metadata`` into its kernel-metadata.json."""
     import build as bundler
 
     repo = Path(bundler.__file__).resolve().parent
 
-    def make(kernel: str, out_dir: Path, parameters: dict[str, Any]) -> Path:
+    def make(kernel: str, out_dir: Path, parameters: dict[str, Any], metadata: dict[str, Any]) -> Path:
         return bundler.build_kernel(kernel, repo=repo, out_dir=out_dir, owner=owner,
                                     extra={"title": f"digitkit {kernel} {name}",
                                            "weights_dataset": f"digitkit-weights-{name}".lower(),
                                            "build_command": f"make kaggle RUN={name}"},
-                                    parameters=parameters, note=f"make kaggle RUN={name}")
+                                    parameters=parameters, metadata_overrides=metadata,
+                                    note=f"make kaggle RUN={name}")
     return make
 
 
@@ -372,7 +408,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m tools.kaggle_loop", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=run_name_argument, required=True, help="the loop's name: runs/<name>/")
+    parser.add_argument("--run", type=run_name_argument, help="the loop's name: runs/<name>/ (default with --fuse: "
+                                                                "ensemble-<a>-<b>…)")
+    parser.add_argument("--fuse", nargs="+", type=run_name_argument, default=[], metavar="RUN",
+                        help="finished loops whose weights the ensemble kernel fuses (make kaggle RUNS=\"a b\")")
     parser.add_argument("--runs", default="runs", help="folder of all runs (default: runs)")
     parser.add_argument("--twin", action="store_true", help="talk to the Kaggle twin instead of Kaggle")
     parser.add_argument("--restart", action="store_true", help="move an earlier loop of that name aside")
@@ -382,16 +421,25 @@ def main(argv: list[str] | None = None) -> int:
     from core.presets import preset_parameters
     from tools.run_notebook import parse_parameter
 
+    name = args.run or ("ensemble-" + "-".join(args.fuse) if args.fuse else "default")
     try:
-        parameters = {**preset_parameters(args.preset), **dict(parse_parameter(p) for p in args.param)}
-        if len(f"digitkit-weights-{args.run}") > 50:
-            raise LoopError(f"RUN={args.run}: a Kaggle slug holds at most 50 characters; use a run name of at most "
+        if len(f"digitkit-weights-{name}") > 50:
+            raise LoopError(f"RUN={name}: a Kaggle slug holds at most 50 characters; use a run name of at most "
                             f"{50 - len('digitkit-weights-')}")
-        request = loop_request(parameters)
+        if args.fuse:
+            if len(args.fuse) < 2:
+                raise LoopError(f"make kaggle RUNS=…: fusing needs two or more finished loops; got {len(args.fuse)}")
+            parameters: dict[str, Any] = {}
+            request = {"kind": "make kaggle", "settings": {"fuse": " ".join(args.fuse)}}
+            for loop_name in args.fuse:
+                check_weights_published(Path(args.runs) / loop_name)
+        else:
+            parameters = {**preset_parameters(args.preset), **dict(parse_parameter(p) for p in args.param)}
+            request = loop_request(parameters)
         target = connect(args.twin)
-        with claim_run(args.runs, args.run, request=request, restart=args.restart, command="make kaggle") as run_dir:
-            Loop(run_dir, name=args.run, owner=target.owner, parameters=parameters, client=target.client,
-                 build=builder(target.owner, args.run), test_rows=target.test_rows,
+        with claim_run(args.runs, name, request=request, restart=args.restart, command="make kaggle") as run_dir:
+            Loop(run_dir, name=name, owner=target.owner, parameters=parameters, client=target.client,
+                 build=builder(target.owner, name), test_rows=target.test_rows, fuse=args.fuse,
                  waits=Waits(first=0.5, most=5) if args.twin else Waits()).run()
     except (LoopError, RunFolderError, ValueError) as err:
         print(f"make kaggle failed: {err}", file=sys.stderr)
