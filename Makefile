@@ -133,3 +133,11 @@ submit: .check $(STAMP) ## validate FILE (default runs/kaggle-infer/submission.c
 
 scores: .check $(STAMP) ## read your submissions' public scores from Kaggle into the records make submit wrote (make runs shows them)
 	@$(CLI) scores
+
+# ---- the Kaggle twin (tools/twin/): a local Kaggle that runs pushed kernels in the /kaggle sandbox (docs/twin.md) ----
+.PHONY: twin twin-stop
+twin: .check $(STAMP) ## start the Kaggle twin in the background (runs/kaggle-twin/; prints the environment a kaggle client needs)
+	@$(CLI) twin
+
+twin-stop: .check $(STAMP) ## stop the Kaggle twin (its state stays in runs/kaggle-twin/)
+	@$(CLI) twin-stop

@@ -4,49 +4,20 @@ The CLI only talks to ``http://localhost/api/v1/<service>/<Method>`` when ``KAGG
 so the stub runs as a plain HTTP forward proxy on 127.0.0.1 and a free port, and the CLI is pointed at it with
 ``HTTP_PROXY`` (and empty ``NO_PROXY``). The request line then carries the absolute URL. Besides the API calls it
 serves the URLs it hands out itself: ``PUT /upload/<token>`` (blob and submission uploads) and ``GET /files/<name>``
-(kernel output files, the competition zip).
+(kernel output files, the competition zip). The HTTP side (proxy server, request record, answers) is
+tools/twin/protocol.py, shared with the Kaggle twin (tools/twin/), which emulates instead of replaying.
 
 Every request is recorded (method, path, JSON body, headers without ``Authorization``) for assertions. Answers are
 programmable per API method with :meth:`KaggleStub.on`: a queue of answers consumed in order, the last one repeated.
 """
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
-API_PREFIX = "/api/v1/"
-BASE_URL = "http://localhost"
-MAX_BODY_BYTES = 64 << 20  # no test sends more; a bound keeps a broken client from filling memory
+from tools.twin.protocol import API_PREFIX, BASE_URL, Answer, ProxyServer, Recorded, error
 
-
-@dataclass
-class Recorded:
-    method: str  # HTTP verb
-    path: str  # URL path, e.g. /api/v1/kernels.KernelsApiService/SaveKernel
-    headers: dict[str, str]
-    body: Any = None  # parsed JSON for API calls, else None
-    raw: bytes = b""
-
-    @property
-    def api_method(self) -> str | None:
-        """``SaveKernel`` for ``/api/v1/kernels.KernelsApiService/SaveKernel``; None for blob/file traffic."""
-        return self.path.rsplit("/", 1)[-1] if self.path.startswith(API_PREFIX) else None
-
-
-@dataclass
-class Answer:
-    status: int = 200
-    body: Any = field(default_factory=dict)  # JSON-serialisable, or bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error(status: int, message: str) -> Answer:
-    """An error the way Kaggle's API returns one: that HTTP status and ``{"code", "message"}``."""
-    return Answer(status, {"code": status, "message": message})
+__all__ = ["API_PREFIX", "BASE_URL", "Answer", "KaggleStub", "Recorded", "error"]
 
 
 class KaggleStub:
@@ -63,8 +34,7 @@ class KaggleStub:
         self._answers: dict[str, list[Answer | Callable[[Recorded], Answer]]] = {}
         self._upload_names: dict[str, str] = {}  # upload token -> file name
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ProxyServer | None = None
 
     # -- programming ------------------------------------------------------------------------------------------------
     def on(self, method: str, *answers: Answer | Callable[[Recorded], Answer]) -> None:
@@ -147,81 +117,24 @@ class KaggleStub:
         return error(404, f"stub: nothing at {request.method} {request.path}")
 
     # -- server -----------------------------------------------------------------------------------------------------
+    def _record_and_answer(self, request: Recorded) -> Answer:
+        with self._lock:
+            self.requests.append(request)
+        return self._answer(request)
+
     def start(self) -> int:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = 30  # socket timeout: a stalled client cannot hold a thread forever
-
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-            def _read_body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks, total = [], 0
-                    while total <= MAX_BODY_BYTES:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            break
-                        chunks.append(self.rfile.read(size))
-                        total += size
-                        self.rfile.readline()
-                    return b"".join(chunks)
-                length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY_BYTES)
-                return self.rfile.read(length) if length else b""
-
-            def _handle(self) -> None:
-                raw = self._read_body()
-                path = urlsplit(self.path).path
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("authorization",
-                                                                                        "proxy-authorization")}
-                body = None
-                if path.startswith(API_PREFIX):
-                    try:
-                        body = json.loads(raw or b"{}")
-                    except ValueError:
-                        body = None
-                request = Recorded(self.command, path, headers, body, raw if body is None else b"")
-                with stub._lock:
-                    stub.requests.append(request)
-                answer = stub._answer(request)
-                data = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
-                self.send_response(answer.status)
-                content_type = "application/json" if not isinstance(answer.body, bytes) else "application/octet-stream"
-                self.send_header("Content-Type", answer.headers.get("Content-Type", content_type))
-                for key, value in answer.headers.items():
-                    if key != "Content-Type":
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                self.close_connection = True
-
-            do_GET = do_POST = do_PUT = do_HEAD = _handle
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="kaggle-stub", daemon=True)
-        self._thread.start()
-        return self.port
+        self._server = ProxyServer(self._record_and_answer, name="kaggle-stub")
+        return self._server.start()
 
     @property
     def port(self) -> int:
         assert self._server is not None, "start() the stub first"
-        return self._server.server_address[1]
+        return self._server.port
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> "KaggleStub":
         self.start()

@@ -328,6 +328,8 @@ TARGETS: dict[str, Callable[[dict[str, str]], Plan]] = {
     "push": lambda env: [("build", [kernel(env)]), ("tools.ship", args_ship(env, "push"))],
     **{name: (lambda env, name=name: [("tools.ship", args_ship(env, name))])
        for name in ("status", "output", "weights", "submit", "scores")},
+    "twin": lambda env: [("tools.twin", ["start"])],
+    "twin-stop": lambda env: [("tools.twin", ["stop"])],
 }
 # Targets whose every step honours DRY_RUN (make data only with SOURCE=kaggle): anywhere else it is refused.
 DRY_RUN_TARGETS = ("push", "status", "output", "weights", "submit", "scores", "data")

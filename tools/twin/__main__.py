@@ -1,0 +1,5 @@
+import sys
+
+from tools.twin import main
+
+sys.exit(main())
