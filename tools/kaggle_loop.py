@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from core.atomic import write_text_atomic
 from tools.run_folder import RunFolderError, claim_run
+from tools.shipping import ShipError
 
 STATE_NAME = "kaggle.json"
 STEPS = ("build-train", "push-train", "wait-train", "get-train", "weights", "push-infer", "wait-infer", "get-infer",
@@ -146,8 +147,10 @@ class Loop:
     def _build_train(self) -> None:
         folder = self.build("train", self.run_dir / ".kaggle-build", self.parameters, {})
         quota = self.client.quota()
-        if quota:
-            self.say(f"GPU quota: {quota}")
+        self.say(f"GPU quota: {quota}")
+        if getattr(quota, "gpu_left_s", 1) <= 0:
+            raise LoopError(f"build-train: the weekly GPU quota is used up ({quota}): wait for it to reset, then rerun "
+                            "the same command (nothing was pushed)")
         self.record("build-train", done=True, folder=str(folder.parent), parameters=self.parameters)
 
     def _push(self, kind: str, folder: Path) -> None:
@@ -387,19 +390,24 @@ class Target:
     test_rows: int  # rows of the competition's test.csv there
 
 
-def connect(twin: bool) -> Target:
-    """The Kaggle to talk to: the real one (credentials from the environment or kaggle.json), or the twin (started
-    if it is not running; its address and fake credentials from its state folder)."""
+def connect(twin: bool, twin_state: Path | None = None) -> Target:
+    """The Kaggle to talk to: the real one (credentials from the environment or kaggle.json), or the twin serving
+    ``twin_state`` (default runs/kaggle-twin; started if it is not running; its address and fake credentials from
+    its state folder)."""
     from tools.kaggle_ids import resolve_owner
     from tools.shipping.kaggle_client import KaggleClient
     from tools.ship import KAGGLE_TEST_ROWS
 
     test_rows = KAGGLE_TEST_ROWS
     if twin:
-        from tools.twin import client_environment, test_rows as twin_test_rows
+        from tools.twin import DEFAULT_STATE, client_environment, served_test_rows
 
-        os.environ.update(client_environment())
-        test_rows = twin_test_rows()
+        state = twin_state or DEFAULT_STATE
+        try:
+            os.environ.update(client_environment(state))
+        except RuntimeError as err:
+            raise LoopError(str(err)) from None
+        test_rows = served_test_rows(state)
     return Target(client=KaggleClient(), owner=resolve_owner(None), test_rows=test_rows)
 
 
@@ -417,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", action="store_true", help="move an earlier loop of that name aside")
     parser.add_argument("--preset", default="kaggle", help="a preset of core/presets.py (default: kaggle)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--twin-state", type=Path, help="the twin's state folder (default: runs/kaggle-twin)")
+    parser.add_argument("--wait-limit", type=float, default=None,
+                        help=f"seconds one wait may take before the loop stops (default: {Waits.limit / 3600:g} h)")
     args = parser.parse_args(argv)
     from core.presets import preset_parameters
     from tools.run_notebook import parse_parameter
@@ -436,12 +447,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parameters = {**preset_parameters(args.preset), **dict(parse_parameter(p) for p in args.param)}
             request = loop_request(parameters)
-        target = connect(args.twin)
+        target = connect(args.twin, args.twin_state)
+        waits = Waits(first=0.5, most=5) if args.twin else Waits()
+        waits.limit = args.wait_limit if args.wait_limit is not None else waits.limit
         with claim_run(args.runs, name, request=request, restart=args.restart, command="make kaggle") as run_dir:
             Loop(run_dir, name=name, owner=target.owner, parameters=parameters, client=target.client,
                  build=builder(target.owner, name), test_rows=target.test_rows, fuse=args.fuse,
-                 waits=Waits(first=0.5, most=5) if args.twin else Waits()).run()
-    except (LoopError, RunFolderError, ValueError) as err:
+                 waits=waits).run()
+    except (LoopError, RunFolderError, ShipError, ValueError) as err:  # Kaggle's answers too: one line each
         print(f"make kaggle failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -102,6 +102,10 @@ class KaggleCallError(ShipError):
 
 
 # ------------------------------------------------------------------------------------------------------ answers
+class IncompleteDownload(OSError):
+    """A download ended before its Content-Length: retried like a broken connection."""
+
+
 @dataclass(frozen=True)
 class Pushed:
     ref: str  # "owner/slug"
@@ -283,7 +287,8 @@ def _retry_delay(err: BaseException, attempt: int, *, idempotent: bool) -> float
         after = getattr(err, "response").headers.get("Retry-After", "")
         wait = float(after) if after.strip().isdigit() else RETRY_DELAYS[attempt]
         return wait if wait <= MAX_RETRY_AFTER else None
-    broken = isinstance(err, (requests.ConnectionError, requests.Timeout)) and not status
+    broken = isinstance(err, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                              IncompleteDownload)) and not status  # a connection cut mid-answer too
     if idempotent and (status >= 500 or broken):
         return RETRY_DELAYS[attempt]
     return None
@@ -432,9 +437,13 @@ def _download(url: str, target: Path, timeout: float) -> None:
     partial = target.with_name(target.name + ".kaggle-partial")
     with requests.get(url, stream=True, timeout=timeout) as response:
         response.raise_for_status()
+        written = 0
         with open(partial, "wb") as handle:
             for chunk in response.iter_content(chunk_size=1 << 20):
-                handle.write(chunk)
+                written += handle.write(chunk)
+        expected = response.headers.get("Content-Length", "")
+        if expected.isdigit() and written != int(expected) and "Content-Encoding" not in response.headers:
+            raise IncompleteDownload(f"{target.name}: {written:,} of {int(expected):,} bytes arrived")
     os.replace(partial, target)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_STATE = "runs/kaggle-twin"
+DEFAULT_STATE = "runs/kaggle-twin"  # the one home of the default; control.py reads it here
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +46,7 @@ def client_environment(state: str | Path = DEFAULT_STATE, *, start: bool = True)
     return dict(info["env"])
 
 
-def test_rows(state: str | Path = DEFAULT_STATE) -> int:
+def served_test_rows(state: str | Path = DEFAULT_STATE) -> int:
     """The rows of the test.csv the twin serving ``state`` hands out (its submissions must have as many)."""
     from tools.twin.competition import COMPETITION
 

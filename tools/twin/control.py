@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tools.twin import DEFAULT_STATE  # the one home of the default state folder
 from tools.twin.sandbox import KAGGLE_ROOT, REPO, sandbox_problem
 from tools.twin.store import iso, read_json, write_json
 
-DEFAULT_STATE = "runs/kaggle-twin"
 DEFAULT_USER = "twinuser"
 FAKE_KEY = "c0ffee00c0ffee00c0ffee00c0ffee00"  # 32 hex digits, like a real key; the twin accepts any credentials
 INFO_NAME = "twin.json"
