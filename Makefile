@@ -1,5 +1,5 @@
 # digitkit — `make help` lists the targets. Everything runs inside .venv, made from requirements.txt.
-SHELL := /bin/bash
+override SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # What a user types never reaches a shell. Every NAME=value given on make's command line is taken as typed (make's own
@@ -12,13 +12,14 @@ export $(COMMAND_LINE_VARIABLES)
 export DIGITKIT_MAKE_VARIABLES := $(COMMAND_LINE_VARIABLES)
 export DIGITKIT_MAKE_GOALS := $(MAKECMDGOALS)
 
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
-CLI    := $(PY) -m tools.cli
+# `override`: the Makefile's own names win over the command line and `make -e` (they name programs it runs)
+override VENV   := .venv
+override PY     := $(VENV)/bin/python
+override STAMP  := $(VENV)/.installed
+override CLI    := $(PY) -m tools.cli
 # the first step of every target: unknown variables, DRY_RUN and every value the goals read, checked before any work
 # (the standard library only: it runs before .venv exists)
-CHECK  := python3 -m tools.cli check
+override CHECK  := python3 -m tools.cli check
 
 export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
@@ -49,7 +50,7 @@ $(STAMP): requirements.txt | .check
 # bin/kaggle links to .venv's pinned Kaggle CLI (a console script that runs under .venv's own Python).
 # Use: .venv-kaggle/bin/python -m pytest -q -m "not slow" ...
 .PHONY: venv-kaggle venv-oldest
-SITE_PACKAGES = -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
+override SITE_PACKAGES = -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
 
 venv-kaggle: .venv-kaggle/.installed ## .venv-kaggle: Kaggle image's versions (requirements-kaggle.txt), .venv's torch
 venv-oldest: .venv-oldest/.installed ## .venv-oldest: oldest promised versions (requirements-oldest.txt), .venv's torch
@@ -66,8 +67,8 @@ venv-oldest: .venv-oldest/.installed ## .venv-oldest: oldest promised versions (
 data: .check $(STAMP) ## write the embedded MNIST 5k in Kaggle's layout (SOURCE=kaggle downloads the real files)
 	@$(CLI) data
 
-KERNELS   := $(patsubst kernels/%.py.j2,%,$(wildcard kernels/*.py.j2))
-NOTEBOOKS := $(foreach k,$(KERNELS),build/$(k)/$(k).ipynb)
+override KERNELS   := $(patsubst kernels/%.py.j2,%,$(wildcard kernels/*.py.j2))
+override NOTEBOOKS := $(foreach k,$(KERNELS),build/$(k)/$(k).ipynb)
 
 build: .check $(STAMP) $(NOTEBOOKS) ## build every notebook + kernel-metadata.json into build/ (only what is stale)
 
@@ -109,8 +110,8 @@ cpu-quick: .check $(STAMP) build ## the CPU preset for iterating on the full 42k
 test: .check $(STAMP) .venv-kaggle/.installed .venv-oldest/.installed ## the whole suite (unit, build, the notebooks in a Kaggle sandbox in 3 package sets, Kaggle CLI contract)
 	$(PY) -m pytest -q
 
-clean: .check ## remove build/ and runs/ (data/, weights/ and .venv stay)
-	rm -rf build runs
+clean: .check ## remove build/ (runs/ holds your runs, Kaggle loop states and moved-aside runs: delete those by hand)
+	rm -rf build
 
 # ---- Kaggle (through the pinned kaggle CLI; DRY_RUN=1 prints the command and metadata and sends nothing) ----
 kaggle: .check $(STAMP) ## the whole Kaggle loop for RUN: push train → wait → weights → push infer → wait → submit → public score (TWIN=1: the twin)

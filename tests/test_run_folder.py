@@ -127,7 +127,7 @@ def test_a_run_saved_before_request_json_is_compared_through_its_manifest(tmp_pa
     config = Config(model="smallcnn", epochs=2)
     (run / "manifest.json").write_text(json.dumps({"config": config.to_dict(), "train_sha256": "ab" * 32}))
     old = recorded_request(run)
-    assert old == {"settings": config.training_settings(), "data": "ab" * 32}
+    assert old == {"kind": "make run", "settings": config.training_settings(), "data": "ab" * 32}
     new = {"settings": Config(model="smallcnn", epochs=3).training_settings(), "data": "ab" * 32}
     assert differences(old, new) == ["epochs: 2 → 3"]
 
@@ -142,9 +142,10 @@ def test_how_a_run_runs_is_not_a_difference():
         assert differences({"settings": base.training_settings()}, {"settings": other.training_settings()}) == []
 
 
-@pytest.mark.parametrize("name", ["../x", "/abs/path", "a/b", "", ".", "..", ".hidden", "a b", "it's", "folds"])
+@pytest.mark.parametrize("name", ["../x", "/abs/path", "a/b", "", ".", "..", ".hidden", "a b", "it's", "folds",
+                                  "compare", "kaggle-twin", "kaggle-infer", "journal.csv", "weights"])
 def test_a_run_name_that_is_not_a_name_is_refused_before_anything_is_written(tmp_path, name):
-    with pytest.raises(RunFolderError, match="a run name is letters, digits"):
+    with pytest.raises(RunFolderError, match="a run name is letters, digits|is reserved for digitkit"):
         claim_run(tmp_path / "runs", name, request={}).__enter__()
     assert not (tmp_path / "runs").exists()
 
@@ -218,3 +219,45 @@ def test_the_journal_says_a_run_is_running_while_its_writer_holds_it(tmp_path):
             entry.status
     [entry] = read_journal(tmp_path / "runs").entries
     assert entry.status.startswith("unfinished: 0 of 5 folds trained")
+
+
+@pytest.mark.parametrize("other", [{"kind": "make sweep"}, {"kind": "make ensemble", "settings": {"runs": "a b"}},
+                                   {"kind": "make kaggle", "target": "twin", "settings": SETTINGS}])
+def test_a_folder_holds_one_kind_of_run(tmp_path, other):
+    """make sweep, make ensemble or make kaggle never write into a make run folder (nor the reverse)."""
+    claim_run_once(tmp_path, {"kind": "make run", **request()})
+    with pytest.raises(RunFolderError, match=rf"other settings \(kind: 'make run' → '{other['kind']}'\)"):
+        claim_run_once(tmp_path, other)
+
+
+def test_a_loop_on_the_twin_is_not_the_loop_on_kaggle(tmp_path):
+    claim_run_once(tmp_path, {"kind": "make kaggle", "target": "twin", "owner": "twinuser", "settings": SETTINGS})
+    with pytest.raises(RunFolderError, match=r"target: 'twin' → 'kaggle'; owner: 'twinuser' → 'me'"):
+        claim_run_once(tmp_path, {"kind": "make kaggle", "target": "kaggle", "owner": "me", "settings": SETTINGS})
+
+
+def test_a_damaged_request_json_is_refused_not_overwritten(tmp_path):
+    run_dir = claim_run_once(tmp_path, request())
+    (run_dir / REQUEST_NAME).write_text("{not json")
+    with pytest.raises(RunFolderError, match=r"request.json cannot be read .* RESTART=1"):
+        claim_run_once(tmp_path, request())
+    assert (run_dir / REQUEST_NAME).read_text() == "{not json"
+
+
+def test_many_processes_racing_for_one_run_let_exactly_one_in(tmp_path):
+    """The lock is the kernel's (flock): of several processes started at once, one holds the run, the others are
+    refused — never two holders (an empty lock file being written is no stale lock)."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        from tools.run_folder import RunFolderError, claim_run
+        try:
+            with claim_run({str(tmp_path / 'runs')!r}, "a", request={{}}):
+                print("in", flush=True)
+                time.sleep(2)
+        except RunFolderError:
+            print("refused", flush=True)
+    """)
+    racers = [subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+              for _ in range(6)]
+    said = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
+    assert said.count("in") == 1 and said.count("refused") == 5, said

@@ -12,7 +12,7 @@ run, refused — so a dry run can never become a real one; and every value the g
 numbers, ``PARAMS``' quoting, the kernel), all before ``.venv`` is made or a notebook is built.
 
 PARAMS quoting: ``PARAMS`` is split like a POSIX shell line (Python's ``shlex``, which runs nothing): words are
-separated by spaces, and a value with spaces or commas is quoted, e.g. ``PARAMS="tta='rotate,shift' n_folds=3"``.
+separated by spaces, and a value with spaces or commas is quoted, e.g. ``PARAMS="tta='rotate_ccw,rotate_cw' n_folds=3"``.
 Each word is ``name=value``; the value is read as a Python literal (``3``, ``1e-3``, ``True``, ``[16,64]``) or, when
 it is not one, kept as text.
 """
@@ -61,9 +61,9 @@ VARIABLES: dict[str, Variable] = {
     "PRESET": Variable("a named recipe of core/presets.py (local | kaggle | cpu-recipe | cpu-quick)", "local"),
     "MODEL": Variable("the model (core/models.py: smallcnn, fastcnn, … or a timm name); default: the preset's"),
     "EPOCHS": Variable("epochs per fold (a whole number); default: the preset's"),
-    "PARAMS": Variable("more settings, quoted like a shell line: PARAMS=\"n_folds=3 tta='rotate,shift'\""),
-    "RESTART": Variable("1: move an earlier run of this RUN with other settings aside to "
-                        "runs/<RUN>.replaced-<time>/ and start again"),
+    "PARAMS": Variable("more settings, quoted like a shell line: PARAMS=\"n_folds=3 tta='rotate_ccw,rotate_cw'\""),
+    "RESTART": Variable("1: move whatever runs/<RUN>/ holds aside to runs/<RUN>.replaced-<time>/ and start again "
+                        "(needed when the settings differ)"),
     "RUNS": Variable("run names, separated by spaces: RUNS=\"a b\""),
     "A": Variable("make compare: the reference run"),
     "B": Variable("make compare: the challenger run"),
@@ -137,7 +137,7 @@ def parse_params(text: str, *, variable: str = "PARAMS") -> list[str]:
         words = shlex.split(text, comments=False, posix=True)
     except ValueError as err:
         raise UsageError(f"{variable}={shown(text)}: {err} (quote a value with spaces or commas like a shell does: "
-                         f"{variable}=\"tta='rotate,shift' n_folds=3\")") from None
+                         f"{variable}=\"tta='rotate_ccw,rotate_cw' n_folds=3\")") from None
     for word in words:
         name, sep, _ = word.partition("=")
         if not sep or not name.isidentifier():
@@ -389,7 +389,7 @@ def help_text() -> str:
     lines += [f"  {name:<9} {var.help}" + (f" (default: {var.default})" if var.default else "")
               for name, var in VARIABLES.items()]
     lines += ["", "PARAMS is split like a shell line (nothing is run): name=value words, values with spaces or commas",
-              "quoted, e.g. make run PARAMS=\"n_folds=3 tta='rotate,shift'\"; a value is a Python literal or text."]
+              "quoted, e.g. make run PARAMS=\"n_folds=3 tta='rotate_ccw,rotate_cw'\"; a value is a Python literal or text."]
     return "\n".join(lines)
 
 

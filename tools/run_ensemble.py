@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     name = args.name or "ensemble-" + "-".join(args.runs)
     try:  # the output folder is this ensemble's alone: locked, and refused when it fused other runs
-        with claim_run(runs_dir, name, request={"settings": {"runs": " ".join(args.runs)}}, restart=args.restart,
+        with claim_run(runs_dir, name, request={"kind": "make ensemble", "settings": {"runs": " ".join(args.runs)}}, restart=args.restart,
                        command="make ensemble") as out_dir:
             return _fuse(args, groups, out_dir)
     except RunFolderError as err:

@@ -4,8 +4,8 @@ was asked to do, so that it is never replaced or mixed silently.
 - :func:`check_run_name`: a run name is a name — letters, digits, ``.``, ``_``, ``-``, starting with a letter or a
   digit — never a path (``RUN=../x`` and ``RUN=/abs`` would write outside ``runs/``).
 - :func:`claim_run`: before the first write, take ``runs/.locks/<name>.lock`` (pid, host, process start, command);
-  a second process on the same run is refused at once, naming the holder; a lock whose process is gone (same host)
-  is stale and taken over. Then compare what this run is asked to do (``request``: the training settings and the
+  a second process on the same run is refused at once, naming the holder; the lock ends with its process (flock),
+  so a killed run never blocks the next. Then compare what this run is asked to do (``request``: the training settings and the
   data fingerprint) with what the folder recorded (``request.json``; for runs saved before it, manifest.json or
   config.json): a difference is refused, listing each ``name: old → new``, unless ``restart`` moves the old run
   aside to ``runs/<name>.replaced-<UTC time>/`` (never deleted). The same request resumes, as before.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -27,13 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import write_text_atomic
+from tools.cli import kernels, shown
 from tools.os_errors import describe_os_error
 
 log = logging.getLogger(__name__)
 
-REQUEST_NAME = "request.json"  # what the run was asked to do: its training settings and data fingerprint
+REQUEST_NAME = "request.json"  # what the run was asked to do: its kind, training settings and data fingerprint
+RUN_KIND = "make run"  # the kind of a request that names none (runs saved before request.json had kinds)
 LOCKS_DIR = ".locks"  # runs/.locks/<name>.lock: who is writing runs/<name>/ now
-RESERVED_NAMES = ("folds",)  # runs/folds/ holds the folds.csv shared per data folder (tools.run_local)
+# Names digitkit gives its own files and folders in runs/: folds/ (the folds.csv shared per data folder), compare/
+# (make compare's figures), kaggle-twin/ (the twin's state), kaggle-<kernel>/ (make output), journal.csv/.png (make
+# runs), and weights (make runs', make compare's and make ensemble's name for the weights/ folder).
+RESERVED_NAMES = ("folds", "compare", "kaggle-twin", "journal.csv", "journal.png", "weights",
+                  *(f"kaggle-{kernel}" for kernel in kernels()))
 NAME_RULE = ("a run name is letters, digits, '.', '_' and '-', starting with a letter or a digit (at most 100 "
              "characters), e.g. RUN=effnet-b0.lr3e-3; group many runs by a common prefix, not by folders")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -49,8 +56,6 @@ def check_run_name(name: str, *, variable: str = "RUN") -> str:
     Also used as an ``argparse`` type by the runners, so that a name given to them directly is held to it too.
     """
     if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
-        from tools.cli import shown
-
         why = (f"{name!r} is reserved for digitkit's own folder runs/{name}/" if name in RESERVED_NAMES else
                "it is empty" if not name else f"{name!r} is not a name")
         raise RunFolderError(f"{variable}={shown(name)}: {why}; {NAME_RULE}")
@@ -65,44 +70,35 @@ def replaced_name(name: str, when: dt.datetime | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ the lock
-def _process_start(pid: int) -> str:
-    """The kernel's start time of process ``pid`` (clock ticks since boot), "" where /proc cannot tell: with the pid,
-    it tells a live holder from a new process that reuses its pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22, counted after the command name in parentheses
-
-
-def _alive(holder: Mapping[str, Any]) -> bool:
-    """Whether the process that wrote a lock still runs (on this host; another host's lock is taken as alive)."""
-    if holder.get("host") != socket.gethostname():
-        return True
-    pid = int(holder.get("pid", 0))
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    started = holder.get("process_start", "")
-    return not started or started == _process_start(pid) or not _process_start(pid)
-
-
 def live_holder(runs_dir: str | Path, name: str) -> str:
     """Who writes ``runs_dir/<name>/`` now, in words ("pid 42 on host since … (make run)"); "" when nobody does."""
     path = Path(runs_dir) / LOCKS_DIR / f"{name}.lock"
     try:
-        holder = json.loads(path.read_text())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return ""
-    return _holder_words(holder) if isinstance(holder, dict) and _alive(holder) else ""
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: its content says by whom
+            return _holder_words(_read_holder(fd))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return ""
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        holder = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def _holder_words(holder: Mapping[str, Any]) -> str:
+    if not holder:
+        return "another process (it has not said which yet)"
     return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
             + (f" ({holder['command']})" if holder.get("command") else ""))
 
@@ -111,49 +107,48 @@ def _holder_words(holder: Mapping[str, Any]) -> str:
 def run_lock(runs_dir: Path, name: str, *, command: str) -> Iterator[Path]:
     """Hold ``runs_dir/.locks/<name>.lock`` while the block runs; yields the lock's path.
 
+    The lock is the kernel's (``flock``): it ends with the process that holds it, however that process ends, so a
+    killed run never blocks the next one; the file's content (pid, host, time, command) is only
+    there to name the holder. After taking it, the file is checked to still be the one at ``path`` (a holder that
+    just finished unlinks its file): otherwise it is taken again.
+
     Raises:
-        RunFolderError: another live process holds it (the message names it and the way on), or the lock cannot be
+        RunFolderError: another process holds it (the message names it and the way on), or the lock cannot be
             written (read-only folder, full disk: one line naming the folder).
     """
-    locks = runs_dir / LOCKS_DIR
-    path = locks / f"{name}.lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
-          "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command}
+    path = runs_dir / LOCKS_DIR / f"{name}.lock"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command}
     try:
-        locks.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):  # a stale lock is moved away and taken once more; O_EXCL decides between racers
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    holder = json.loads(path.read_text() or "{}")
-                except (OSError, ValueError):
-                    holder = {}
-                if holder and _alive(holder):
-                    where = runs_dir / name
-                    raise RunFolderError(
-                        f"{where} is being written by {_holder_words(holder)}: wait for it to end, or use another "
-                        f"RUN; if that process is gone from another machine, delete {path}") from None
-                stale = path.with_name(f"{path.name}.stale-{os.getpid()}")
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(path, stale)
-                    stale.unlink()
-                    log.warning("%s: took over a stale lock (%s is no longer running)", path,
-                                _holder_words(holder) if holder else "an unreadable lock")
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
-            break
-        else:
-            raise RunFolderError(f"{path}: could not take the run's lock (other processes keep taking it)")
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise RunFolderError(f"{runs_dir / name} is being written by {_holder_words(holder)}: wait for it to "
+                                     "end, or use another RUN") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the file was unlinked by the holder that just finished: take the new one
+        left = _read_holder(fd)
+        if left:
+            log.warning("%s: took over a stale lock (%s ended without releasing it)", path, _holder_words(left))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
     except OSError as err:
         raise RunFolderError(describe_os_error(err, doing=f"taking the lock of run {name}")) from None
     try:
         yield path
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(path.read_text()).get("pid") == os.getpid():
-                path.unlink()
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still held: a process waiting on this file sees it gone and takes a new one
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------- the request
@@ -163,9 +158,13 @@ def recorded_request(run_dir: Path) -> dict[str, Any] | None:
     request = run_dir / REQUEST_NAME
     if request.is_file():
         try:
-            return json.loads(request.read_text())
-        except ValueError:
-            return None
+            recorded = json.loads(request.read_text())
+        except (OSError, ValueError) as err:
+            recorded = err
+        if not isinstance(recorded, dict):
+            raise RunFolderError(f"{request} cannot be read ({recorded}): the run's record was damaged; use another "
+                                 "RUN=<name>, or RESTART=1 to move this run aside and start again")
+        return recorded
     from core.config import Config  # the runners have torch; this module's name rules need only the stdlib
 
     for name in ("manifest.json", "config.json"):
@@ -180,20 +179,25 @@ def recorded_request(run_dir: Path) -> dict[str, Any] | None:
                 settings = Config.from_saved(config).training_settings()
             except ValueError:
                 continue
-            return {"settings": settings, **({"data": saved["train_sha256"]} if "train_sha256" in saved else {})}
+            return {"kind": RUN_KIND, "settings": settings,
+                    **({"data": saved["train_sha256"]} if "train_sha256" in saved else {})}
     return None
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``name: old → new`` for each setting (and ``data``) that differs; a key missing on one side is left out (a
-    setting added since the old run was saved, or a fingerprint not recorded)."""
+    """``name: old → new`` for what differs: the kind of run (``make run``, ``make sweep``, ``make ensemble``,
+    ``make kaggle`` … — a folder holds one kind), where and as whom it runs (a Kaggle loop's ``target`` and ``owner``),
+    each setting, and the data. A setting missing on one side is left out (added since the old run was saved)."""
     lines = []
-    for key in ("settings", "data"):
+    if old.get("kind", RUN_KIND) != new.get("kind", RUN_KIND):
+        return [f"kind: {old.get('kind', RUN_KIND)!r} → {new.get('kind', RUN_KIND)!r}"]
+    for key in ("target", "owner", "settings", "data"):
         before, after = old.get(key), new.get(key)
         if isinstance(before, Mapping) and isinstance(after, Mapping):
             lines += [f"{k}: {before[k]!r} → {after[k]!r}" for k in after if k in before and before[k] != after[k]]
-        elif before is not None and after is not None and before != after:
-            lines.append(f"{key}: {str(before)[:12]} → {str(after)[:12]}")
+        elif before is not None and after is not None and before != after:  # a fingerprint: its first 12 digits
+            lines.append(f"{key}: {str(before)[:12]} → {str(after)[:12]}" if key == "data" else
+                         f"{key}: {before!r} → {after!r}")
     return lines
 
 
@@ -207,8 +211,9 @@ def claim_run(runs_dir: str | Path, name: str, *, request: Mapping[str, Any], re
     """Own ``runs_dir/<name>/`` for the block: lock it, check ``request`` against what it recorded, record it.
 
     Args:
-        request: ``{"settings": {...}, "data": "<fingerprint>", ...}``: what decides whether saved work is reused.
-        restart: move an existing run aside (``replaced_name``) instead of refusing a different request.
+        request: ``{"kind": "make run", "settings": {...}, "data": "<fingerprint>", ...}``: what decides whether the
+            folder's saved work is this run's (:func:`differences`).
+        restart: move whatever the folder holds aside (``replaced_name``) and start it anew.
         command: what the holder runs, shown to a second process.
 
     Yields:

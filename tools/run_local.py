@@ -21,7 +21,7 @@ from pathlib import Path
 from core.config import Config, ConfigError
 from core.manifest import inference_choice
 from core.presets import PRESETS, preset_parameters
-from tools.run_folder import NAME_RULE, RunFolderError, check_run_name, claim_run
+from tools.run_folder import NAME_RULE, RUN_KIND, RunFolderError, check_run_name, claim_run
 from tools.run_notebook import add_runner_arguments, run_built
 
 DEFAULT_PRESET = "local"
@@ -88,7 +88,7 @@ def training_request(parameters: dict) -> dict:
     config = dataclasses.replace(config, pretrained=resolve_pretrained(config.pretrained, config.model,
                                                                        on_kaggle=False))
     train = read_train(find_competition_file(parameters["data_dir"], "train"), group_column=config.group_column)
-    return {"settings": config.training_settings(), "data": train.fingerprint}
+    return {"kind": RUN_KIND, "settings": config.training_settings(), "data": train.fingerprint}
 
 
 def _preset(name: str) -> dict[str, object]:

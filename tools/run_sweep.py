@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # the sweep's own resume refuses a folder made with other fixed settings (core.sweep)
         check_runner_parameters(args)
-        with claim_run(args.runs, args.run, request={"kernel": "sweep"}, restart=args.restart,
+        with claim_run(args.runs, args.run, request={"kind": "make sweep"}, restart=args.restart,
                        command="make sweep") as run_dir:
             return _sweep(args, run_dir)
     except ValueError as err:
