@@ -58,7 +58,7 @@ def _tiny_vit_windows(side: int) -> dict[str, Any]:
     return {"window_sizes": windows}
 
 
-VIT_PATCH = 7  # px: 4x4 tokens at 28 px. 4-px patches (7x7 tokens) cost ~3x the FLOPs and learnt slower (README)
+VIT_PATCH = 7  # px: 4x4 tokens at 28 px. 4-px patches (7x7 tokens) cost ~3x the FLOPs and learnt slower (docs/experiments/timm-families.md)
 
 
 def _patch_grid(side: int) -> dict[str, Any]:
@@ -79,8 +79,8 @@ class Family:
         convolutional: Whether channels_last memory format speeds it up.
         min_side: The smallest input side (px) its downsampling takes: smaller inputs are padded with background.
         timm_kwargs: Input side (px) -> the constructor keyword arguments that side needs.
-        recipe: Training settings (``RECIPE_KEYS``) that differ from ``BASE_RECIPE``; measured in README's "Which
-            timm model for Digit Recognizer".
+        recipe: Training settings (``RECIPE_KEYS``) that differ from ``BASE_RECIPE``; measured in
+            docs/experiments/timm-families.md.
         reset_head: Re-initialise the classifier with PyTorch's default (fan-in) init: timm's EfficientNet init
             scales it by 1/sqrt(classes), so at 10 classes its first logits are ~10x ImageNet's and the first loss
             is ~4.5 instead of ln 10.
@@ -96,7 +96,7 @@ class Family:
 
 _PLAIN_VIT_RECIPE = {"batch_size": 32, "learning_rate": 3e-4, "warmup_epochs": 3.0, "weight_decay": 0.05,
                      "drop_path_rate": 0.1, "rotate_deg": 5.0, "zoom": 0.05, "shift": 0.05}
-# Fold 0 of ../shared's 42k, from scratch, on 2 CPU cores: README's "Which timm model" table has each recipe's result.
+# Fold 0 of ../shared's 42k, from scratch, on 2 CPU cores: docs/experiments/timm-families.md has each recipe's result.
 FAMILIES: tuple[Family, ...] = (
     Family("smallcnn", convolutional=True),
     Family("fastcnn", convolutional=True),

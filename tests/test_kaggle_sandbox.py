@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 N_TRAIN, N_TEST = 1000, 100  # enough for the defaults to learn in 5 epochs (the ensemble refuses chance-level groups)
 EPOCHS = {"epochs": 5}  # the one setting a user changes on Kaggle for a quick check
 RESIZED = {"input_size": 32, "tta": "none"}  # the parallel-folds run: an input size through train → infer → ensemble
-# What README promises in /kaggle/working after the train kernel (smallcnn, 5 folds, TTA auto).
+# What docs/kaggle.md promises in /kaggle/working after the train kernel (smallcnn, 5 folds, TTA auto).
 PER_FOLD = ("best.pth", "log.csv", "oof.npz")
 TRAIN_OUTPUT = {"manifest.json", "config.json", "folds.csv", "oof.csv", "training_curves.png", "core/",
                 *(f"smallcnn_fold{k}_{kind}" for k in range(5) for kind in PER_FOLD)}
