@@ -22,6 +22,10 @@ class Status:
     state: str
     failure: str = ""
 
+    @property
+    def finished(self) -> bool:
+        return self.state in ("COMPLETE", "ERROR")
+
 
 @dataclasses.dataclass
 class Sub:
@@ -72,6 +76,10 @@ class FakeKaggle:
         self.polls[f"{slug}/{self.versions[slug]}"] = 0
         self._maybe_crash("push")
         return Pushed(self.versions[slug])
+
+    def kernel_version(self, ref: str) -> int | None:
+        self._call(f"version {ref}")
+        return self.versions.get(ref)
 
     def kernel_status(self, ref: str) -> Status:
         self._call(f"status {ref}")
@@ -180,12 +188,9 @@ def test_a_crash_right_after_a_send_resumes_without_sending_it_twice(tmp_path, c
     with pytest.raises(KeyboardInterrupt):
         loop(tmp_path, kaggle).run()
     loop(tmp_path, kaggle).run()
-    sends = kaggle.sends()
+    sends = kaggle.sends()  # killed between Kaggle's answer and its record: the rerun finds what was sent
     assert sends.count("submit") == 1 and sends.count("create_dataset") == 1, sends
-    if crash != "push":
-        assert sends.count("push me/digitkit-train-demo") == 1
-    else:  # killed between Kaggle's answer and its record: the rerun pushes a new version, it never guesses
-        assert sends.count("push me/digitkit-train-demo") == 2
+    assert sends.count("push me/digitkit-train-demo") == 1 and sends.count("push me/digitkit-infer-demo") == 1
 
 
 def test_a_failed_kernel_stops_with_its_log_and_the_rerun_pushes_a_new_version(tmp_path):
@@ -228,3 +233,31 @@ def test_an_ensemble_loop_fuses_finished_loops_weights_and_submits_once(tmp_path
     meta = json.loads((run_dir / ".kaggle-build" / "ensemble" / "kernel-metadata.json").read_text())
     assert meta["dataset_sources"] == ["me/digitkit-weights-a", "me/digitkit-weights-b"]
     assert kaggle.subs[0].description == "digitkit make kaggle RUN=demo fusing a b: ensemble v1"
+
+
+def test_a_loop_name_kaggle_would_change_is_refused_before_anything_is_sent():
+    from tools.kaggle_ids import BuildError, check_loop_name
+
+    assert check_loop_name("effnet-b0-lr3e-3") == "effnet-b0-lr3e-3"
+    for name, fix in (("effnet.lr3e-3", "RUN=effnet-lr3e-3"), ("Foo", "RUN=foo"), ("a_b", "RUN=a-b"),
+                      ("x" * 40, "at most 32 characters")):
+        with pytest.raises(BuildError, match=fix):
+            check_loop_name(name)
+
+
+def test_a_failed_infer_output_is_refused_without_touching_the_run_folder(tmp_path):
+    kaggle = FakeKaggle()
+    original = kaggle.kernel_output
+
+    def broken(ref: str, dest: Path) -> list[Path]:
+        files = original(ref, dest)
+        if "-infer-" in ref and kaggle.versions["me/digitkit-infer-demo"] == 1:
+            (dest / "submission.csv").write_text("ImageId,Label\n1,1\n")  # one row short of many
+        return files
+
+    kaggle.kernel_output = broken
+    with pytest.raises(LoopError, match=r"get-infer: me/digitkit-infer-demo/1's submission.csv: .*pushes the infer"):
+        loop(tmp_path, kaggle).run()
+    assert not (tmp_path / "runs" / "demo" / "submission.csv").exists()
+    loop(tmp_path, kaggle).run()
+    assert kaggle.sends().count("push me/digitkit-infer-demo") == 2 and kaggle.sends().count("submit") == 1

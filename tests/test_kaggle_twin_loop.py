@@ -170,12 +170,20 @@ def test_a_dataset_that_stays_pending_stops_at_the_wait_limit_in_one_line(world,
         "rerun the same command later (it is not sent again)" in err[0]
 
 
-def test_a_used_up_quota_refuses_before_pushing(world, demo):
+def test_a_used_up_quota_refuses_before_pushing_and_no_real_token_reaches_the_twin(world, demo):
+    """A user with a real token in the environment and in ~/.kaggle: the loop on the twin sends neither."""
     world.arm({"kind": "quota_exceeded", "times": None})
     before = len(world.calls("SaveKernel"))
-    refused = world.loop("--run", "noquota", *TINY)
+    (world.root / "home" / ".kaggle").mkdir(exist_ok=True)
+    (world.root / "home" / ".kaggle" / "access_token").write_text("SENTINEL-FILE-TOKEN")
+    world.env["KAGGLE_API_TOKEN"] = "SENTINEL-ENV-TOKEN"
+    try:
+        refused = world.loop("--run", "noquota", *TINY)
+    finally:
+        del world.env["KAGGLE_API_TOKEN"]
     assert refused.returncode == 1 and "the weekly GPU quota is used up" in refused.stderr
     assert len(world.calls("SaveKernel")) == before
+    assert "SENTINEL" not in (world.state / "calls.jsonl").read_text()
 
 
 def test_a_pretrained_timm_train_kernel_without_internet_fails_with_digitkits_message(world, tmp_path):
@@ -204,3 +212,19 @@ def test_a_pretrained_timm_train_kernel_without_internet_fails_with_digitkits_me
         os.environ.update(saved)
     assert status.state == "ERROR" and "PretrainedWeightsError" in status.failure
     assert "could not be downloaded" in status.failure
+
+
+def test_make_kaggle_runs_fuses_two_finished_loops_on_kaggle(world, demo):
+    """`make kaggle RUNS="demo second"`: the ensemble kernel, internet off, attached to both loops' weights
+    datasets, predicts test.csv from their weights, and its submission is scored once."""
+    if not (world.runs / "second" / "kaggle.json").is_file():
+        pytest.skip("needs the second loop (test_a_second_loop_…) to have run first")
+    before = world.sends().count("CreateSubmission")
+    fused = world.loop("--fuse", "demo", "second")
+    assert fused.returncode == 0, fused.stdout[-3000:] + fused.stderr[-3000:]
+    pushed = [c for c in world.calls("SaveKernel") if "ensemble" in c["body"]["slug"]]
+    assert len(pushed) == 1 and pushed[0]["body"]["enableInternet"] is False
+    assert sorted(pushed[0]["body"]["datasetDataSources"]) == ["twinuser/digitkit-weights-demo",
+                                                               "twinuser/digitkit-weights-second"]
+    assert world.sends().count("CreateSubmission") == before + 1
+    assert "kaggle loop kaggle-ensemble-demo-second finished" in fused.stdout

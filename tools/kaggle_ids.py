@@ -38,6 +38,29 @@ def slugify(title: str) -> str:
     return _slugify(title)
 
 
+LOOP_KINDS = ("train", "infer", "ensemble", "weights")  # what a `make kaggle` loop makes on Kaggle, per loop
+MAX_SLUG = 50  # characters in a Kaggle kernel or dataset slug (and a title)
+
+
+def loop_slug(kind: str, name: str) -> str:
+    """The slug of loop ``name``'s ``kind`` on Kaggle ("digitkit-train-effnet"): its title slugified, the one home of
+    these names (build.py titles the kernel "digitkit <kind> <name>", and Kaggle slugifies that title)."""
+    return slugify(f"digitkit {kind} {name}")
+
+
+def check_loop_name(name: str) -> str:
+    """``name`` if every slug of its loop is ``digitkit-<kind>-<name>`` within Kaggle's limit, else BuildError: a name
+    Kaggle would change (``effnet.lr3e-3`` → ``effnet-lr3e-3``) could share kernels with another loop's."""
+    if slugify(name) != name:
+        raise BuildError(f"RUN={name}: a make kaggle loop names kernels and a dataset on Kaggle, whose slugs hold "
+                         f"lowercase letters, digits and '-' only: use RUN={slugify(name) or 'my-run'}")
+    longest = max(LOOP_KINDS, key=lambda kind: len(loop_slug(kind, name)))
+    if len(loop_slug(longest, name)) > MAX_SLUG:
+        raise BuildError(f"RUN={name}: {loop_slug(longest, name)} would be longer than Kaggle's {MAX_SLUG} "
+                         f"characters; use a name of at most {MAX_SLUG - len(loop_slug(longest, 'x')) + 1} characters")
+    return name
+
+
 # ------------------------------------------------------------------------------------------------- kaggle.json
 def read_json(path: str | Path) -> dict[str, Any]:
     """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""

@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.atomic import write_text_atomic
+from tools.kaggle_ids import BuildError, check_loop_name, loop_slug
 from tools.run_folder import RunFolderError, claim_run
 from tools.shipping import ShipError
+from tools.shipping.credentials import scrub
 
 STATE_NAME = "kaggle.json"
 STEPS = ("build-train", "push-train", "wait-train", "get-train", "weights", "push-infer", "wait-infer", "get-infer",
@@ -61,7 +63,8 @@ class KaggleService(Protocol):
 
     def quota(self) -> str: ...
     def push_kernel(self, folder: Path) -> Any: ...  # → .version (int)
-    def kernel_status(self, ref: str) -> Any: ...  # ref "owner/slug/N" → .state, .failure
+    def kernel_status(self, ref: str) -> Any: ...  # ref "owner/slug/N" → .state, .failure, .finished
+    def kernel_version(self, ref: str) -> int | None: ...
     def kernel_log(self, ref: str) -> str: ...
     def kernel_output(self, ref: str, dest: Path) -> list[Path]: ...
     def dataset_status(self, ref: str) -> str | None: ...
@@ -106,11 +109,11 @@ class Loop:
 
     # ------------------------------------------------------------------------------------------------ naming
     def kernel(self, kind: str) -> str:
-        return f"{self.owner}/digitkit-{kind}-{self.name}".lower()
+        return f"{self.owner}/{loop_slug(kind, self.name)}"
 
     @property
     def weights(self) -> str:
-        return f"{self.owner}/digitkit-weights-{self.name}".lower()
+        return f"{self.owner}/{loop_slug('weights', self.name)}"
 
     # ------------------------------------------------------------------------------------------------- state
     def step(self, name: str) -> dict[str, Any]:
@@ -153,12 +156,33 @@ class Loop:
                             "the same command (nothing was pushed)")
         self.record("build-train", done=True, folder=str(folder.parent), parameters=self.parameters)
 
+    def _latest_version(self, kind: str) -> int | None:
+        """The kernel's newest version on Kaggle (None when it has none yet)."""
+        try:
+            return self.client.kernel_version(self.kernel(kind))
+        except ShipError as err:
+            if getattr(err, "status", 0) == 404:
+                return None
+            raise
+
     def _push(self, kind: str, folder: Path) -> None:
-        step = f"push-{kind}"
-        self.record(step, sending=True)  # a crash between the send and its record: the rerun pushes a new version
+        """Push ``folder`` once: the version before the send is recorded with it, so that a rerun after a crash
+        between Kaggle's answer and its record adopts the version that push made instead of pushing again."""
+        step = self.step(f"push-{kind}")
+        if step.get("sending"):
+            latest = self._latest_version(kind)
+            if latest is not None and latest > (step.get("before") or 0):
+                self.record(f"push-{kind}", done=True, sending=False, version=latest, ref=self.kernel(kind))
+                self.say(f"{self.kernel(kind)} version {latest} was pushed before the interruption: following it")
+                return
+        self.record(f"push-{kind}", sending=True, before=self._latest_version(kind))
         pushed = self.client.push_kernel(folder)
-        self.record(step, done=True, sending=False, version=int(pushed.version), ref=self.kernel(kind))
-        self.say(f"pushed {self.kernel(kind)} version {pushed.version}")
+        version = pushed.version or self._latest_version(kind)
+        if version is None:
+            raise LoopError(f"push-{kind}: Kaggle saved {self.kernel(kind)} without saying which version; rerun "
+                            "the same command to follow its newest version")
+        self.record(f"push-{kind}", done=True, sending=False, version=int(version), ref=self.kernel(kind))
+        self.say(f"pushed {self.kernel(kind)} version {version}")
 
     def _push_train(self) -> None:
         self._push("train", Path(self.step("build-train")["folder"]))
@@ -169,12 +193,12 @@ class Loop:
         last, began, delay = None, time.monotonic(), self.waits.first
         while True:
             status = self.client.kernel_status(ref)
-            state = str(status.state).rsplit(".", 1)[-1]
+            state = str(status.state).rsplit(".", 1)[-1]  # QUEUED, RUNNING, COMPLETE, ERROR, CANCEL_…
             elapsed = time.monotonic() - began
             if state != last:
                 self.say(f"{ref}: {state} after {elapsed:.0f} s")
                 last = state
-            if state in TERMINAL:
+            if getattr(status, "finished", state in TERMINAL):
                 break
             if elapsed > self.waits.limit:
                 self.record(f"wait-{kind}", done=False, error="time limit")
@@ -183,13 +207,15 @@ class Loop:
             self.sleep(delay)
             delay = min(delay * self.waits.factor, self.waits.most)
         if state != "COMPLETE":
-            log = self.client.kernel_log(ref).strip().splitlines()[-LOG_TAIL:]
-            for line in log:
-                self.say(f"  | {line}")
-            failure = getattr(status, "failure", "") or "no message"
-            self._forget(f"push-{kind}", f"wait-{kind}")  # the rerun pushes a new version
+            self._forget(f"build-{kind}", f"push-{kind}", f"wait-{kind}")  # the rerun builds and pushes anew
+            try:
+                for line in self.client.kernel_log(ref).strip().splitlines()[-LOG_TAIL:]:
+                    self.say(f"  | {scrub(line)}")
+            except ShipError as err:
+                self.say(f"  (its log could not be read: {err})")
+            failure = " ".join(scrub(getattr(status, "failure", "") or "no message").split())
             raise LoopError(f"wait-{kind}: {ref} ended {state}: {failure} — fix it, then rerun the same command "
-                            f"(it pushes a new version)")
+                            f"(it builds and pushes a new version)")
         self.record(f"wait-{kind}", done=True, status=state, seconds=round(time.monotonic() - began))
 
     def _forget(self, *steps: str) -> None:
@@ -204,22 +230,34 @@ class Loop:
         from core.manifest import ManifestError, verify_manifest
 
         ref = f"{self.kernel('train')}/{self.step('push-train')['version']}"
-        files = self._download(ref)
-        try:
-            manifest = verify_manifest(self.run_dir)
-        except ManifestError as err:
-            raise LoopError(f"get-train: the output of {ref} fails verification: {err}") from None
-        self.record("get-train", done=True, files=len(files), local_cv=manifest.get("local_cv"))
-        self.say(f"{ref}: {len(files)} files in {self.run_dir}, every hash verified; local CV "
-                 f"{manifest.get('local_cv')}")
+        found: dict[str, Any] = {}
 
-    def _download(self, ref: str) -> list[Path]:
-        """Download ``ref``'s output into a scratch folder beside the run, then move it in (nothing half-written)."""
+        def verified(scratch: Path) -> None:
+            try:
+                found.update(verify_manifest(scratch))
+            except ManifestError as err:
+                raise LoopError(f"get-train: the output of {ref} fails verification ({err}); nothing in "
+                                f"{self.run_dir} was changed: rerun the same command to download it again") from None
+            if found.get("complete") is False:
+                raise LoopError(f"get-train: {ref} trained only {len(found.get('folds', []))} of "
+                                f"{found.get('n_folds')} folds (folds_to_run?): make kaggle needs every fold; "
+                                "RESTART=1 with other PARAMS")
+
+        files = self._download(ref, check=verified)
+        self.record("get-train", done=True, files=len(files), local_cv=found.get("local_cv"))
+        self.say(f"{ref}: {len(files)} files in {self.run_dir}, every hash verified; local CV "
+                 f"{found.get('local_cv')}")
+
+    def _download(self, ref: str, check: Callable[[Path], None] | None = None) -> list[Path]:
+        """Download ``ref``'s output into a scratch folder beside the run, ``check`` it there, then move it in
+        (manifest.json last): a failed check or download changes nothing in the run folder."""
         scratch = self.run_dir / ".kaggle-download"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         try:
             files = self.client.kernel_output(ref, scratch)
+            if check is not None:
+                check(scratch)
             moved = []
             for path in sorted(scratch.rglob("*"), key=lambda p: p.name == "manifest.json"):  # the manifest last
                 if path.is_file():
@@ -256,6 +294,11 @@ class Loop:
             self.record("weights", sent=True, sending=False)
         began, delay = time.monotonic(), self.waits.first
         while (state := self.client.dataset_status(self.weights)) != "ready":
+            if state in ("failed", "deleted", "error"):
+                self._forget("weights")
+                raise LoopError(f"weights: {self.weights} is {state} on Kaggle: open "
+                                f"https://www.kaggle.com/datasets/{self.weights}, then rerun the same command (it "
+                                "versions the dataset again)")
             if time.monotonic() - began > self.waits.limit:
                 raise LoopError(f"weights: {self.weights} is still {state} after {time.monotonic() - began:.0f} s: "
                                 "rerun the same command later (it is not sent again)")
@@ -270,7 +313,7 @@ class Loop:
         self._push("infer", folder.parent)
 
     def _push_ensemble(self) -> None:
-        datasets = [f"{self.owner}/digitkit-weights-{name}".lower() for name in self.fuse]
+        datasets = [f"{self.owner}/{loop_slug('weights', name)}" for name in self.fuse]
         folder = self.build("ensemble", self.run_dir / ".kaggle-build", {}, {"dataset_sources": datasets})
         self._push("ensemble", folder.parent)
 
@@ -284,11 +327,17 @@ class Loop:
         from core.submission import SubmissionError, read_submission
 
         ref = f"{self.kernel(kind)}/{self.step(f'push-{kind}')['version']}"
-        self._download(ref)
-        try:
-            rows = len(read_submission(self.run_dir / "submission.csv", n_test=self.test_rows))
-        except SubmissionError as err:
-            raise LoopError(f"get-{kind}: {err}") from None
+        rows: list[int] = []
+
+        def valid(scratch: Path) -> None:
+            try:
+                rows.append(len(read_submission(scratch / "submission.csv", n_test=self.test_rows)))
+            except SubmissionError as err:
+                self._forget(f"build-{kind}", f"push-{kind}", f"wait-{kind}")
+                raise LoopError(f"get-{kind}: {ref}'s {err}; the rerun pushes the {kind} kernel again") from None
+
+        self._download(ref, check=valid)
+        rows = rows[0]
         self.record(f"get-{kind}", done=True, rows=rows)
         self.say(f"{ref}: submission.csv, {rows} rows, valid")
 
@@ -310,16 +359,22 @@ class Loop:
         from tools import submissions
 
         file, message = self.run_dir / "submission.csv", self.message()
-        if self.step("submit").get("sending"):  # sent before a crash? Kaggle's list says, by the exact message
-            sent = next((s for s in self.client.submissions() if getattr(s, "description", "") == message), None)
-            if sent is not None:
-                self.record("submit", done=True, sending=False, ref=int(sent.ref))
-                return
-        self.record("submit", sending=True)
-        ref = self.client.submit(file, message)
+        ref = self._submitted(message) if self.step("submit").get("sending") else None  # sent before a crash?
+        if ref is None:
+            self.record("submit", sending=True)
+            ref = self.client.submit(file, message) or self._submitted(message)
+            if ref is None:
+                raise LoopError(f"submit: Kaggle took {file} without naming it, and its list of submissions does not "
+                                "hold it yet: rerun the same command in a minute (it looks it up, it does not submit "
+                                "again)")
         submissions.record_submission(file, message, "digit-recognizer", ref=ref)
         self.record("submit", done=True, sending=False, ref=int(ref))
         self.say(f"submitted {file} (ref {ref})")
+
+    def _submitted(self, message: str) -> int | None:
+        """The ref of this loop's submission on Kaggle (found by its message, unique per loop and attempt)."""
+        sent = next((s for s in self.client.submissions() if getattr(s, "description", "") == message), None)
+        return int(sent.ref) if sent is not None and getattr(sent, "ref", None) else None
 
     def _score(self) -> None:
         from tools import submissions
@@ -376,7 +431,7 @@ def builder(owner: str, name: str) -> Callable[[str, Path, dict[str, Any], dict[
     def make(kernel: str, out_dir: Path, parameters: dict[str, Any], metadata: dict[str, Any]) -> Path:
         return bundler.build_kernel(kernel, repo=repo, out_dir=out_dir, owner=owner,
                                     extra={"title": f"digitkit {kernel} {name}",
-                                           "weights_dataset": f"digitkit-weights-{name}".lower(),
+                                           "weights_dataset": loop_slug("weights", name),
                                            "build_command": f"make kaggle RUN={name}"},
                                     parameters=parameters, metadata_overrides=metadata,
                                     note=f"make kaggle RUN={name}")
@@ -394,21 +449,30 @@ def connect(twin: bool, twin_state: Path | None = None) -> Target:
     """The Kaggle to talk to: the real one (credentials from the environment or kaggle.json), or the twin serving
     ``twin_state`` (default runs/kaggle-twin; started if it is not running; its address and fake credentials from
     its state folder)."""
-    from tools.kaggle_ids import resolve_owner
-    from tools.shipping.kaggle_client import KaggleClient
     from tools.ship import KAGGLE_TEST_ROWS
+    from tools.shipping.checks import resolve_username
+    from tools.shipping.kaggle_client import KaggleClient
 
     test_rows = KAGGLE_TEST_ROWS
     if twin:
         from tools.twin import DEFAULT_STATE, client_environment, served_test_rows
 
-        state = twin_state or DEFAULT_STATE
+        state = Path(twin_state or DEFAULT_STATE)
         try:
             os.environ.update(client_environment(state))
         except RuntimeError as err:
             raise LoopError(str(err)) from None
+        # the twin's fake credentials only: a real token (environment or ~/.kaggle) must never be sent to it
+        os.environ.pop("KAGGLE_API_TOKEN", None)
+        config = state / "client-config"
+        config.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["KAGGLE_CONFIG_DIR"] = str(config)
         test_rows = served_test_rows(state)
-    return Target(client=KaggleClient(), owner=resolve_owner(None), test_rows=test_rows)
+    owner = resolve_username()
+    if not owner:
+        raise LoopError("no Kaggle username: set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN, or save "
+                        "kaggle.json (docs/kaggle.md, Credentials)")
+    return Target(client=KaggleClient(), owner=owner, test_rows=test_rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.kaggle_loop", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=run_name_argument, help="the loop's name: runs/<name>/ (default with --fuse: "
-                                                                "ensemble-<a>-<b>…)")
+                                                                "kaggle-ensemble-<a>-<b>…)")
     parser.add_argument("--fuse", nargs="+", type=run_name_argument, default=[], metavar="RUN",
                         help="finished loops whose weights the ensemble kernel fuses (make kaggle RUNS=\"a b\")")
     parser.add_argument("--runs", default="runs", help="folder of all runs (default: runs)")
@@ -432,33 +496,32 @@ def main(argv: list[str] | None = None) -> int:
     from core.presets import preset_parameters
     from tools.run_notebook import parse_parameter
 
-    name = args.run or ("ensemble-" + "-".join(args.fuse) if args.fuse else "default")
+    name = args.run or ("kaggle-ensemble-" + "-".join(args.fuse) if args.fuse else "default")
     try:
-        if len(f"digitkit-weights-{name}") > 50:
-            raise LoopError(f"RUN={name}: a Kaggle slug holds at most 50 characters; use a run name of at most "
-                            f"{50 - len('digitkit-weights-')}")
+        check_loop_name(name)
         if args.fuse:
             if len(args.fuse) < 2:
                 raise LoopError(f"make kaggle RUNS=…: fusing needs two or more finished loops; got {len(args.fuse)}")
             parameters: dict[str, Any] = {}
-            request = {"kind": "make kaggle", "settings": {"fuse": " ".join(args.fuse)}}
+            request = {"kind": "make kaggle RUNS", "settings": {"fuse": " ".join(args.fuse)}}
             for loop_name in args.fuse:
                 check_weights_published(Path(args.runs) / loop_name)
         else:
             parameters = {**preset_parameters(args.preset), **dict(parse_parameter(p) for p in args.param)}
             request = loop_request(parameters)
         target = connect(args.twin, args.twin_state)
+        request = {**request, "target": "twin" if args.twin else "kaggle", "owner": target.owner}  # one folder each
         waits = Waits(first=0.5, most=5) if args.twin else Waits()
         waits.limit = args.wait_limit if args.wait_limit is not None else waits.limit
         with claim_run(args.runs, name, request=request, restart=args.restart, command="make kaggle") as run_dir:
             Loop(run_dir, name=name, owner=target.owner, parameters=parameters, client=target.client,
                  build=builder(target.owner, name), test_rows=target.test_rows, fuse=args.fuse,
                  waits=waits).run()
-    except (LoopError, RunFolderError, ShipError, ValueError) as err:  # Kaggle's answers too: one line each
-        print(f"make kaggle failed: {err}", file=sys.stderr)
+    except (LoopError, RunFolderError, ShipError, BuildError, OSError, ValueError) as err:  # one line each
+        print(f"make kaggle failed: {' '.join(scrub(str(err)).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nmake kaggle interrupted; rerun the same command to resume ({Path(args.runs) / args.run / STATE_NAME}"
+        print(f"\nmake kaggle interrupted; rerun the same command to resume ({Path(args.runs) / name / STATE_NAME}"
               " says where it stopped; nothing is sent twice)", file=sys.stderr)
         return 130
     return 0

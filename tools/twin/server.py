@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -26,6 +27,19 @@ from tools.twin.store import iso
 _logger = logging.getLogger("tools.twin")
 LOCAL_HOSTS = ("", "localhost", "127.0.0.1")
 LOGS_STREAM = f"{API_PREFIX}kernels/logs/stream/"
+
+
+_SECRET = re.compile(r"(access_?|refresh_?|id_?)?token|(api_?)?key|(client_?)?secret|password", re.I)
+
+
+def _redacted(body: Any) -> Any:
+    """``body`` with the value of every field whose name says it is a secret replaced (calls.jsonl keeps no token)."""
+    if isinstance(body, dict):
+        return {k: "<redacted>" if _SECRET.fullmatch(str(k)) and isinstance(v, str) else _redacted(v)
+                for k, v in body.items()}
+    if isinstance(body, list):
+        return [_redacted(item) for item in body]
+    return body
 
 
 @dataclass
@@ -67,8 +81,8 @@ class Twin:
         return answer
 
     def _record(self, request: Recorded, answer: Answer) -> None:
-        body: Any = request.body if request.body is not None else ({"bytes": len(request.raw)} if request.raw
-                                                                   else None)
+        body: Any = _redacted(request.body) if request.body is not None else (
+            {"bytes": len(request.raw)} if request.raw else None)
         line = {"time": iso(), "method": request.method, "path": request.path, "api": request.api_method,
                 "body": body, "status": answer.status, "user": request.user}
         with self._calls_lock, open(self.calls_path, "a", encoding="utf-8") as out:
