@@ -245,3 +245,15 @@ def test_the_command_layer_imports_only_the_standard_library():
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out
+
+
+@pytest.mark.parametrize("args,unread", [(("kaggle", "RUN=x", "DATA=foo"), "make kaggle does not read DATA"),
+                                         (("cpu-quick", "PRESET=local"), "make cpu-quick does not read PRESET"),
+                                         (("test", "EPOCHS=3"), "make test does not read EPOCHS"),
+                                         (("compare", "A=a", "B=b", "RUN=z"), "make compare does not read RUN")])
+def test_a_variable_the_goal_does_not_read_is_refused_not_dropped(args, unread):
+    assert unread in refusal(make(*args))
+
+
+def test_a_misspelt_preset_is_refused_before_any_work():
+    assert "PRESET=locl: did you mean local?" in refusal(make("run", "PRESET=locl"))

@@ -217,20 +217,32 @@ def _restart(environ: dict[str, str]) -> list[str]:
     return ["--restart"] if flag(environ, "RESTART") else []
 
 
+def preset(environ: dict[str, str]) -> str:
+    """``PRESET``, one of core/presets.py's (checked here, before .venv or a notebook is made)."""
+    from core.presets import PRESETS  # the standard library only: runs under the system python3 too
+
+    name = value(environ, "PRESET")
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        raise UsageError(f"PRESET={shown(name)}: {'did you mean ' + close[0] + '? ' if close else ''}the presets "
+                         f"are {', '.join(PRESETS)} (core/presets.py)")
+    return name
+
+
 def args_run(environ: dict[str, str], *, target: str = "run") -> list[str]:
-    preset = [f"--preset={value(environ, 'PRESET')}"] if target == "run" else [f"--preset={target}"]
+    preset_ = [f"--preset={preset(environ)}"] if target == "run" else [f"--preset={target}"]
     run = run_name(environ) if is_set(environ, "RUN") or target == "run" else target
-    return [f"--run={run}", *_data(environ), *preset, *_restart(environ), *_training_overrides(environ)]
+    return [f"--run={run}", *_data(environ), *preset_, *_restart(environ), *_training_overrides(environ)]
 
 
 def args_kaggle(environ: dict[str, str]) -> list[str]:
     """make kaggle: the loop named RUN, with the preset (default: kaggle), MODEL, EPOCHS and PARAMS of make run."""
-    preset = [f"--preset={value(environ, 'PRESET')}"] if is_set(environ, "PRESET") else []
+    preset_ = [f"--preset={preset(environ)}"] if is_set(environ, "PRESET") else []
     twin = ["--twin"] if flag(environ, "TWIN") else []
     if is_set(environ, "RUNS"):  # the ensemble kernel over finished loops (its name: RUN, else ensemble-a-b)
         run = [f"--run={run_name(environ)}"] if is_set(environ, "RUN") else []
         return [*run, "--fuse", *run_names(environ), *twin, *_restart(environ)]
-    return [f"--run={run_name(environ)}", *twin, *preset, *_restart(environ), *_training_overrides(environ)]
+    return [f"--run={run_name(environ)}", *twin, *preset_, *_restart(environ), *_training_overrides(environ)]
 
 
 def args_sweep(environ: dict[str, str]) -> list[str]:
@@ -331,6 +343,8 @@ TARGETS: dict[str, Callable[[dict[str, str]], Plan]] = {
     "twin": lambda env: [("tools.twin", ["start"])],
     "twin-stop": lambda env: [("tools.twin", ["stop"])],
 }
+# Targets that have make data as a prerequisite (Makefile)
+DATA_PREREQUISITE = ("run", "sweep", "bench", "gpu-bench")
 # Targets whose every step honours DRY_RUN (make data only with SOURCE=kaggle): anywhere else it is refused.
 DRY_RUN_TARGETS = ("push", "status", "output", "weights", "submit", "scores", "data")
 # Targets that read no variable of VARIABLES (still checked for unknown names and DRY_RUN).
@@ -349,14 +363,46 @@ def plan(target: str, environ: dict[str, str]) -> Plan:
         return []
     if target not in TARGETS:
         raise UsageError(f"no target {target!r}; make help lists them")
+    if target in DATA_PREREQUISITE:
+        args_data(environ)  # make data runs first: its SOURCE is checked (and counts as read) here
     return TARGETS[target](environ)
 
 
+class _Reads(dict):
+    """The environment, remembering the names read from it (``check``: a variable no goal reads is refused)."""
+
+    def __init__(self, environ: dict[str, str]):
+        super().__init__(environ)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def, override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):  # type: ignore[no-untyped-def]
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+ENVIRONMENT_VARIABLES = ("HF_HUB_OFFLINE", "OMP_WAIT_POLICY")  # read by the programs make runs, not by a target
+
+
 def check(environ: dict[str, str]) -> None:
-    """``make``'s first step: names, DRY_RUN and every value the goals read, before any work."""
+    """``make``'s first step: names, DRY_RUN and every value the goals read, before any work; then a variable given
+    on the command line that none of the goals reads is refused too (``make kaggle DATA=…`` would drop it)."""
     check_names(given_names(environ))
-    for goal in environ.get(MAKE_GOALS_ENV, "").split() or ["help"]:
-        plan(goal, environ)
+    goals = environ.get(MAKE_GOALS_ENV, "").split() or ["help"]
+    reads = _Reads(environ)
+    for goal in goals:
+        plan(goal, reads)
+    unread = [name for name in given_names(environ) if name not in reads.read and name not in ENVIRONMENT_VARIABLES]
+    if unread:
+        raise UsageError(f"{' '.join(f'make {g}' for g in goals)} does not read {', '.join(unread)}: leave "
+                         f"{'it' if len(unread) == 1 else 'them'} out (make help says which targets take what)")
 
 
 def execute(target: str, environ: dict[str, str]) -> int:
