@@ -107,13 +107,13 @@ cpu-recipe: .check $(STAMP) build ## the 2-core CPU recipe on the full 42k: loca
 cpu-quick: .check $(STAMP) build ## the CPU preset for iterating on the full 42k: local CV 0.9952, ~10 min (DATA=...)
 	@$(CLI) cpu-quick
 
-test: .check $(STAMP) .venv-kaggle/.installed .venv-oldest/.installed ## the whole suite (unit, build, the notebooks in a Kaggle sandbox in 3 package sets, Kaggle CLI contract)
+test: .check $(STAMP) .venv-kaggle/.installed .venv-oldest/.installed ## the whole suite (unit, build, the notebooks in a Kaggle sandbox in 3 package sets, the Kaggle loop on the twin)
 	$(PY) -m pytest -q
 
 clean: .check ## remove build/ (runs/ holds your runs, Kaggle loop states and moved-aside runs: delete those by hand)
 	rm -rf build
 
-# ---- Kaggle (through the pinned kaggle CLI; DRY_RUN=1 prints the command and metadata and sends nothing) ----
+# ---- Kaggle (the pinned kaggle package's Python API; DRY_RUN=1 prints the kaggle commands and metadata, sends nothing) ----
 kaggle: .check $(STAMP) ## the whole Kaggle loop for RUN: push train → wait → weights → push infer → wait → submit → public score (TWIN=1: the twin)
 	@$(CLI) kaggle
 

@@ -20,8 +20,9 @@ where the last one stopped (Ctrl-C, a crash, a closed laptop) and sends nothing 
 10. ``score``        wait for the public score and record it beside the file (tools.submissions), where
                      `make runs` shows it beside the local CV.
 
-A finished loop prints its result and sends nothing. A step that failed (a kernel ERROR, a time limit) is tried again
-on the rerun — a new version, never the same send twice. The folder is owned like every run's (tools.run_folder):
+A finished loop prints its result and sends nothing. A kernel that ended ERROR is built and pushed again on the rerun
+(a new version); a wait that reached its limit waits again for the same version; a send interrupted between Kaggle's
+answer and its record is found on Kaggle (the kernel's newest version, the submission by its message), not repeated. The folder is owned like every run's (tools.run_folder):
 a second `make kaggle RUN=<RUN>` while one runs is refused, and other training settings need another ``RUN`` or
 ``RESTART=1``.
 """
