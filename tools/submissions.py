@@ -9,11 +9,11 @@ runs/ensemble-…/)::
                       "kaggle": {"ref": 51234, "status": "COMPLETE", "public_score": 0.99614,
                                  "private_score": null, "date": "…", "checked": "…"}}]}  # kaggle: by make scores
 
-``make scores`` reads the competition's submissions through the kaggle package (tools.shipping.kaggle_client) and writes each one's status and scores
-into the record it came from: matched by Kaggle's submission id, which the CLI prints when it submits ("Submission
-ref: 51234"), else by the exact message sent, the nearest in time when one message was sent twice. ``manifest_sha256`` links a submission made from an inference output (runs/kaggle-infer/, whose
-test_probs.json names the training manifest it used) to the training run, so the journal shows the public score
-beside that run's local CV. Local-only code: never inlined into a notebook.
+``make scores`` reads the competition's submissions through the kaggle package (tools.shipping.kaggle_client) and
+writes each one's status and scores into the record it came from: matched by Kaggle's submission id (which a submit
+returns), else by the exact message sent, the nearest in time when one message was sent twice. ``manifest_sha256``
+links a submission made from an inference output (runs/kaggle-infer/, whose test_probs.json names the training
+manifest it used) to the training run, so the journal shows the public score beside that run's local CV. Local-only code: never inlined into a notebook.
 """
 from __future__ import annotations
 
