@@ -120,31 +120,33 @@ def test_kaggle_without_credentials_says_what_to_set(no_credentials, tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
-def fake_cli(monkeypatch, *, returncode: int = 0, stderr: str = "", zip_files: dict[str, str] | None = None) -> list:
+def fake_download(monkeypatch, *, problem: str = "", zip_files: dict[str, str] | None = None) -> list:
+    """tools.shipping's one call for the competition files, faked: it writes the zip, or fails with ``problem``."""
+    from tools.shipping import kaggle_client
+
     calls = []
 
-    def run(command, **kwargs):
-        calls.append(command)
-        assert isinstance(command, list) and not kwargs.get("shell")
-        if zip_files is not None:
-            folder = Path(command[command.index("-p") + 1])
-            with zipfile.ZipFile(folder / "digit-recognizer.zip", "w") as archive:
-                for name, text in zip_files.items():
-                    archive.writestr(name, text)
-        return subprocess.CompletedProcess(command, returncode, stdout="", stderr=stderr)
+    def download_data(folder: Path, *, timeout: float = 0) -> list[Path]:
+        calls.append(folder)
+        if problem:
+            raise kaggle_client.failure(f"kaggle competitions download -c digit-recognizer -p {folder}", problem, 403)
+        with zipfile.ZipFile(folder / "digit-recognizer.zip", "w") as archive:
+            for name, text in (zip_files or {}).items():
+                archive.writestr(name, text)
+        return [folder / "digit-recognizer.zip"]
 
-    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(kaggle_client, "download_data", download_data)
     return calls
 
 
 def test_kaggle_cli_failure_is_reported_without_the_token(no_credentials, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("KAGGLE_API_TOKEN", "secret-token-123")
-    calls = fake_cli(monkeypatch, returncode=1, stderr="403 Client Error: Forbidden")
+    calls = fake_download(monkeypatch, problem="HTTP 403 Forbidden (sent with token secret-token-123)")
     assert main(["--out", str(tmp_path / "out"), "--source", "kaggle"]) == 1
     error = capsys.readouterr().err
-    assert "403 Client Error: Forbidden" in error  # the CLI's own message (the hint is tools.ship's)
+    assert "HTTP 403 Forbidden" in error and len(error.strip().splitlines()) == 1
     assert "secret-token-123" not in error
-    assert calls[0][1:5] == ["competitions", "download", "-c", "digit-recognizer"]
+    assert len(calls) == 1 and not (tmp_path / "out").exists()
 
 
 def test_kaggle_download_is_unzipped_into_out(no_credentials, monkeypatch, tmp_path, capsys):
@@ -152,7 +154,7 @@ def test_kaggle_download_is_unzipped_into_out(no_credentials, monkeypatch, tmp_p
     monkeypatch.setenv("KAGGLE_KEY", "key")
     files = {"train.csv": "label,pixel0\n1,0\n2,0\n", "test.csv": "pixel0\n0\n", "sample_submission.csv":
              "ImageId,Label\n1,0\n"}
-    fake_cli(monkeypatch, zip_files=files)
+    fake_download(monkeypatch, zip_files=files)
     out = tmp_path / "out"
     assert main(["--out", str(out), "--source", "kaggle"]) == 0
     assert {name: (out / name).read_text() for name in FILES} == files
