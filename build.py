@@ -45,7 +45,7 @@ CELL_MAGICS_WITH_PYTHON_BODY = ("time", "timeit", "capture")
 # way one reads the library. Modules not listed go last, by name; tests/test_build.py fails when core/ has one.
 CONCEPT_ORDER = (
     "__init__",
-    "config", "presets", "recipe",  # the recipe
+    "config", "families", "presets", "recipe",  # the recipe
     "paths", "data", "folds", "pseudo", "groups",  # the inputs
     "targets", "augment", "models", "scheduler", "trainer", "noise_scale", "swa", "checkpoint", "fold_result", "resume",  # one fold
     "pipeline", "device", "launch", "distributed",  # running the folds

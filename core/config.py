@@ -2,16 +2,24 @@
 
 The notebook's ``parameters`` cell (papermill convention) holds plain variables; ``Config.from_mapping(globals())``
 picks the ones it knows, coerces their types and validates them. Library code only ever sees a ``Config``.
+
+What each setting is, beyond its type and default, is said once on its field (a ``Setting``: ``Training[int]``,
+``Swept[int]``, ``Runtime[int]`` or ``Annotated[int, Setting(...)]``); the lists of settings that decide whether
+saved work is reused (``TRAINING_KEYS``, ``SWEEP_FIXED_KEYS``) and how an older saved run reads
+(``LEGACY_VALUES``) are derived from it. The recipe settings are those of core.families ``Recipe``.
 """
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Mapping
+
+from .families import RECIPE_KEYS, Recipe, training_recipe
 
 FOLD_METHODS = ("KFold", "StratifiedKFold", "StratifiedGroupKFold")
 GROUP_FOLD_METHODS = ("StratifiedGroupKFold",)  # the splitters that read group_column (a group never spans two folds)
@@ -21,19 +29,41 @@ PARALLEL_MODES = ("auto", "none", "dp", "ddp", "folds")
 MAX_ROTATE_DEG, MAX_ZOOM, MAX_SHIFT = 45.0, 0.5, 0.3
 
 
-# Settings added after runs were first saved, with the value every run had before them: a saved config that lacks one
-# (manifest.json, config.json, a fold checkpoint, a sweep's setup) ran with this value, not today's family recipe.
-LEGACY_VALUES: dict[str, Any] = {"input_size": 28, "drop_path_rate": 0.0, "warmup_epochs": 1.0, "cpu_bf16": False}
-
-
-def with_legacy_values(saved: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, Any]:
-    """``saved`` settings, with ``LEGACY_VALUES`` for those it lacks (only those among ``keys``, when given)."""
-    legacy = LEGACY_VALUES if keys is None else {key: LEGACY_VALUES[key] for key in keys if key in LEGACY_VALUES}
-    return {**legacy, **saved}
-
-
 class ConfigError(ValueError):
     """A setting has a value the library cannot use; the message names the setting and the fix."""
+
+
+class _Legacy(enum.Enum):
+    NONE = "saved runs have always recorded it"
+
+
+NO_LEGACY = _Legacy.NONE
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What a ``Config`` field is, said on the field: ``Annotated[type, Setting(...)]``.
+
+    Attributes:
+        training: It changes what training computes: saved work made under another value (a fold, an epoch's
+            checkpoint, a run folder) is never reused (``TRAINING_KEYS``).
+        fixed_in_sweep: A training setting that a sweep's cells share: a sweep folder made under another value is
+            refused (``SWEEP_FIXED_KEYS``, core.sweep). False: each cell sets it itself (batch size, rates, seed,
+            budget, SWA) or never reads it (pseudo-labels; group_column, which only shapes folds.csv).
+        legacy: Its value in every run saved before it existed (manifest.json, config.json, a fold checkpoint,
+            sweep.json): a saved config that lacks it ran with this, not with today's default or family recipe
+            (``LEGACY_VALUES``). ``NO_LEGACY``: saved runs have always recorded it.
+    """
+
+    training: bool = True
+    fixed_in_sweep: bool = True
+    legacy: Any = NO_LEGACY
+
+
+_T = typing.TypeVar("_T")
+Training = Annotated[_T, Setting()]  # what a fold learns; one value per sweep folder
+Swept = Annotated[_T, Setting(fixed_in_sweep=False)]  # what a fold learns; a sweep's cells set it (or never read it)
+Runtime = Annotated[_T, Setting(training=False, fixed_in_sweep=False)]  # how it runs, not what a fold learns
 
 
 @dataclasses.dataclass
@@ -41,67 +71,74 @@ class Config:
     """Everything a training run needs. Units: learning rates per optimizer step, angles in degrees.
 
     A setting that acts only together with another says so beside it ("only with …"); ``validate`` refuses a
-    combination in which one of them would silently do nothing (``_check_together``).
+    combination in which one of them would silently do nothing (``_check_together``). The recipe settings
+    (core.families ``Recipe``) may be None for the user, meaning the model family's value; a built ``Config`` holds
+    them resolved, and ``resolved`` reads them typed.
     """
 
     # ---- model
-    model: str = "smallcnn"  # a timm name may carry a pretrained tag: convnext_atto.d2_in1k (one of timm's tags)
-    pretrained: bool | str = "auto"  # auto (timm's weights on Kaggle) | True (a model timm has weights for) | False
-    # A setting left None takes the model family's recipe (core/models.py FAMILIES); one you set wins.
-    input_size: Optional[int] = None  # px the digits are resized to on the device (bilinear; 28: as they are)
-    drop_path_rate: Optional[float] = None  # stochastic depth of timm models (0: off)
+    model: Training[str] = "smallcnn"  # a timm name may carry one of timm's pretrained tags, e.g. convnext_atto.d2_in1k
+    pretrained: Training[bool | str] = "auto"  # auto (timm's weights on Kaggle) | True (timm must have weights) | False
+    # None: the model family's recipe (core/families.py; the recipe paragraph shows its values); a value you set wins.
+    input_size: Annotated[
+        int | None, Setting(legacy=28)] = None  # px the digits are resized to on the device (bilinear; 28: as they are)
+    drop_path_rate: Annotated[float | None, Setting(legacy=0.0)] = None  # stochastic depth of timm models (0: off)
     # ---- folds: k-fold cross-validation (folds.csv is made once, then reused)
-    n_folds: int = 5
-    fold_method: str = "StratifiedKFold"  # KFold | StratifiedKFold | StratifiedGroupKFold (needs group_column)
-    group_column: str = ""  # the train.csv column of groups: only with fold_method StratifiedGroupKFold
-    folds_to_run: str = ""  # "": all folds; else comma-separated fold indices below n_folds, e.g. "0,1"
-    seed: int = 42
+    n_folds: Training[int] = 5
+    fold_method: Training[str] = "StratifiedKFold"  # KFold | StratifiedKFold | StratifiedGroupKFold (with group_column)
+    group_column: Swept[str] = ""  # the train.csv column of groups: only with fold_method StratifiedGroupKFold
+    folds_to_run: Runtime[str] = ""  # "": all folds; else comma-separated fold indices below n_folds, e.g. "0,1"
+    seed: Swept[int] = 42
     # ---- optimisation: AdamW; learning rates are per optimizer step
-    epochs: Optional[int] = None  # smallcnn's recipe: 40, the Kaggle T4×2 recipe
-    max_steps: int = 0  # 0: no cap; else stop each fold after this many optimizer steps (the schedule shrinks to fit)
-    batch_size: Optional[int] = None  # smallcnn's recipe: 128 (vit / eva02: 32)
-    learning_rate: Optional[float] = None  # peak rate; smallcnn's recipe: 2e-3
-    min_lr: float = 1e-5  # the cosine's final rate, at most learning_rate
-    weight_decay: Optional[float] = None  # smallcnn's recipe: 1e-2
-    scheduler: str = "CosineAnnealingWithWarmupLR"
-    warmup_epochs: Optional[float] = None  # only with CosineAnnealingWithWarmupLR: linear, in epochs; smallcnn's: 1
-    label_smoothing: float = 0.1
+    epochs: Swept[int | None] = None  # passes over each fold's training rows
+    max_steps: Swept[int] = 0  # 0: no cap; else each fold stops after N optimizer steps (the schedule shrinks to fit)
+    batch_size: Swept[int | None] = None  # images per optimizer step
+    learning_rate: Swept[float | None] = None  # the peak rate, reached after the warm-up
+    min_lr: Swept[float] = 1e-5  # the cosine's final rate, at most learning_rate
+    weight_decay: Training[float | None] = None  # AdamW's decoupled decay (none on biases and norms)
+    scheduler: Training[str] = "CosineAnnealingWithWarmupLR"
+    warmup_epochs: Annotated[
+        float | None, Setting(legacy=1.0)] = None  # only with CosineAnnealingWithWarmupLR: linear, in epochs (0: none)
+    label_smoothing: Training[float] = 0.1
     # ---- augmentation: a random affine per image, in the batch, on the device (never flips)
-    augment: bool = True  # False: leave rotate_deg, zoom and shift to the recipe (or 0), they would act on nothing
-    rotate_deg: Optional[float] = None  # ± degrees; smallcnn's recipe: 10 (vit / eva02: 5)
-    zoom: Optional[float] = None  # ± fraction of the size; smallcnn's recipe: 0.10 (vit / eva02: 0.05)
-    shift: Optional[float] = None  # ± fraction of the side; smallcnn's recipe: 0.10 (vit / eva02: 0.05)
+    augment: Training[bool] = True  # False: rotate_deg, zoom and shift act on nothing (leave them None or 0)
+    rotate_deg: Training[float | None] = None  # ± degrees
+    zoom: Training[float | None] = None  # ± fraction of the size
+    shift: Training[float | None] = None  # ± fraction of the side
     # ---- compute
-    device: str = "auto"  # auto | cpu | cuda
-    parallel: str = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp (GPUs only) | ddp | folds
-    workers: int = 0  # only with ddp | folds (or auto): processes; 0 means one per GPU (2 on CPU)
-    amp: bool = True  # mixed precision on CUDA (bf16 on Ampere and newer, else fp16); a CPU uses cpu_bf16 instead
-    cpu_bf16: bool = False  # CPU only (not with device cuda): bf16 with AMX (Xeon gen 4+; 1.8x here), else fp32
-    channels_last: bool = True  # only for convolutional models (the others ignore it)
-    compile: bool = False
-    eval_batch_size: int = 1024
-    noise_scale_every: int = 20  # 0: off; else measure the gradient noise scale every N steps (about 1/N extra time)
+    device: Runtime[str] = "auto"  # auto | cpu | cuda
+    parallel: Runtime[str] = "auto"  # auto (>1 GPU: folds, or ddp for one fold) | none | dp (GPUs only) | ddp | folds
+    workers: Runtime[int] = 0  # only with ddp | folds (or auto): processes; 0 means one per GPU (2 on CPU)
+    amp: Runtime[bool] = True  # mixed precision on CUDA (bf16 from Ampere on, else fp16); a CPU uses cpu_bf16 instead
+    cpu_bf16: Annotated[
+        bool, Setting(legacy=False)] = False  # CPU only (not cuda): bf16 with AMX (Xeon gen 4+; 1.8x here), else fp32
+    channels_last: Runtime[bool] = True  # only for convolutional models (the others ignore it)
+    compile: Runtime[bool] = False
+    eval_batch_size: Runtime[int] = 1024
+    noise_scale_every: Runtime[int] = 20  # 0: off; else read the gradient noise scale every N steps (~1/N extra time)
     # ---- what inference will do: chosen on the out-of-fold rows, recorded in manifest.json
-    tta: str = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
-    swa_epochs: int = 0  # 0: off; else average the weights of the last N epochs (at most epochs); with or without tta
+    tta: Runtime[str] = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
+    swa_epochs: Swept[int] = 0  # 0: off; else average the weights of the last N epochs (at most epochs); with or without tta
     # ---- pseudo-labels: test rows an earlier run on the same folds is sure of, added to each fold's training rows
-    pseudo_labels: str = ""  # "": off | that run's inference output folder (test_probs.npz); fold k uses its own model
-    pseudo_threshold: float = 0.8  # only with pseudo_labels: keep a test row whose top probability is at least this
+    pseudo_labels: Swept[str] = ""  # "": off | that run's inference output (test_probs.npz); fold k uses its own model
+    pseudo_threshold: Swept[float] = 0.8  # only with pseudo_labels: keep a test row whose top probability reaches this
 
     def __post_init__(self) -> None:
-        """Every setting left None takes the model family's recipe (``core.models.training_recipe``)."""
-        from .models import training_recipe  # imported here: the recipes live with the family table
-
+        """Every recipe setting left None takes the model family's value (core.families, plain data: no torch)."""
         for key, value in training_recipe(self.model).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+
+    @property
+    def resolved(self) -> Recipe:
+        """The recipe settings as this run uses them (its family's, with those it sets), typed: ``resolved.epochs`` is
+        an int where the field ``epochs`` is typed ``int | None`` for the user."""
+        return Recipe(**{key: getattr(self, key) for key in RECIPE_KEYS})
 
     def recipe_sources(self) -> dict[str, str]:
         """Each recipe setting → "recipe" when it has the model family's value (left None, or given that value), else
         "changed". A Config built for one model keeps its resolved values under ``dataclasses.replace(model=...)``:
         build a new one to change the model."""
-        from .models import training_recipe
-
         return {key: "recipe" if getattr(self, key) == value else "changed"
                 for key, value in training_recipe(self.model).items()}
 
@@ -130,39 +167,41 @@ class Config:
             if not ok:
                 raise ConfigError(message)
 
+        recipe = self.resolved
         need(isinstance(self.pretrained, bool) or self.pretrained == "auto",
              f"pretrained = {self.pretrained!r}: use 'auto' (timm models on Kaggle), True or False")
         need(self.n_folds >= 2, f"n_folds = {self.n_folds}: use at least 2 folds (5 is the default)")
         need(self.fold_method in FOLD_METHODS, f"fold_method = {self.fold_method!r}: choose one of {FOLD_METHODS}")
         need(self.fold_method != "StratifiedGroupKFold" or bool(self.group_column),
              "fold_method = 'StratifiedGroupKFold' needs group_column: the train.csv column that holds the groups")
-        need(self.epochs >= 1, f"epochs = {self.epochs}: train for at least 1 epoch")
-        need(math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
-             f"warmup_epochs = {self.warmup_epochs:g}: use 0 (no warm-up) or a number of epochs (None: the model's "
+        need(recipe.epochs >= 1, f"epochs = {recipe.epochs}: train for at least 1 epoch")
+        need(math.isfinite(recipe.warmup_epochs) and recipe.warmup_epochs >= 0,
+             f"warmup_epochs = {recipe.warmup_epochs:g}: use 0 (no warm-up) or a number of epochs (None: the model's "
              "recipe)")
-        need(math.isfinite(self.drop_path_rate) and 0 <= self.drop_path_rate < 1,
-             f"drop_path_rate = {self.drop_path_rate:g}: use 0 <= rate < 1 (0.1 is typical; None: the model's recipe)")
+        need(math.isfinite(recipe.drop_path_rate) and 0 <= recipe.drop_path_rate < 1,
+             f"drop_path_rate = {recipe.drop_path_rate:g}: use 0 <= rate < 1 (0.1 is typical; None: the model's "
+             "recipe)")
         self._check_model()
         need(self.max_steps >= 0, f"max_steps = {self.max_steps}: use 0 (no cap) or a positive number of steps")
-        need(self.batch_size >= 1, f"batch_size = {self.batch_size}: must be a positive integer")
-        need(math.isfinite(self.learning_rate) and self.learning_rate > 0,
-             f"learning_rate = {self.learning_rate:g}: must be a positive number (None: the model's recipe)")
-        need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-             f"weight_decay = {self.weight_decay:g}: use 0 (none) or a positive number (None: the model's recipe)")
+        need(recipe.batch_size >= 1, f"batch_size = {recipe.batch_size}: must be a positive integer")
+        need(math.isfinite(recipe.learning_rate) and recipe.learning_rate > 0,
+             f"learning_rate = {recipe.learning_rate:g}: must be a positive number (None: the model's recipe)")
+        need(math.isfinite(recipe.weight_decay) and recipe.weight_decay >= 0,
+             f"weight_decay = {recipe.weight_decay:g}: use 0 (none) or a positive number (None: the model's recipe)")
         need(self.eval_batch_size >= 1, f"eval_batch_size = {self.eval_batch_size}: must be a positive integer "
                                         "(images per validation forward pass; 1024 is the default)")
         need(self.noise_scale_every >= 0, f"noise_scale_every = {self.noise_scale_every}: use 0 (off) or a number "
                                           "of optimizer steps between measurements (20 is the default)")
         need(0 <= self.seed < 2**32, f"seed = {self.seed}: use an integer 0..2**32-1 (42 is the default)")
-        need(0 <= self.rotate_deg <= MAX_ROTATE_DEG,
-             f"rotate_deg = {self.rotate_deg:g}: use 0..{MAX_ROTATE_DEG:g} degrees (10-15 is typical); digitkit never "
-             "flips or turns a digit far: turned a half-turn, a 6 is a 9")
-        need(0 <= self.zoom <= MAX_ZOOM, f"zoom = {self.zoom:g}: use 0..{MAX_ZOOM:g} (the scale is drawn in 1 ± zoom; "
-                                         "0.1 is typical); a scale at or below 0 would flip the digit")
-        need(0 <= self.shift <= MAX_SHIFT, f"shift = {self.shift:g}: use 0..{MAX_SHIFT:g} of the image side (0.1 is "
-                                           "typical); further moves the digit out of the picture")
-        need(0 <= self.min_lr <= self.learning_rate,
-             f"min_lr = {self.min_lr}: must lie between 0 and learning_rate ({self.learning_rate})")
+        need(0 <= recipe.rotate_deg <= MAX_ROTATE_DEG,
+             f"rotate_deg = {recipe.rotate_deg:g}: use 0..{MAX_ROTATE_DEG:g} degrees (10-15 is typical); digitkit "
+             "never flips or turns a digit far: turned a half-turn, a 6 is a 9")
+        need(0 <= recipe.zoom <= MAX_ZOOM, f"zoom = {recipe.zoom:g}: use 0..{MAX_ZOOM:g} (the scale is drawn in 1 ± "
+                                           "zoom; 0.1 is typical); a scale at or below 0 would flip the digit")
+        need(0 <= recipe.shift <= MAX_SHIFT, f"shift = {recipe.shift:g}: use 0..{MAX_SHIFT:g} of the image side (0.1 "
+                                             "is typical); further moves the digit out of the picture")
+        need(0 <= self.min_lr <= recipe.learning_rate,
+             f"min_lr = {self.min_lr}: must lie between 0 and learning_rate ({recipe.learning_rate})")
         need(self.scheduler in SCHEDULERS, f"scheduler = {self.scheduler!r}: choose one of {SCHEDULERS}")
         need(0 <= self.label_smoothing < 1,
              f"label_smoothing = {self.label_smoothing}: use 0 <= ε < 1 (0.1 is typical)")
@@ -171,8 +210,8 @@ class Config:
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device = {self.device!r}: use auto, cpu or cuda")
         need(self.swa_epochs >= 0, f"swa_epochs = {self.swa_epochs}: use 0 (off) or a positive number of epochs")
-        need(self.swa_epochs <= self.epochs,
-             f"swa_epochs = {self.swa_epochs}: cannot average more than the {self.epochs} epochs trained")
+        need(self.swa_epochs <= recipe.epochs,
+             f"swa_epochs = {self.swa_epochs}: cannot average more than the {recipe.epochs} epochs trained")
         need(0 < self.pseudo_threshold <= 1,
              f"pseudo_threshold = {self.pseudo_threshold}: use 0 < threshold <= 1 (0.8 is the default; with "
              f"label_smoothing = {self.label_smoothing} a model's top probability reaches about "
@@ -255,9 +294,10 @@ class Config:
     def model_spec(self) -> dict[str, Any]:
         """The architecture this run trains (``core.models.model_spec`` of its model, input size and drop-path):
         what manifest.json records and inference rebuilds."""
-        from .models import model_spec
+        from .models import model_spec  # imported here: checking a timm name needs timm
 
-        return model_spec(self.model, input_size=self.input_size, drop_path_rate=self.drop_path_rate)
+        recipe = self.resolved
+        return model_spec(self.model, input_size=recipe.input_size, drop_path_rate=recipe.drop_path_rate)
 
     def _check_model(self) -> None:
         """The model exists and takes this input size and drop-path (core.models.model_spec's message, as a
@@ -267,15 +307,13 @@ class Config:
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
-    # Settings that change what training computes: saved work made under other values is never reused.
-    TRAINING_KEYS = ("model", "pretrained", "input_size", "drop_path_rate", "epochs", "max_steps", "batch_size",
-                     "learning_rate", "min_lr", "weight_decay", "scheduler", "warmup_epochs", "label_smoothing",
-                     "augment", "rotate_deg", "zoom", "shift", "seed", "n_folds", "fold_method", "group_column",
-                     "swa_epochs", "pseudo_labels", "pseudo_threshold", "cpu_bf16")
-
     def training_settings(self) -> dict[str, Any]:
         """The values of ``TRAINING_KEYS``: equal settings mean a saved fold or epoch can be reused."""
-        return {key: getattr(self, key) for key in self.TRAINING_KEYS if hasattr(self, key)}
+        return {key: getattr(self, key) for key in TRAINING_KEYS}
+
+    def sweep_settings(self) -> dict[str, Any]:
+        """The values of ``SWEEP_FIXED_KEYS``: a sweep's cells are comparable only under equal settings."""
+        return {key: getattr(self, key) for key in SWEEP_FIXED_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -284,6 +322,35 @@ class Config:
         from .atomic import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _settings_of(cls: type) -> dict[str, Setting]:
+    """Each field of the dataclass ``cls`` → the ``Setting`` its annotation carries (exactly one per field)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    settings = {}
+    for field in dataclasses.fields(cls):
+        found = [meta for meta in getattr(hints[field.name], "__metadata__", ()) if isinstance(meta, Setting)]
+        assert len(found) == 1, f"{cls.__name__}.{field.name}: say what it is, e.g. Training[int] or Runtime[int]"
+        settings[field.name] = found[0]
+    return settings
+
+
+SETTINGS: dict[str, Setting] = _settings_of(Config)
+# Settings that change what training computes: saved work made under other values is never reused.
+TRAINING_KEYS = tuple(key for key, setting in SETTINGS.items() if setting.training)
+# Training settings a sweep's cells share (core.sweep): a sweep folder made under other values is not continued.
+SWEEP_FIXED_KEYS = tuple(key for key, setting in SETTINGS.items() if setting.training and setting.fixed_in_sweep)
+# Settings added after runs were first saved, with the value every run had before them: a saved config that lacks one
+# (manifest.json, config.json, a fold checkpoint, a sweep's setup) ran with this value, not today's family recipe.
+LEGACY_VALUES: dict[str, Any] = {key: setting.legacy for key, setting in SETTINGS.items()
+                                 if setting.legacy is not NO_LEGACY}
+assert set(RECIPE_KEYS) <= set(SETTINGS), "every core.families Recipe setting is a Config field"
+
+
+def with_legacy_values(saved: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """``saved`` settings, with ``LEGACY_VALUES`` for those it lacks (only those among ``keys``, when given)."""
+    legacy = LEGACY_VALUES if keys is None else {key: LEGACY_VALUES[key] for key in keys if key in LEGACY_VALUES}
+    return {**legacy, **saved}
 
 
 def check_tta(tta: str) -> None:
@@ -296,7 +363,15 @@ def check_tta(tta: str) -> None:
         raise ConfigError(f"tta = {tta!r}: {err}") from None
 
 
-Settings = typing.TypeVar("Settings")
+class SettingsClass(typing.Protocol):
+    """What ``settings_from_mapping`` builds: a dataclass with a ``validate()``."""
+
+    __dataclass_fields__: typing.ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def validate(self) -> None: ...
+
+
+Settings = typing.TypeVar("Settings", bound=SettingsClass)
 
 
 def settings_from_mapping(cls: type[Settings], values: Mapping[str, Any], *, error: type[Exception] = ConfigError,
@@ -308,7 +383,7 @@ def settings_from_mapping(cls: type[Settings], values: Mapping[str, Any], *, err
     notebook's defaults: build.py renders the parameters cell from them."""
     hints = typing.get_type_hints(cls)
     coercers = coercers or {}
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         value = values.get(field.name)
         if value is not None:

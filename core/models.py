@@ -1,24 +1,22 @@
 """Models that map (N, in_chans, 28, 28) images to (N, num_classes) logits: our ``smallcnn`` and ``fastcnn``, and
 timm's families.
 
-What each family needs lives in one table, ``FAMILIES``: how to build it at an input side (padding, window and
-patch sizes) and its training recipe (input size, epochs, batch size, learning rate, warm-up, weight decay,
-drop-path, augmentation strength), which a run's unset settings take (core.config). ``model_spec(name,
-input_size=...)`` resolves it into a JSON-serialisable dict that training writes to manifest.json, and
-``create_model_from_spec(spec)`` rebuilds the same architecture from it in the inference notebook
+What each family needs lives in one table, core.families ``FAMILIES`` (plain data: a ``Config`` reads its recipes
+without importing torch): how to build it at an input side (padding, window and patch sizes) and its training
+recipe. ``model_spec(name, input_size=...)`` resolves it into a JSON-serialisable dict that training writes to
+manifest.json, and ``create_model_from_spec(spec)`` rebuilds the same architecture from it in the inference notebook
 (``pretrained=False``, then ``load_state_dict``).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import functools
 import os
 import json
 import logging
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import timm
 import torch
@@ -27,113 +25,12 @@ from torch import nn
 
 from .augment import MNIST_MEAN, MNIST_STD
 from .data import IMAGE_SIDE, NUM_CLASSES
+from .families import FAMILIES, family_of, training_recipe  # noqa: F401 (the table's names, importable here too)
 
 _logger = logging.getLogger(__name__)
 
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation: the value padding must add
-
-# The settings a model family's recipe holds (core.config.Config fields). A Config field left None takes its family's
-# value; BASE_RECIPE is the Kaggle T4×2 recipe of digitkit's own CNNs and what a family does not change.
-RECIPE_KEYS = ("input_size", "epochs", "batch_size", "learning_rate", "warmup_epochs", "weight_decay",
-               "drop_path_rate", "rotate_deg", "zoom", "shift")
-BASE_RECIPE: dict[str, Any] = {"input_size": IMAGE_SIDE, "epochs": 40, "batch_size": 128, "learning_rate": 2e-3,
-                               "warmup_epochs": 1.0, "weight_decay": 1e-2, "drop_path_rate": 0.0,
-                               "rotate_deg": 10.0, "zoom": 0.10, "shift": 0.10}
 MAX_INPUT_SIZE = 448  # px: beyond this a 28-px digit is only blur, at a large cost
-
-
-def _tiny_vit_windows(side: int) -> dict[str, Any]:
-    """tiny_vit's attention windows must tile its feature maps (side/4, /8, /16, /32 px; the first stage is
-    convolutional), else every stage pads to whole windows (~12x slower at 28 px): each window is the largest divisor
-    of its map up to timm's default (7, 7, 14, 7), which gives those defaults at 224 px and [7, 4, 2, 1] at 28. A map
-    only a 1-px window tiles (a prime side) would lose its attention: that input size is refused."""
-    windows, size = [], side
-    for stage, default in enumerate((7, 7, 14, 7)):
-        size = -(-size // (4 if stage == 0 else 2))
-        window = max(d for d in range(1, min(default, size) + 1) if size % d == 0)
-        if stage and window == 1 < size:
-            raise ValueError(f"input_size = {side}: tiny_vit's {size}-px feature map of stage {stage} has no attention "
-                             "window that tiles it; use a multiple of 32 (e.g. 64) or 28 / 56")
-        windows.append(window)
-    return {"window_sizes": windows}
-
-
-VIT_PATCH = 7  # px: 4x4 tokens at 28 px. 4-px patches (7x7 tokens) cost ~3x the FLOPs and learnt slower (docs/experiments/timm-families.md)
-
-
-def _patch_grid(side: int) -> dict[str, Any]:
-    """vit / eva02 hold a fixed grid of position embeddings: build it for the input side with ``VIT_PATCH``-px
-    patches ((side / VIT_PATCH)² tokens: 16 at 28 px)."""
-    if side % VIT_PATCH:
-        raise ValueError(f"input_size = {side}: a vit / eva02 model cuts it into {VIT_PATCH}-px patches, so use a "
-                         f"multiple of {VIT_PATCH} (28, 56, …)")
-    return {"img_size": side, "patch_size": VIT_PATCH}
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """What a family of architectures needs to learn 28-px digits from scratch.
-
-    Attributes:
-        prefix: Architecture-name prefix; the first matching family of ``FAMILIES`` wins.
-        convolutional: Whether channels_last memory format speeds it up.
-        min_side: The smallest input side (px) its downsampling takes: smaller inputs are padded with background.
-        timm_kwargs: Input side (px) -> the constructor keyword arguments that side needs.
-        recipe: Training settings (``RECIPE_KEYS``) that differ from ``BASE_RECIPE``; measured in
-            docs/experiments/timm-families.md.
-        reset_head: Re-initialise the classifier with PyTorch's default (fan-in) init: timm's EfficientNet init
-            scales it by 1/sqrt(classes), so at 10 classes its first logits are ~10x ImageNet's and the first loss
-            is ~4.5 instead of ln 10.
-    """
-
-    prefix: str
-    convolutional: bool
-    min_side: int = 0
-    timm_kwargs: Callable[[int], dict[str, Any]] = lambda side: {}
-    recipe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    reset_head: bool = False
-
-
-_PLAIN_VIT_RECIPE = {"batch_size": 32, "learning_rate": 3e-4, "warmup_epochs": 3.0, "weight_decay": 0.05,
-                     "drop_path_rate": 0.1, "rotate_deg": 5.0, "zoom": 0.05, "shift": 0.05}
-# Fold 0 of ../shared's 42k, from scratch, on 2 CPU cores: docs/experiments/timm-families.md has each recipe's result.
-FAMILIES: tuple[Family, ...] = (
-    Family("smallcnn", convolutional=True),
-    Family("fastcnn", convolutional=True),
-    # EfficientNet's stride-32 body ends at 1 px on a 28-px digit and learns slowly there: 56 px.
-    Family("efficientnet", convolutional=True, reset_head=True, recipe={"input_size": 56, "drop_path_rate": 0.1}),
-    Family("tf_efficientnet", convolutional=True, reset_head=True, recipe={"input_size": 56, "drop_path_rate": 0.1}),
-    # convnext / edgenext downsample by 32 with stride-2 convs that fail below 32 px.
-    Family("convnext", convolutional=True, min_side=32, recipe={"weight_decay": 0.05, "drop_path_rate": 0.1}),
-    Family("edgenext", convolutional=True, min_side=32, recipe={"weight_decay": 0.05, "drop_path_rate": 0.1}),
-    Family("tiny_vit", convolutional=False, timm_kwargs=_tiny_vit_windows,
-           recipe={"weight_decay": 0.05, "drop_path_rate": 0.1, "warmup_epochs": 2.0}),
-    # The plain ViTs have no convolutional prior: on short runs they learn only with more, smaller steps, a lower
-    # rate and lighter augmentation (embedded data, fold 0, 4 epochs: vit 0.32 at 4-px patches, batch 128, lr 1e-3;
-    # 0.69 with this recipe, eva02 0.92).
-    Family("vit_", convolutional=False, timm_kwargs=_patch_grid, recipe=_PLAIN_VIT_RECIPE),
-    Family("eva02", convolutional=False, timm_kwargs=_patch_grid, recipe=_PLAIN_VIT_RECIPE),
-)
-_PASS_THROUGH = Family("", convolutional=False)  # any other timm name: in_chans / num_classes only
-
-
-def family_of(name: str) -> Family:
-    """The family of model ``name`` (a pretrained tag like ``.d2_in1k`` is ignored); ``_PASS_THROUGH`` for a timm
-    name no family matches."""
-    arch = name.split(".", 1)[0]
-    return next((family for family in FAMILIES if arch.startswith(family.prefix)), _PASS_THROUGH)
-
-
-def training_recipe(name: str) -> dict[str, Any]:
-    """The training settings (``RECIPE_KEYS``) that model ``name`` gets when a run leaves them unset (None):
-    ``BASE_RECIPE`` with its family's values."""
-    return {**BASE_RECIPE, **family_of(name).recipe}
-
-
-def recipe_name(name: str) -> str:
-    """Whose recipe ``name`` trains with, in words: "efficientnet's" or "digitkit's base"."""
-    family = family_of(name)
-    return f"{family.prefix.rstrip('_')}'s" if family.recipe else "digitkit's base"
 
 
 def _conv_bn_relu(in_chs: int, out_chs: int) -> list[nn.Module]:
@@ -400,11 +297,12 @@ def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False,
     else:
         model = timm.create_model(spec["name"], pretrained=False, num_classes=spec["num_classes"],
                                   in_chans=spec["in_chans"], **kwargs)
-    if family_of(spec["name"]).reset_head and hasattr(model, "get_classifier"):
-        head = model.get_classifier()
+    get_classifier = getattr(model, "get_classifier", None)  # timm's models have one
+    if family_of(spec["name"]).reset_head and callable(get_classifier):
+        head = get_classifier()
         if isinstance(head, nn.Linear):
             head.reset_parameters()
-    front = OrderedDict()
+    front: OrderedDict[str, nn.Module] = OrderedDict()
     if spec.get("input_size", IMAGE_SIDE) != IMAGE_SIDE:
         front["resize"] = ResizeTo(spec["input_size"])
     if spec["pad_to"]:
@@ -421,17 +319,18 @@ _NETWORK_MODULES = ("huggingface_hub", "requests", "httpx", "httpcore", "urllib"
 def _is_download_error(err: BaseException) -> bool:
     """Whether ``err`` (or what caused it) comes from fetching weights: an OS / network error or the hub's own
     (their classes differ between huggingface_hub and timm versions), not a model that cannot be built."""
-    while err is not None:
-        if isinstance(err, (OSError, ConnectionError, TimeoutError)) or \
-                type(err).__module__.split(".")[0] in _NETWORK_MODULES:
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, (OSError, ConnectionError, TimeoutError)) or \
+                type(cause).__module__.split(".")[0] in _NETWORK_MODULES:
             return True
-        frame = err.__traceback__
+        frame = cause.__traceback__
         while frame is not None and frame.tb_next is not None:
             frame = frame.tb_next
         raised_in = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
         if raised_in.startswith("timm.models._hub") or raised_in.split(".")[0] in _NETWORK_MODULES:
             return True  # e.g. timm 0.9: "Hugging Face hub model specified but package not installed"
-        err = err.__cause__ or err.__context__
+        cause = cause.__cause__ or cause.__context__
     return False
 
 

@@ -1,7 +1,8 @@
 """Named recipes: each one is the notebook parameters it changes from ``Config``'s defaults, and nothing else.
 
-``Config``'s defaults (with the model family's recipe for the settings left None, core/models.py ``FAMILIES``) are
-the Kaggle T4×2 recipe, so ``kaggle`` changes nothing; a value that equals a default is not repeated here (it would be
+The chain of defaults, each link written once: ``Config``'s field defaults → the model family's recipe for the
+settings left None (core/families.py ``FAMILIES``) → a preset here → the command line. ``Config``'s defaults are the
+Kaggle T4×2 recipe, so ``kaggle`` changes nothing; a value that equals a default is not repeated here (it would be
 typed twice). A preset's value counts as set: it wins over the family's recipe (``local``'s 4 epochs for any model).
 ``python -m tools.run_local --preset NAME`` applies one, and its ``-p name=value`` win over it.
 """

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 from .config import Config
 from .data import IMAGE_SIDE
+from .families import recipe_name, training_recipe
 from .scheduler import warmup_fills_the_run
 
 
 def describe_schedule(config: Config) -> str:
     """The optimizer and learning-rate schedule in words, e.g. "AdamW, weight decay 0.01; one-epoch linear warm-up
     to 2e-3, then cosine to 1e-5, updated every optimizer step"."""
-    lr, low = f"{config.learning_rate:g}", f"{config.min_lr:g}"
-    warmup = "one-epoch" if config.warmup_epochs == 1 else f"{config.warmup_epochs:g}-epoch"
-    if warmup_fills_the_run(config.warmup_epochs, config.epochs):  # fetch_scheduler then warms up for a tenth
-        warmup = (f"short (a tenth of the run: a {warmup} warm-up would fill all {config.epochs} epoch"
-                  f"{'' if config.epochs == 1 else 's'})")
+    recipe = config.resolved
+    lr, low = f"{recipe.learning_rate:g}", f"{config.min_lr:g}"
+    warmup = "one-epoch" if recipe.warmup_epochs == 1 else f"{recipe.warmup_epochs:g}-epoch"
+    if warmup_fills_the_run(recipe.warmup_epochs, recipe.epochs):  # fetch_scheduler then warms up for a tenth
+        warmup = (f"short (a tenth of the run: a {warmup} warm-up would fill all {recipe.epochs} epoch"
+                  f"{'' if recipe.epochs == 1 else 's'})")
     shape = {"CosineAnnealingWithWarmupLR": (f"a {warmup} linear warm-up to {lr}, then a cosine down to {low}"
-                                             if config.warmup_epochs else f"a cosine from {lr} down to {low}"),
+                                             if recipe.warmup_epochs else f"a cosine from {lr} down to {low}"),
              "CosineAnnealingLR": f"a cosine from {lr} down to {low}",
              "none": f"a constant {lr}"}[config.scheduler]
     cap = f"; at most {config.max_steps} optimizer steps per fold" if config.max_steps else ""
@@ -52,15 +54,13 @@ def _recipe_words(key: str, value: float) -> str:
 
 
 def describe_model_recipe(config: Config) -> str:
-    """The model family's recipe and where this run leaves it, e.g. "efficientnet's recipe (core/models.py; a
+    """The model family's recipe and where this run leaves it, e.g. "efficientnet's recipe (core/families.py; a
     setting left None takes it): input 56 px, learning rate 0.002, …; changed here: 4 epochs (the recipe's: 40)"."""
-    from .models import recipe_name, training_recipe
-
     recipe, sources = training_recipe(config.model), config.recipe_sources()
     kept = [_recipe_words(key, getattr(config, key)) for key, source in sources.items() if source == "recipe"]
     changed = [f"{_recipe_words(key, getattr(config, key))} (the recipe's: {_recipe_value(key, recipe[key])})"
                for key, source in sources.items() if source == "changed"]
-    text = (f"{recipe_name(config.model)} recipe (core/models.py; a setting left None takes it): "
+    text = (f"{recipe_name(config.model)} recipe (core/families.py; a setting left None takes it): "
             + (", ".join(kept) or "every setting changed"))
     return text + (f"; changed here: {', '.join(changed)}" if changed else "")
 

@@ -66,9 +66,6 @@ CURVES_FILE = "curves.csv"
 RUNS_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "steps", "val_acc", "val_loss", "diverged", "seconds"]
 CURVE_COLUMNS = ["batch", "lr", "min_lr", "seed", "budget", "step", "examples", "val_acc", "noise_scale"]
 BUDGET_KINDS = ("epochs", "steps")
-# Settings that change what a cell computes besides the swept ones: runs.csv made under others is not reused.
-_FIXED_SETTINGS = ("model", "pretrained", "input_size", "drop_path_rate", "weight_decay", "scheduler", "warmup_epochs",
-                   "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "n_folds", "fold_method")
 
 
 class SweepError(ValueError):
@@ -467,7 +464,8 @@ def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_d
 
     Writes ``folds.csv``, ``sweep.json`` (the resolved config, the grid and the settings runs.csv depends on),
     ``runs.csv``, ``curves.csv`` and ``cells/``. Refuses to continue a runs.csv made for other data, another fold or other fixed
-    settings (model, weight decay, augmentation, ...): its cells would not be comparable.
+    settings (``Config.sweep_settings``: model, weight decay, augmentation, CPU precision, ...): its cells would not
+    be comparable.
 
     Args:
         folds_path: The folds.csv of training to reuse. Default: one attached as a Kaggle input, else
@@ -506,8 +504,10 @@ def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_d
 
 
 def _check_same_setup(path: Path, config: Config, grid: SweepGrid, fingerprint: str) -> None:
-    """Refuse a runs.csv made under other fixed settings; then record this sweep's settings in ``path``."""
-    setup = {"train_sha256": fingerprint, "fold": grid.fold, **{key: getattr(config, key) for key in _FIXED_SETTINGS}}
+    """Refuse a runs.csv made under other fixed settings (``Config.sweep_settings``: what every cell computes with,
+    besides what each cell sets; a setup older than a setting counts with its legacy value); then record this sweep's
+    settings in ``path``."""
+    setup = {"train_sha256": fingerprint, "fold": grid.fold, **config.sweep_settings()}
     if path.is_file() and (path.parent / RUNS_FILE).is_file():
         old = with_legacy_values(json.loads(path.read_text(encoding="utf-8")).get("setup", {}))
         changed = {key: (old[key], value) for key, value in setup.items() if key in old and old[key] != value}

@@ -366,7 +366,7 @@ def test_each_notebook_carries_only_the_core_modules_it_imports(tmp_path):
             assert set(modules[name].deps) <= written[kernel], (kernel, name)
     # inference needs no trainer, launch, SWA, scheduler, sweep or ensemble code: exactly the modules it imports
     assert written["infer"] == {"__init__", "atomic", "augment", "checkpoint", "config", "data", "device", "inference",
-                                "manifest", "models", "paths", "plots", "predict", "run_state", "submission", "tta"}
+                                "families", "manifest", "models", "paths", "plots", "predict", "run_state", "submission", "tta"}
     assert {"sweep", "lr_scaling"} <= written["sweep"] and {"ensemble", "groups"} <= written["ensemble"]
     assert set(modules) == set().union(*written.values())  # every module serves some notebook
 

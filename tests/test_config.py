@@ -1,10 +1,16 @@
 import dataclasses
 import json
 import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
 
 import pytest
 
 from core.config import Config, ConfigError
+from core.data import IMAGE_SIDE
+from core.families import Recipe, recipe_of
 
 
 def test_from_mapping_picks_known_fields_and_coerces_strings():
@@ -39,8 +45,8 @@ def test_bad_values_name_the_setting(values, field):
         Config.from_mapping(values)
 
 
-NUMERIC_FIELDS = [f.name for f in dataclasses.fields(Config)
-                  if f.type in ("int", "float", "Optional[int]", "Optional[float]")]
+NUMERIC_FIELDS = [name for name, hint in typing.get_type_hints(Config).items()
+                  if hint in (int, float, int | None, float | None)]
 
 
 def test_the_recipe_settings_are_among_the_range_checked():
@@ -127,3 +133,60 @@ def test_an_older_config_without_the_new_settings_reads_as_it_ran(model):
 def test_a_recipe_setting_the_model_cannot_take_is_refused_early(values, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         Config.from_mapping(values)
+
+
+def test_building_a_config_imports_neither_torch_nor_timm():
+    """The family recipes are plain data (core.families): a Config resolves them without the heavy imports."""
+    code = ("import sys, core.config as c; c.Config(); c.Config(model='vit_tiny_patch16_224').resolved; "
+            "print('timm' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.split() == ["False", "False"]
+
+
+# ----------------------------------------------------------------------- what each setting is, said on its field
+# The lists that were kept by hand before issue 29 (Config.TRAINING_KEYS, core.models.RECIPE_KEYS and
+# core.config.LEGACY_VALUES), recorded here: the field metadata they are now derived from must give the same.
+TRAINING_BEFORE_ISSUE_29 = {"model", "pretrained", "input_size", "drop_path_rate", "epochs", "max_steps", "batch_size",
+                            "learning_rate", "min_lr", "weight_decay", "scheduler", "warmup_epochs", "label_smoothing",
+                            "augment", "rotate_deg", "zoom", "shift", "seed", "n_folds", "fold_method", "group_column",
+                            "swa_epochs", "pseudo_labels", "pseudo_threshold", "cpu_bf16"}
+RECIPE_BEFORE_ISSUE_29 = ["input_size", "epochs", "batch_size", "learning_rate", "warmup_epochs", "weight_decay",
+                          "drop_path_rate", "rotate_deg", "zoom", "shift"]
+LEGACY_BEFORE_ISSUE_29 = {"input_size": 28, "drop_path_rate": 0.0, "warmup_epochs": 1.0, "cpu_bf16": False}
+
+
+def test_saved_work_is_reused_under_the_same_training_settings_as_before():
+    assert set(Config().training_settings()) == TRAINING_BEFORE_ISSUE_29
+    changed = {"device": "cpu", "workers": 2, "amp": False, "eval_batch_size": 8, "tta": "none", "folds_to_run": "0"}
+    assert Config(**changed).training_settings() == Config().training_settings()  # how it runs, not what it learns
+
+
+def test_the_recipe_settings_left_none_take_the_familys_values_typed():
+    config = Config.from_mapping({"model": "vit_tiny_patch16_224", "rotate_deg": 4, "epochs": "3"})
+    assert list(config.recipe_sources()) == RECIPE_BEFORE_ISSUE_29
+    family = recipe_of("vit_tiny_patch16_224")
+    hints = typing.get_type_hints(Recipe)
+    for key in RECIPE_BEFORE_ISSUE_29:
+        value = getattr(config.resolved, key)
+        assert value == getattr(config, key) == {"rotate_deg": 4.0, "epochs": 3}.get(key, getattr(family, key)), key
+        assert type(value) is hints[key], key  # what code after __post_init__ reads: an int or a float, never None
+
+
+def test_each_recipe_setting_is_a_config_field_the_user_may_leave_none():
+    config_hints, recipe_hints = typing.get_type_hints(Config), typing.get_type_hints(Recipe)
+    assert {key: config_hints[key] for key in recipe_hints} == {key: hint | None for key, hint in recipe_hints.items()}
+    assert all(Config.__dataclass_fields__[key].default is None for key in recipe_hints)
+    assert Config().input_size == IMAGE_SIDE  # the base recipe takes the digits as they are
+
+
+@pytest.mark.parametrize("key", [f.name for f in dataclasses.fields(Config) if f.name != "model"])
+def test_a_saved_config_without_a_setting_reads_the_value_runs_had_before_it_existed(key):
+    """manifest.json / config.json written before a setting existed ran with its legacy value, not today's recipe; a
+    setting saved runs have always recorded is only missing from a hand-written config: it takes today's default."""
+    made = Config(model="efficientnet_b0", warmup_epochs=2.0, cpu_bf16=True)  # its input_size, drop-path: 56, 0.1
+    assert all(getattr(made, name) != legacy for name, legacy in LEGACY_BEFORE_ISSUE_29.items())  # the test can tell
+    saved = made.to_dict()
+    del saved[key]
+    today = getattr(Config(model="efficientnet_b0"), key)
+    assert getattr(Config.from_saved(saved), key) == LEGACY_BEFORE_ISSUE_29.get(key, today)

@@ -44,7 +44,7 @@ def test_the_recipe_paragraph_says_which_settings_came_from_the_models_recipe(tm
     config = Config.from_mapping({"model": "efficientnet_b0", "epochs": 4, "device": "cpu"})
     text = prepare_run(config, output_dir=tmp_path / "run")._repr_markdown_()
     assert "resized to **56 px** (bilinear, on the device, inside the model" in text
-    assert ("**Model recipe:** efficientnet's recipe (core/models.py; a setting left None takes it): input 56 px, "
+    assert ("**Model recipe:** efficientnet's recipe (core/families.py; a setting left None takes it): input 56 px, "
             "batch 128, learning rate 0.002, warm-up 1 epoch, weight decay 0.01, drop-path 0.1, rotation ±10°, "
             "zoom ±10 %, shift ±10 %; changed here: 4 epochs (the recipe's: 40).") in text
     vit = Config.from_mapping({"model": "vit_tiny_patch16_224", "device": "cpu", "zoom": 0.1})

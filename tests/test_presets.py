@@ -70,3 +70,14 @@ def test_run_local_refuses_an_unknown_preset_naming_the_known_ones(tmp_path, cap
     with pytest.raises(SystemExit):
         run_local.main(["--run", "x", "--runs", str(tmp_path / "runs"), "--preset", "fast"])
     assert "preset = 'fast': choose one of kaggle, local, cpu-recipe, cpu-quick" in capsys.readouterr().err
+
+
+def test_the_chain_of_defaults_config_then_family_recipe_then_preset_then_command_line():
+    """Each link is written once and the later one wins: Config's default model (smallcnn), a family's recipe for
+    the settings left None, a preset's values, then ``-p`` (here the mapping's last entries)."""
+    assert Config().model == "smallcnn"
+    local = preset_parameters("local")
+    config = Config.from_mapping({**local, "model": "efficientnet_b0"})
+    assert (config.input_size, config.epochs) == (56, local["epochs"])  # the family's input size; the preset's epochs
+    command_line = Config.from_mapping({**local, "model": "efficientnet_b0", "epochs": "2", "input_size": "28"})
+    assert (command_line.input_size, command_line.epochs) == (28, 2)

@@ -260,6 +260,47 @@ def test_a_sweep_of_other_settings_is_refused(tmp_path, config):
         sweep._check_same_setup(tmp_path / "sweep.json", config, grid, fingerprint="def")
 
 
+def test_a_sweep_folder_is_not_continued_in_another_cpu_precision(tmp_path, config):
+    """cpu_bf16 changes what every cell computes: a folder made in fp32 is refused in bf16 (issue 29: it was not)."""
+    grid = SweepGrid(budget="steps=2")
+    sweep._check_same_setup(tmp_path / "sweep.json", config, grid, fingerprint="abc")
+    (tmp_path / "runs.csv").write_text(",".join(RUNS_COLUMNS) + "\n")
+    bf16 = Config(**{**config.to_dict(), "cpu_bf16": True})
+    with pytest.raises(SweepError, match="cpu_bf16: False → True"):
+        sweep._check_same_setup(tmp_path / "sweep.json", bf16, grid, fingerprint="abc")
+
+
+def test_a_sweep_setup_saved_before_cpu_bf16_existed_ran_in_fp32(tmp_path, config):
+    grid = SweepGrid(budget="steps=2")
+    sweep._check_same_setup(tmp_path / "sweep.json", config, grid, fingerprint="abc")
+    (tmp_path / "runs.csv").write_text(",".join(RUNS_COLUMNS) + "\n")
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    del saved["setup"]["cpu_bf16"]  # as written before the setting existed
+    (tmp_path / "sweep.json").write_text(json.dumps(saved))
+    with pytest.raises(SweepError, match="cpu_bf16: False → True"):
+        sweep._check_same_setup(tmp_path / "sweep.json", Config(**{**config.to_dict(), "cpu_bf16": True}), grid, "abc")
+    sweep._check_same_setup(tmp_path / "sweep.json", config, grid, "abc")  # fp32, as it ran: continued
+
+
+# The settings a sweep folder held fixed before issue 29, when they were a hand-kept tuple in core/sweep.py; cpu_bf16
+# was missing from it. Config's field metadata now decides, and must give the same settings plus cpu_bf16.
+SWEEP_FIXED_BEFORE_ISSUE_29 = {"model", "pretrained", "input_size", "drop_path_rate", "weight_decay", "scheduler",
+                               "warmup_epochs", "label_smoothing", "augment", "rotate_deg", "zoom", "shift", "n_folds",
+                               "fold_method"}
+
+
+def test_a_sweep_records_and_holds_fixed_the_settings_every_cell_computes_with(tmp_path, config):
+    grid = SweepGrid(budget="steps=2")
+    sweep._check_same_setup(tmp_path / "sweep.json", config, grid, fingerprint="abc")
+    setup = json.loads((tmp_path / "sweep.json").read_text())["setup"]
+    assert set(setup) == {"train_sha256", "fold", *SWEEP_FIXED_BEFORE_ISSUE_29, "cpu_bf16"}
+    (tmp_path / "runs.csv").write_text(",".join(RUNS_COLUMNS) + "\n")
+    swept = {"batch_size": 64, "learning_rate": 1e-3, "min_lr": 1e-6, "seed": 7, "epochs": 3, "max_steps": 9,
+             "swa_epochs": 1, "pseudo_threshold": 0.9, "folds_to_run": "0", "workers": 2}
+    for key, value in swept.items():  # what each cell sets itself, or never reads: the folder is continued
+        sweep._check_same_setup(tmp_path / "sweep.json", Config(**{**config.to_dict(), key: value}), grid, "abc")
+
+
 # -------------------------------------------------------------------------------------------------------- the fit
 def synthetic_runs(alpha: float, *, batches=(8, 16, 32, 64, 128, 256), lrs=None, seeds=3, noise=0.0005,
                    lr8: float = 1e-4, seed: int = 0) -> pd.DataFrame:

@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the loops alternate this many times; medians are reported (a shared machine's load "
                              "changes within minutes)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: the model's recipe (core/models.py FAMILIES)")
+                        help="default: the model's recipe (core/families.py FAMILIES)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="px the digits are resized to (default: the model's recipe, e.g. 56 for efficientnet)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
