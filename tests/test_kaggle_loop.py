@@ -261,3 +261,15 @@ def test_a_failed_infer_output_is_refused_without_touching_the_run_folder(tmp_pa
     assert not (tmp_path / "runs" / "demo" / "submission.csv").exists()
     loop(tmp_path, kaggle).run()
     assert kaggle.sends().count("push me/digitkit-infer-demo") == 2 and kaggle.sends().count("submit") == 1
+
+
+def test_loops_on_different_folds_are_refused_before_an_ensemble_is_pushed(tmp_path):
+    from tools.kaggle_loop import check_same_folds
+
+    for name, folds in (("a", "row,fold\n0,0\n1,1\n"), ("b", "row,fold\n0,1\n1,0\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "folds.csv").write_text(folds)
+    with pytest.raises(LoopError, match=r"trained on different folds .* same seed and n_folds"):
+        check_same_folds([tmp_path / "a", tmp_path / "b"])
+    (tmp_path / "b" / "folds.csv").write_text((tmp_path / "a" / "folds.csv").read_text())
+    check_same_folds([tmp_path / "a", tmp_path / "b"])

@@ -3,7 +3,8 @@ package, executed by papermill in the /kaggle sandbox, their outputs downloaded,
 submission scored — and what a user does next (`make runs`, a rerun, a second loop, a fault, a failed kernel).
 
 Each test asserts on the twin's ``calls.jsonl``: what was sent, and that nothing was sent twice. Tiny real MNIST data
-(400 train / 100 test rows, 2 folds, 1 epoch) keeps a loop under a minute on 2 cores.
+(400 train / 100 test rows, 2 folds, 5 epochs: enough to learn above chance, which the ensemble checks) keeps a
+loop under a minute on 2 cores.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tools.twin.sandbox import sandbox_problem
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
-TINY = ["-p", "model='smallcnn'", "-p", "epochs=1", "-p", "n_folds=2", "-p", "batch_size=32", "-p", "tta='none'"]
+TINY = ["-p", "model='smallcnn'", "-p", "epochs=5", "-p", "n_folds=2", "-p", "batch_size=32", "-p", "tta='none'"]
 SENDS = ("SaveKernel", "CreateDataset", "CreateDatasetVersion", "CreateSubmission")
 
 
@@ -147,18 +148,18 @@ def test_a_second_loop_with_other_settings_runs_beside_the_first_and_a_failed_ke
     """Another RUN with other PARAMS gets kernels of its own; its train kernel fails once (a fault): the loop stops
     with Kaggle's message in one line, and the rerun pushes a new version and completes, sending nothing twice."""
     world.arm({"kind": "kernel_error", "kernel": "twinuser/digitkit-train-second", "message": "CUDA error: boom"})
-    failed = world.loop("--run", "second", *TINY, "-p", "seed=3")
+    failed = world.loop("--run", "second", *TINY, "-p", "learning_rate=3e-3")
     assert failed.returncode == 1
     err = [line for line in failed.stderr.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("make kaggle failed: wait-train: twinuser/digitkit-train-second/1 "
                                                "ended ERROR: ") and "boom" in err[0], failed.stderr
-    done = world.loop("--run", "second", *TINY, "-p", "seed=3")
+    done = world.loop("--run", "second", *TINY, "-p", "learning_rate=3e-3")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     sends = world.sends()
     assert sends.count("SaveKernel twinuser/digitkit-train-second") == 2  # the failed version and the new one
     assert sends.count("SaveKernel twinuser/digitkit-infer-second") == 1
     assert sends.count("CreateDataset digitkit-weights-second") == 1 and sends.count("CreateSubmission") == 2
-    assert json.loads((world.runs / "second" / "request.json").read_text())["settings"]["seed"] == 3
+    assert json.loads((world.runs / "second" / "request.json").read_text())["settings"]["learning_rate"] == 3e-3
 
 
 def test_a_dataset_that_stays_pending_stops_at_the_wait_limit_in_one_line(world, demo):

@@ -22,9 +22,9 @@ where the last one stopped (Ctrl-C, a crash, a closed laptop) and sends nothing 
 
 A finished loop prints its result and sends nothing. A kernel that ended ERROR is built and pushed again on the rerun
 (a new version); a wait that reached its limit waits again for the same version; a send interrupted between Kaggle's
-answer and its record is found on Kaggle (the kernel's newest version, the submission by its message), not repeated. The folder is owned like every run's (tools.run_folder):
-a second `make kaggle RUN=<RUN>` while one runs is refused, and other training settings need another ``RUN`` or
-``RESTART=1``.
+answer and its record is found on Kaggle (the kernel's newest version, the submission by its message), not repeated.
+The folder is owned like every run's (tools.run_folder): a second `make kaggle RUN=<RUN>` while one runs is refused,
+and other training settings need another ``RUN`` or ``RESTART=1``.
 """
 from __future__ import annotations
 
@@ -86,14 +86,15 @@ class Waits:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Loop:
     """One loop's state (``runs/<RUN>/kaggle.json``) and its steps; :meth:`run` does what is left of them."""
 
     def __init__(self, run_dir: Path, *, name: str, owner: str, parameters: dict[str, Any], client: KaggleService,
-                 build: Callable[[str, Path, dict[str, Any], dict[str, Any]], Path], test_rows: int, waits: Waits | None = None,
+                 build: Callable[[str, Path, dict[str, Any], dict[str, Any]], Path], test_rows: int,
+                 waits: Waits | None = None,
                  say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
                  fuse: list[str] | None = None):
         """``test_rows``: the rows of the competition's test.csv (28,000 on Kaggle; the twin serves its own).
@@ -415,6 +416,20 @@ def check_weights_published(run_dir: Path) -> None:
                         f"make kaggle RUN={run_dir.name} first")
 
 
+def check_same_folds(run_dirs: list[Path]) -> None:
+    """Refuse, before pushing, loops trained on different folds (their downloaded folds.csv differ): the ensemble
+    notebook would refuse them on Kaggle — their OOF rows do not line up. On Kaggle a loop's folds come from its
+    ``seed`` and ``n_folds``."""
+    from core.manifest import sha256_file
+
+    hashes = {run_dir.name: sha256_file(run_dir / "folds.csv") if (run_dir / "folds.csv").is_file() else "missing"
+              for run_dir in run_dirs}
+    if len(set(hashes.values())) > 1:
+        listed = ", ".join(f"{name} {digest[:12]}" for name, digest in hashes.items())
+        raise LoopError(f"make kaggle RUNS=…: the loops were trained on different folds (folds.csv {listed}): fused "
+                        "weights would be learned on leaked rows; train them with the same seed and n_folds")
+
+
 def loop_request(parameters: dict[str, Any]) -> dict[str, Any]:
     """What decides whether runs/<RUN>/ is this loop's (tools.run_folder): the training settings sent to Kaggle."""
     from core.config import Config
@@ -507,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             request = {"kind": "make kaggle RUNS", "settings": {"fuse": " ".join(args.fuse)}}
             for loop_name in args.fuse:
                 check_weights_published(Path(args.runs) / loop_name)
+            check_same_folds([Path(args.runs) / loop_name for loop_name in args.fuse])
         else:
             parameters = {**preset_parameters(args.preset), **dict(parse_parameter(p) for p in args.param)}
             request = loop_request(parameters)
