@@ -26,7 +26,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Idle OpenMP threads spin by default; on a small, busy CPU they stall each other (1.9 s vs 36 ms per step seen here).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv data build run test clean kaggle push status output weights submit scores ensemble sweep bench gpu-bench cpu-recipe cpu-quick runs compare select .check
+.PHONY: help venv data build run test check clean kaggle push status output weights submit scores ensemble sweep bench gpu-bench cpu-recipe cpu-quick runs compare select .check
 
 .check:
 	@$(CHECK)
@@ -109,6 +109,10 @@ cpu-quick: .check $(STAMP) build ## the CPU preset for iterating on the full 42k
 
 test: .check $(STAMP) .venv-kaggle/.installed .venv-oldest/.installed ## the whole suite (unit, build, the notebooks in a Kaggle sandbox in 3 package sets, the Kaggle loop on the twin)
 	$(PY) -m pytest -q
+
+check: .check $(STAMP) ## lint (ruff) and types (mypy) on core/ and tools/
+	$(PY) -m ruff check core tools build.py
+	$(PY) -m mypy core tools build.py
 
 clean: .check ## remove build/ (runs/ holds your runs, Kaggle loop states and moved-aside runs: delete those by hand)
 	rm -rf build

@@ -47,7 +47,8 @@ CONCEPT_ORDER = (
     "__init__",
     "config", "families", "presets", "recipe",  # the recipe
     "paths", "data", "folds", "pseudo", "groups",  # the inputs
-    "targets", "augment", "models", "scheduler", "trainer", "noise_scale", "swa", "checkpoint", "fold_result", "resume",  # one fold
+    # one fold
+    "targets", "augment", "models", "scheduler", "trainer", "noise_scale", "swa", "checkpoint", "fold_result", "resume",
     "pipeline", "device", "launch", "distributed",  # running the folds
     "oof", "stats", "choice",  # judging them
     "predict", "tta", "inference", "ensemble", "submission", "manifest", "run_state",  # predicting, shipping
@@ -106,7 +107,8 @@ def _order(graph: dict[str, tuple[str, ...]]) -> list[str]:
     except graphlib.CycleError as exc:
         raise BuildError(f"modules import each other in a cycle: {' -> '.join(exc.args[1])}; "
                          "move the shared code into a module both can import") from exc
-    order, ready = [], []
+    order: list[str] = []
+    ready: list[str] = []
     while sorter.is_active():
         ready = sorted([*ready, *sorter.get_ready()])
         order.append(ready.pop(0))
@@ -188,7 +190,7 @@ def _core_cells(package_dir: Path, package_name: str, commit: str, roots: set[st
     reimport = (f"import importlib, sys\nimportlib.invalidate_caches()\nfor _name in [m for m in sys.modules if m == "
                 f"\"{package_name}\" or m.startswith(\"{package_name}.\")]:\n    del sys.modules[_name]\n"
                 f"import {package_name}")
-    return cells + [Cell("code", reimport, "[core] expansion", reimport, metadata=HIDDEN_CELL)]
+    return [*cells, Cell("code", reimport, "[core] expansion", reimport, metadata=HIDDEN_CELL)]
 
 
 def build_notebook_from_template(template_text: str, *, package_dir: Path, package_name: str, kernel: str,
@@ -198,8 +200,8 @@ def build_notebook_from_template(template_text: str, *, package_dir: Path, packa
         env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
         text = env.from_string(template_text).render(**context)
     except jinja2.TemplateError as exc:
-        line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-        raise BuildError(f"{source_name}{line}: jinja2: {exc}") from exc
+        lineno = getattr(exc, "lineno", None)  # a syntax error has one
+        raise BuildError(f"{source_name}{f' line {lineno}' if lineno else ''}: jinja2: {exc}") from exc
     commit = str(context.get("commit", "unknown"))
     cells: list[Cell] = []
     parsed = _parse_cells(text, source_name)
@@ -256,10 +258,14 @@ def config_parameters(config_source: str, class_name: str = "Config", where: str
     lines = config_source.splitlines()
     fields, previous_end = {}, cls.lineno
     for node in cls.body:
+        assert node.end_lineno is not None and node.end_col_offset is not None  # ast.parse places every node
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            comment = lines[node.end_lineno - 1][node.end_col_offset:].strip()
+            # the field's own comment, less any noqa marker for the linter (the library's business, not the notebook's)
+            comment = re.sub(r"\s*#\s*noqa\b.*$", "", lines[node.end_lineno - 1][node.end_col_offset:].strip())
             headings = [line.strip() for line in lines[previous_end:node.lineno - 1] if line.strip().startswith("#")]
-            fields[node.target.id] = (ast.get_source_segment(config_source, node.value), comment, headings)
+            value = ast.get_source_segment(config_source, node.value)
+            assert value is not None  # the segment of a node parsed from this very source
+            fields[node.target.id] = (value, comment, headings)
         previous_end = node.end_lineno
 
     def render(rename: dict[str, str] | None = None, **overrides: str) -> str:
@@ -327,7 +333,7 @@ def build_kernel(kernel: str, *, repo: Path, out_dir: Path, owner: str | None = 
             raise BuildError(f"{path.relative_to(repo)} is missing: every kernel needs both templates")
     context = {"kernel": kernel, "title": TITLES.get(kernel, f"digitkit {kernel}"), "commit": git_commit(repo),
                "build_command": f"python build.py {kernel}",
-               "build_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "build_time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                **(extra or {})}
 
     def parameters_of(module: str, class_name: str, rename: dict[str, str] | None = None, **overrides: str) -> str:

@@ -34,7 +34,8 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DataParallel / DistributedDataParallel (their state_dict keys carry ``module.``)."""
-    return model.module if isinstance(getattr(model, "module", None), nn.Module) else model
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) else model
 
 
 def save_state_dict(model: nn.Module, path: str | Path) -> None:
@@ -49,7 +50,7 @@ def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: weights file missing; train that fold again or re-download the run's output")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path.name}: refused by torch.load(weights_only=True): it holds Python objects, not just tensors, and "
             f"could run code when loaded. Only load weights saved as a state_dict.") from None
@@ -79,8 +80,8 @@ def load_weights(model: nn.Module, path: str | Path, *, model_name: str = "") ->
             f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
             f"{len(shapes)} with another shape (e.g. {shapes[0]})" if shapes else ""]))
         raise CheckpointError(
-            f"{Path(path).name}: these weights are not for {model_name or 'this model'} at this input size ({details}). "
-            f"Use the manifest.json that came with the weights, or retrain.")
+            f"{Path(path).name}: these weights are not for {model_name or 'this model'} at this input size "
+            f"({details}). Use the manifest.json that came with the weights, or retrain.")
     model.load_state_dict(state, strict=True)
     return model
 
@@ -98,7 +99,7 @@ class TrainingState:
     generator: torch.Tensor  # state of the fold's torch.Generator (batch order, augmentation)
     torch_rng: torch.Tensor  # torch.get_rng_state()
     epoch: int  # 0-based index of the last finished epoch
-    history: list[dict[str, float]]  # one row per finished epoch
+    history: list[dict[str, float | None]]  # one row per finished epoch
     best_acc: float
     best_epoch: int  # 1-based
     swa: dict[str, Any] | None = None  # SwaAverager.state_dict() when SWA is on
@@ -123,6 +124,6 @@ class TrainingState:
                 return None
             return cls(**{field.name: state[field.name] if field.default is dataclasses.MISSING
                           else state.get(field.name, field.default) for field in dataclasses.fields(cls)})
-        except Exception as err:  # a checkpoint cut short by a kill (or not a dict of ours): start the fold again
+        except Exception as err:  # noqa: BLE001 - a checkpoint cut short by a kill (or not a dict of ours): start again
             log.warning("%s is unreadable (%s); training this fold from the start", path.name, err)
             return None

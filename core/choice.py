@@ -14,8 +14,9 @@ only when ``Config.tta`` is not "none"). Rules:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,7 @@ def fold_predictions(*, fold: int, val_idx: np.ndarray, best_probs: np.ndarray, 
         view_fns = make_views(views)
         for kind, path in (("best", best_path), ("swa", swa_path)):
             if kind in probs:
+                assert path is not None, kind  # swa_probs come with their swa_path
                 model = load_fold_model(spec, path, device=images.device, channels_last=channels_last)
                 probs[f"{kind}+tta"] = predict_probs(model, rows, views=view_fns, batch_size=batch_size,
                                                      channels_last=channels_last)

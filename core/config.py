@@ -16,8 +16,9 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Mapping
+from typing import Annotated, Any
 
 from .families import RECIPE_KEYS, Recipe, training_recipe
 
@@ -118,7 +119,7 @@ class Config:
     noise_scale_every: Runtime[int] = 20  # 0: off; else read the gradient noise scale every N steps (~1/N extra time)
     # ---- what inference will do: chosen on the out-of-fold rows, recorded in manifest.json
     tta: Runtime[str] = "auto"  # auto (only if it helped on OOF) | none | a comma-separated view list
-    swa_epochs: Swept[int] = 0  # 0: off; else average the weights of the last N epochs (at most epochs); with or without tta
+    swa_epochs: Swept[int] = 0  # 0: off; else average the weights of the last N epochs (at most epochs); with or without tta  # noqa: E501
     # ---- pseudo-labels: test rows an earlier run on the same folds is sure of, added to each fold's training rows
     pseudo_labels: Swept[str] = ""  # "": off | that run's inference output (test_probs.npz); fold k uses its own model
     pseudo_threshold: Swept[float] = 0.8  # only with pseudo_labels: keep a test row whose top probability reaches this
@@ -143,12 +144,12 @@ class Config:
                 for key, value in training_recipe(self.model).items()}
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
+    def from_mapping(cls, values: Mapping[str, Any]) -> Config:
         """Build from any mapping (a notebook's ``globals()``, a JSON dict); unknown keys are ignored."""
         return settings_from_mapping(cls, values, coercers={"pretrained": coerce_pretrained})
 
     @classmethod
-    def from_saved(cls, saved: Mapping[str, Any]) -> "Config":
+    def from_saved(cls, saved: Mapping[str, Any]) -> Config:
         """The config a run saved (manifest.json's ``config``, config.json) as it ran: settings added since it was
         written take ``LEGACY_VALUES``, not today's family recipe. Each value is checked, but not the settings
         together: those rules refuse a new run whose setting would act on nothing, not the record of one that ran."""
@@ -284,7 +285,8 @@ class Config:
         try:
             folds = [int(part) for part in str(self.folds_to_run).split(",") if part.strip()]
         except ValueError:
-            raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: use comma-separated fold numbers, e.g. '0,1'")
+            raise ConfigError(
+                f"folds_to_run = {self.folds_to_run!r}: use comma-separated fold numbers, e.g. '0,1'") from None
         bad = [f for f in folds if not 0 <= f < self.n_folds]
         if bad:
             raise ConfigError(f"folds_to_run = {self.folds_to_run!r}: folds {bad} do not exist with "

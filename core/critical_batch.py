@@ -54,7 +54,7 @@ def auto_target(curves: pd.DataFrame) -> float:
     """The highest accuracy (rounded down to 0.001, less 0.001) that every batch size reaches on every seed of at
     least one of its (lr, budget) curves; batch sizes that never reach ``MIN_TARGET`` are left out of the choice (they
     get no steps-to-target)."""
-    worst_seed = curves.groupby(_GROUP + ["seed"])["val_acc"].max().groupby(_GROUP).min()
+    worst_seed = curves.groupby([*_GROUP, "seed"])["val_acc"].max().groupby(_GROUP).min()
     per_batch = worst_seed.groupby("batch").max()
     learned = per_batch[per_batch >= MIN_TARGET]  # a batch size that never learned would pull the target to chance
     reach = (learned if len(learned) else per_batch).min()
@@ -65,13 +65,13 @@ def crossings(curves: pd.DataFrame, target: float) -> pd.DataFrame:
     """One row per curve (batch, lr, budget, seed): ``steps`` to ``target`` (inf if never) and ``noise_scale`` at
     the first point at or past it (NaN if none)."""
     rows = []
-    for (batch, lr, budget, seed), curve in curves.groupby(_GROUP + ["seed"], sort=True):
+    for (batch, lr, budget, seed), curve in curves.groupby([*_GROUP, "seed"], sort=True):
         curve = curve.sort_values("step")
         step = crossing_step(curve["step"].to_numpy(), curve["val_acc"].to_numpy(), target)
         after = curve[curve["step"] >= step]
         rows.append({"batch": int(batch), "lr": float(lr), "budget": budget, "seed": seed, "steps": step,
                      "noise_scale": float(after["noise_scale"].iloc[0]) if len(after) else math.nan})
-    return pd.DataFrame(rows, columns=_GROUP + ["seed", "steps", "noise_scale"])
+    return pd.DataFrame(rows, columns=[*_GROUP, "seed", "steps", "noise_scale"])
 
 
 def steps_to_target(per_curve: pd.DataFrame) -> pd.DataFrame:
@@ -163,11 +163,12 @@ class CriticalBatch:
     def advice(self) -> str:
         """What B_crit means for choosing a batch size, as the sweep's recommendation says it ("" without a fit)."""
         batches = self.table["batch"]
-        return {"beyond": f"up to batch {int(batches.max())} a bigger batch still cut the steps about in proportion "
-                          "(B_crit is beyond the batch sizes tried)",
-                "below": f"from batch {int(batches.min())} up a bigger batch bought little speed for more data "
-                         "(B_crit is below the batch sizes tried)",
-                "": f"beyond B ≈ {self.b_crit:,.0f} a bigger batch buys little speed for more data"}.get(self.bound(), "")
+        advice = {"beyond": f"up to batch {int(batches.max())} a bigger batch still cut the steps about in proportion "
+                            "(B_crit is beyond the batch sizes tried)",
+                  "below": f"from batch {int(batches.min())} up a bigger batch bought little speed for more data "
+                           "(B_crit is below the batch sizes tried)",
+                  "": f"beyond B ≈ {self.b_crit:,.0f} a bigger batch buys little speed for more data"}
+        return advice.get(self.bound(), "")
 
     def agreement(self) -> str:
         """B_crit beside B_simple, in one sentence."""
@@ -217,13 +218,13 @@ def analyze_critical_batch(curves: pd.DataFrame, *, target: float = 0.0, n_boot:
     rng = np.random.default_rng(seed)
     groups = [(int(batch), part["steps"].to_numpy()) for (batch, _, _), part in per_curve.groupby(_GROUP)]
     batches = np.array(sorted({batch for batch, _ in groups}))
-    samples = []
+    fits = []
     for _ in range(n_boot):  # each curve group's seeds redrawn; per batch size the best group's mean steps
         fewest = dict.fromkeys(batches.tolist(), math.inf)
         for batch, steps in groups:
             fewest[batch] = min(fewest[batch], float(steps[rng.integers(0, len(steps), len(steps))].mean()))
-        samples.append(fit_tradeoff(batches, np.array([fewest[b] for b in batches]))[2])
-    samples = np.asarray([v for v in samples if not math.isnan(v)])
+        fits.append(fit_tradeoff(batches, np.array([fewest[b] for b in batches]))[2])
+    samples = np.asarray([v for v in fits if not math.isnan(v)])
     ci = percentile_interval(samples)
     result = CriticalBatch(target=target, table=table, s_min=s_min, e_min=e_min, b_crit=b_crit, ci=ci,
                            n_boot=len(samples), curves=curves)
@@ -237,7 +238,7 @@ def plot_critical_batch(result: CriticalBatch, path: str | Path | None = None) -
     as dotted lines. Right: steps against examples to the target per batch size, the fitted trade-off, B_crit."""
     fig, (ax_noise, ax_front) = plt.subplots(1, 2, figsize=(13, 5))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(1, len(result.table))))
-    for colour, row in zip(colours, result.table.itertuples()):
+    for colour, row in zip(colours, result.table.itertuples(), strict=False):
         part = result.curves[(result.curves["batch"] == row.batch) & np.isclose(result.curves["lr"], row.lr)
                              & (result.curves["budget"] == row.budget)]
         mean = part.groupby("examples")["noise_scale"].mean()

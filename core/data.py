@@ -26,7 +26,7 @@ _logger = logging.getLogger(__name__)
 
 IMAGE_SIDE = 28  # px: every image is IMAGE_SIDE × IMAGE_SIDE, one channel
 PIXEL_COLUMNS = [f"pixel{i}" for i in range(IMAGE_SIDE * IMAGE_SIDE)]
-TRAIN_COLUMNS = ["label"] + PIXEL_COLUMNS
+TRAIN_COLUMNS = ["label", *PIXEL_COLUMNS]
 NUM_CLASSES = 10  # the digits 0..9
 _HEADER_HINT = "label,pixel0..pixel783"
 FIX_DATA = ("set data_dir to a folder in Kaggle's layout (train.csv, test.csv; .csv.gz too), or on Kaggle attach the "
@@ -370,7 +370,7 @@ def _format_problem(name: str, columns: list[str], what: str) -> str | None:
 
 def _header_problem(name: str, columns: list[str], expected: list[str], what: str) -> str | None:
     """Describe the first column that differs from ``expected`` (position 1-based), or None when they agree."""
-    for position, (got, want) in enumerate(zip(columns, expected), start=1):
+    for position, (got, want) in enumerate(zip(columns, expected, strict=False), start=1):
         if got != want:
             return (f"{name} column {position} is {_short(got)}, expected {want!r}: "
                     f"the header must be {what}, in this order")

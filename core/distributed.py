@@ -47,7 +47,7 @@ def gather_shards(part: torch.Tensor, total: int) -> torch.Tensor:
     padded[:len(part)] = part
     pieces = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(pieces, padded)
-    return torch.cat([piece[:rows.stop - rows.start] for piece, rows in zip(pieces, sizes)])
+    return torch.cat([piece[:rows.stop - rows.start] for piece, rows in zip(pieces, sizes, strict=True)])
 
 
 def broadcast_buffers(module: nn.Module) -> None:

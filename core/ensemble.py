@@ -17,8 +17,8 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -54,7 +54,7 @@ class EnsembleSettings:
     fuse: str = "auto"  # auto: the learned weights only when their nested-CV accuracy beats the plain mean's
 
     @classmethod
-    def from_mapping(cls, values: dict) -> "EnsembleSettings":
+    def from_mapping(cls, values: dict) -> EnsembleSettings:
         return settings_from_mapping(cls, values)
 
     def validate(self) -> None:
@@ -213,7 +213,7 @@ def compare(names: Sequence[str], probs: np.ndarray, labels: np.ndarray, folds: 
 
 
 def _format_weights(names: Sequence[str], weights: np.ndarray) -> str:
-    return ", ".join(f"{n} {w:.3f}" for n, w in zip(names, weights))
+    return ", ".join(f"{n} {w:.3f}" for n, w in zip(names, weights, strict=True))
 
 
 def plot_comparison(table: pd.DataFrame, path: str | Path | None = None, title: str = "") -> plt.Figure:
@@ -221,7 +221,7 @@ def plot_comparison(table: pd.DataFrame, path: str | Path | None = None, title: 
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(table) + 1.5))
     colors = {"learned, nested CV": "tab:green", "learned, in-sample": "lightgray", "plain mean": "tab:blue"}
     y = np.arange(len(table))[::-1]
-    for yi, row in zip(y, table.itertuples()):
+    for yi, row in zip(y, table.itertuples(), strict=True):
         optimistic = row.option == "learned, in-sample"
         ax.barh(yi, row.accuracy, color=colors.get(row.option, "tab:orange"), hatch="//" if optimistic else None,
                 edgecolor="black", linewidth=0.5)
@@ -316,13 +316,13 @@ def submit_ensemble(groups: Sequence[Group], comparison: Comparison, *, output_d
         scores = table.set_index("option")["accuracy"]
         fuse = "learned" if scores["learned, nested CV"] > scores["plain mean"] else "mean"
     submit_weights = comparison.weights if fuse == "learned" else np.full(len(groups), 1.0 / len(groups))
-    test_probs = blend(np.stack([g.test_probs for g in groups], axis=1), submit_weights)
+    test_probs = blend(np.stack([_test_probs(g) for g in groups], axis=1), submit_weights)
     np.savez(output_dir / "test_probs.npz", mean=test_probs)
     submission = write_submission(output_dir / "submission.csv", make_submission(test_probs), n_test=len(test_probs))
     report = {"groups": [{"name": g.name, "path": str(g.path), "model": g.model, "local_cv": g.manifest.get("local_cv"),
                           "learned_weight": float(w), "submitted_weight": float(s)}
-                         for g, w, s in zip(groups, comparison.weights, submit_weights)], "fuse": fuse,
-              "train_sha256": groups[0].manifest.get("train_sha256"), "oof_rows": int(len(groups[0].oof)),
+                         for g, w, s in zip(groups, comparison.weights, submit_weights, strict=True)], "fuse": fuse,
+              "train_sha256": groups[0].manifest.get("train_sha256"), "oof_rows": len(groups[0].oof),
               "fit": comparison.fit,
               "nested_fold_weights": {str(f): w.tolist() for f, w in comparison.nested.fold_weights.items()},
               "table": json.loads(table.to_json(orient="records"))}
@@ -351,6 +351,11 @@ def run_ensemble(group_dirs: Sequence[str | Path], *, output_dir: str | Path, da
     groups = load_ensemble_groups(group_dirs, data_dir=data_dir, device=device, batch_size=batch_size)
     comparison = compare_groups(groups, output_dir=output_dir, steps=steps, lr=lr, seed=seed)
     return submit_ensemble(groups, comparison, output_dir=output_dir, fuse=fuse)
+
+
+def _test_probs(group: Group) -> np.ndarray:
+    assert group.test_probs is not None, f"{group.name}: no test probabilities (load_ensemble_groups predicts them)"
+    return group.test_probs
 
 
 def _predict_missing_test_probs(groups: Sequence[Group], *, data_dir: str | Path | None, device: str,

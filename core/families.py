@@ -7,7 +7,8 @@ resolves its recipe without importing torch or timm; core.models builds the netw
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,7 +44,7 @@ class FoldResult:
     best_epoch: int  # 1-based epoch of the best validation accuracy
     best_val_acc: float
     val_probs: np.ndarray
-    history: list[dict[str, float]]  # one dict per epoch (the rows of ``_log.csv``)
+    history: list[dict[str, float | None]]  # one dict per epoch (the rows of ``_log.csv``)
     swa_weights_path: Path | None = None  # <model>_fold<k>_swa.pth when config.swa_epochs > 0
     swa_val_acc: float | None = None
     swa_val_probs: np.ndarray | None = None  # (n_val, 10) from the SWA weights after BatchNorm re-estimation
@@ -76,12 +76,12 @@ def save_fold_result(output_dir: str | Path, model: str, result: FoldResult, val
             "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc, "history": result.history,
             "swa_weights": result.swa_weights_path.name if result.swa_weights_path is not None else None,
             "swa_val_acc": result.swa_val_acc}
-    arrays = {"val_idx": np.asarray(val_idx, dtype=np.int64), "val_probs": np.asarray(result.val_probs)}
+    arrays: dict[str, Any] = {"val_idx": np.asarray(val_idx, dtype=np.int64),  # np.savez's **kwds: ArrayLike
+                              "val_probs": np.asarray(result.val_probs)}
     if result.swa_val_probs is not None:
         arrays["swa_val_probs"] = np.asarray(result.swa_val_probs)
-    with atomic_path(Path(output_dir) / name) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+    with atomic_path(Path(output_dir) / name) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
     return name
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,10 +109,10 @@ def load_group(path: str | Path, name: str | None = None) -> Group:
 
 def load_groups(paths: Sequence[str | Path]) -> list[Group]:
     """Load every group, with unique names, and check that they can be fused (``check_compatible``)."""
-    paths = [Path(p) for p in paths]
-    names = [p.name for p in paths]
-    names = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
-    groups = [load_group(path, name) for path, name in zip(paths, names)]
+    folders = [Path(p) for p in paths]
+    names = [p.name for p in folders]
+    names = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in folders]
+    groups = [load_group(path, name) for path, name in zip(folders, names, strict=True)]
     check_compatible(groups)
     return groups
 
@@ -148,12 +148,12 @@ def check_compatible(groups: Sequence[Group]) -> None:
         if moved:
             raise EnsembleError(f"{pair} used different folds ({moved} rows sit in another fold): their OOF rows do "
                                 f"not line up, so fused weights would be learned on leaked rows; {fix}")
-    known = [g for g in groups if g.test_probs is not None]
-    shapes = {g.test_probs.shape for g in known}
+    known = [(g, g.test_probs) for g in groups if g.test_probs is not None]
+    shapes = {probs.shape for _, probs in known}
     if len(shapes) > 1:
         raise EnsembleError("test probabilities of different shapes: " + ", ".join(
-            f"{g.name} {g.test_probs.shape}" for g in known) + "; predict the same test.csv with every group")
-    tests = {g.test_info.get("test_sha256") for g in known} - {None}
+            f"{g.name} {probs.shape}" for g, probs in known) + "; predict the same test.csv with every group")
+    tests = {g.test_info.get("test_sha256") for g, _ in known} - {None}
     if len(tests) > 1:
         raise EnsembleError("the groups' test_probs.npz were predicted on different test.csv files: rerun inference")
 

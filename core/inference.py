@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,7 @@ class InferenceSettings:
     tta: str = "auto"  # e.g. "identity,shift_left,shift_right,rotate_ccw,rotate_cw"
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> "InferenceSettings":
+    def from_mapping(cls, values: dict[str, Any]) -> InferenceSettings:
         return settings_from_mapping(cls, values)
 
     def validate(self) -> None:
@@ -105,7 +106,7 @@ def predict_folds(weights_dir: str | Path, manifest: dict[str, Any], images: tor
     spec, channels_last = manifest["model"]["spec"], uses_channels_last(manifest)
     view_fns = make_views(views)
     per_fold = {}
-    for entry, name in zip(manifest["folds"], names):
+    for entry, name in zip(manifest["folds"], names, strict=True):
         model = load_fold_model(spec, weights_dir / name, device=images.device, channels_last=channels_last)
         per_fold[f"fold{entry['fold']}"] = predict_probs(model, images, views=view_fns, batch_size=batch_size,
                                                          channels_last=channels_last)
@@ -167,9 +168,10 @@ def write_predictions(output_dir: str | Path, per_fold: dict[str, np.ndarray], *
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     mean_probs = np.mean(list(per_fold.values()), axis=0)
-    np.savez(output_dir / "test_probs.npz", mean=mean_probs, **per_fold)
+    arrays: dict[str, Any] = {"mean": mean_probs, **per_fold}  # np.savez's **kwds: ArrayLike
+    np.savez(output_dir / "test_probs.npz", **arrays)
     provenance = {"weights": weights, "tta": list(views), "test_sha256": test.fingerprint,
-                  "n_test": int(len(mean_probs)),
+                  "n_test": len(mean_probs),
                   "manifest_sha256": sha256_file(Path(weights_dir) / MANIFEST_NAME),
                   "folds_sha256": manifest.get("files", {}).get("folds.csv", ""),  # pseudo-labels need the same folds
                   "model": manifest["model"]["spec"]["name"]}

@@ -28,8 +28,9 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,7 +120,8 @@ def train_folds_in_workers(config: Config, plan: ParallelPlan, *, images: np.nda
         path.unlink(missing_ok=True)
     work = Path(tempfile.mkdtemp(prefix="digitkit-launch-"))
     try:
-        extra = {} if pseudo is None else {"pseudo_images": pseudo.images, "pseudo_labels": pseudo.labels}
+        extra: dict[str, Any] = {} if pseudo is None else {"pseudo_images": pseudo.images,  # np.savez's **kwds
+                                                            "pseudo_labels": pseudo.labels}
         np.savez(work / "data.npz", images=images, labels=labels, folds=folds, **extra)
         (work / "config.json").write_text(json.dumps(config.to_dict()), encoding="utf-8")
         env = _worker_env(plan.workers)
@@ -218,7 +220,7 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
     """Start every command, forward its lines (prefixed with its tag) to stdout, wait; stop all when one fails.
     ``poll`` is called every 0.2 s while they run, with the number of them still running."""
     procs, tails, said, threads = [], [], [], []
-    for command, env, tag in zip(commands, envs, tags):
+    for command, env, tag in zip(commands, envs, tags, strict=True):
         log.info("[%s] %s", tag, " ".join(command))
         proc = subprocess.Popen(command, env=env, cwd=_package_root(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -244,7 +246,7 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
         for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        for proc, thread in zip(procs, threads):
+        for proc, thread in zip(procs, threads, strict=True):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -261,6 +263,7 @@ def _run_all(commands: list[list[str]], envs: list[dict[str, str]], tags: list[s
 
 
 def _forward(proc: subprocess.Popen, tag: str, tail: deque, said: list[str]) -> None:
+    assert proc.stdout is not None  # started with stdout=PIPE
     for line in proc.stdout:
         tail.append(line)
         if ERROR_MARK in line:  # torchrun prefixes each rank's lines ("[default0]:"): find the mark anywhere

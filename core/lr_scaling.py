@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import NullLocator
+from numpy.typing import ArrayLike
 
 from .atomic import write_text_atomic
 from .config import is_whole, settings_from_mapping
@@ -49,10 +50,10 @@ class AnalysisSettings:
     # ---- the analysis
     metric: str = "val_acc"  # what "best" means: val_acc (highest) or val_loss (lowest)
     n_boot: int = 2000  # bootstrap replicates for α's confidence interval
-    target_acc: float = 0.0  # steps-to-target accuracy for the critical batch size; 0: the highest every batch size reaches
+    target_acc: float = 0.0  # steps-to-target accuracy for the critical batch size; 0: the highest every batch size reaches  # noqa: E501
 
     @classmethod
-    def from_mapping(cls, values: dict) -> "AnalysisSettings":
+    def from_mapping(cls, values: dict) -> AnalysisSettings:
         """From the notebook's ``globals()``, checked before the grid trains, not after."""
         return settings_from_mapping(cls, values, error=ValueError)
 
@@ -217,7 +218,7 @@ def best_lr(lrs: np.ndarray, scores: np.ndarray, diverged: np.ndarray, *, tiebre
     return i, float(10 ** refine_peak(np.log10(lrs), scores, i))
 
 
-def fit_exponent(batches: np.ndarray, lrs: np.ndarray) -> tuple[float, float]:
+def fit_exponent(batches: ArrayLike, lrs: ArrayLike) -> tuple[float, float]:
     """(α, log10 c) of the least-squares line log10 lr = log10 c + α log10 B; NaNs with < 2 distinct batch sizes."""
     batches, lrs = np.asarray(batches, dtype=float), np.asarray(lrs, dtype=float)
     if len(np.unique(batches)) < 2:
@@ -240,7 +241,8 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
     if runs.empty:
         raise ValueError("no finished cells to analyse yet")
     summary = summarize(runs)
-    rows, warnings = [], []
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
     for batch, part in summary.groupby("batch", sort=True):
         part = part.sort_values("lr")
         lrs, div = part["lr"].to_numpy(), (part["diverged"] * 2 > part["n"]).to_numpy()
@@ -276,16 +278,11 @@ def analyze_sweep(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, 
     return analysis
 
 
-def bootstrap_alpha(runs: pd.DataFrame, *, metric: str = AnalysisSettings.metric, refine: bool = True,
-                    n_boot: int = AnalysisSettings.n_boot, seed: int = 0) -> np.ndarray:
-    """α of ``n_boot`` bootstrap replicates (seeds redrawn within each cell, batch sizes redrawn); degenerate
-    replicates (fewer than two distinct batch sizes, or one where every rate diverged) are dropped."""
-    return _bootstrap(runs, metric=metric, refine=refine, n_boot=n_boot, seed=seed)[0]
-
-
 def _bootstrap(runs: pd.DataFrame, *, metric: str, refine: bool, n_boot: int,
                seed: int) -> tuple[np.ndarray, dict[int, list[float]]]:
-    """(α of each kept replicate, batch size → its refined best rate in every replicate) — see bootstrap_alpha."""
+    """(α of each kept replicate, batch size → its refined best rate in every replicate) over ``n_boot`` bootstrap
+    replicates (seeds redrawn within each cell, batch sizes redrawn); degenerate replicates (fewer than two distinct
+    batch sizes, or one where every rate diverged) are dropped."""
     rng = np.random.default_rng(seed)
     lr_samples: dict[int, list[float]] = {}
     per_batch = []  # (batch, ascending lrs, per-lr (seeds, 3) arrays of accuracy, loss, diverged)
@@ -308,7 +305,7 @@ def _bootstrap(runs: pd.DataFrame, *, metric: str, refine: bool, n_boot: int,
             continue
         chosen = [points[k] for k in rng.integers(0, len(points), len(points))]
         if len({b for b, _ in chosen}) >= 2:
-            alphas.append(fit_exponent(*zip(*chosen))[0])
+            alphas.append(fit_exponent(*zip(*chosen, strict=True))[0])
     return np.asarray(alphas), lr_samples
 
 

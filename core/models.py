@@ -16,7 +16,8 @@ import os
 import json
 import logging
 from collections import OrderedDict
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import timm
 import torch
@@ -91,8 +92,8 @@ class FastCNN(nn.Module):
         drop_rate: Dropout probability before the classifier.
     """
 
-    def __init__(self, *, in_chans: int = 1, num_classes: int = NUM_CLASSES, widths: tuple[int, int, int] = (16, 32, 64),
-                 drop_rate: float = 0.2):
+    def __init__(self, *, in_chans: int = 1, num_classes: int = NUM_CLASSES,
+                 widths: tuple[int, int, int] = (16, 32, 64), drop_rate: float = 0.2):
         super().__init__()
         assert len(widths) == 3, "fastcnn takes three widths: stem, 14 px pair, 7 px pair"
         w0, w1, w2 = widths
@@ -198,7 +199,7 @@ def has_pretrained_weights(name: str) -> bool:
 
 
 def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1, input_size: int = IMAGE_SIDE,
-               drop_path_rate: float = 0.0, timm_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+               drop_path_rate: float = 0.0, timm_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Resolve a model name into everything needed to rebuild its architecture.
 
     Args:
@@ -247,11 +248,12 @@ def model_spec(name: str, *, num_classes: int = NUM_CLASSES, in_chans: int = 1, 
     try:
         return json.loads(json.dumps(spec))  # the form manifest.json gives back: tuples become lists
     except TypeError as error:
-        raise ValueError(f"timm_kwargs = {timm_kwargs!r} must be JSON-serialisable to go into manifest.json: {error}")
+        raise ValueError(
+            f"timm_kwargs = {timm_kwargs!r} must be JSON-serialisable to go into manifest.json: {error}") from None
 
 
 def create_model_from_spec(spec: dict[str, Any], *, pretrained: bool = False,
-                           pretrained_file: Optional[str] = None) -> nn.Module:
+                           pretrained_file: str | None = None) -> nn.Module:
     """Build the architecture a ``model_spec`` describes (as read back from manifest.json).
 
     Args:
@@ -358,7 +360,7 @@ def describe_pretrained(setting: bool | str, name: str, *, on_kaggle: bool) -> s
 
 def create_model(name: str, *, pretrained: bool = False, num_classes: int = NUM_CLASSES, in_chans: int = 1,
                  input_size: int = IMAGE_SIDE, drop_path_rate: float = 0.0,
-                 timm_kwargs: Optional[dict[str, Any]] = None) -> nn.Module:
+                 timm_kwargs: dict[str, Any] | None = None) -> nn.Module:
     """Build a model that takes (N, in_chans, 28, 28) images and returns (N, num_classes) logits.
 
     Same as ``create_model_from_spec(model_spec(name, ...), pretrained=pretrained)``; see ``model_spec``.

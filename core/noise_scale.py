@@ -24,7 +24,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -44,7 +45,8 @@ def unbiased_estimates(g2_small: float, g2_big: float, b_small: int, b_big: int)
 
 def gradient_norms(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
-                   micro_batches: int = MICRO_BATCHES, autocast: Callable[[], object] | None = None,
+                   micro_batches: int = MICRO_BATCHES,
+                   autocast: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
                    loss_scale: float = 1.0) -> tuple[float, float, int, int]:
     """(mean |G_b|² over the micro-batches, |G_B|², b, B) for one batch ``x`` (n, ...) with ``targets`` (n, ...).
 
@@ -69,13 +71,13 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
                 output = model(x[rows])
             grads = torch.autograd.grad(loss_fn(output.float(), targets[rows]) * loss_scale, params,
                                         allow_unused=True)
-            for acc, g in zip(total, grads):
+            for acc, g in zip(total, grads, strict=True):
                 if g is not None:
                     g = g.float() / loss_scale
                     acc += g
                     small_sq = small_sq + g.pow(2).sum()  # on the device: one sync at the end, not one per pass
     with torch.no_grad():
-        for buf, saved in zip(model.buffers(), buffers):
+        for buf, saved in zip(model.buffers(), buffers, strict=True):
             buf.copy_(saved)
         big_sq = float(sum((acc / micro_batches).pow(2).sum() for acc in total))
     return float(small_sq) / micro_batches, big_sq, b, b * micro_batches

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
@@ -55,8 +55,9 @@ def find_input_dir(explicit: str | Path | None, marker: str | tuple[str, ...], w
         FileNotFoundError: naming what was looked for and how to provide it.
     """
     markers = (marker,) if isinstance(marker, str) else marker
-    if explicit:
-        return given_path(explicit, what.replace(" ", "_"), folder=True, default_here=False, fix=fix)
+    given = given_path(explicit, what.replace(" ", "_"), folder=True, default_here=False, fix=fix)
+    if given is not None:  # None: explicit is empty (or blank), so search
+        return given
     found = search_inputs(markers, root=root, max_depth=max_depth)
     if found is not None:
         return found

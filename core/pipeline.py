@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -284,9 +285,9 @@ def planned_schedule(setup: RunSetup, split: FoldSplit) -> Schedule:
     config = setup.config
     n_train = split.n_train(config.fold_indices()[0])
     batch, per_epoch, total, epochs = plan_fold(config, n_train)
-    rates, warmup = schedule_rates(scheduler=config.scheduler, learning_rate=config.learning_rate,
+    rates, warmup = schedule_rates(scheduler=config.scheduler, learning_rate=config.resolved.learning_rate,
                                    min_lr=config.min_lr, total_steps=total, epochs=epochs,
-                                   warmup_epochs=config.warmup_epochs)
+                                   warmup_epochs=config.resolved.warmup_epochs)
     return Schedule(rates=rates, steps_per_epoch=per_epoch, warmup_steps=warmup, batch_size=batch)
 
 
@@ -357,7 +358,7 @@ def score_out_of_fold(setup: RunSetup, train: TrainData,
         write_oof(output_dir / variant_file(name), choice.frames[name])
     return OutOfFold(choice=choice, table=_cv_table(choice, results), n_rows=len(train.labels),
                      noise=describe_noise_scale([final_noise_scale(r.history) for r, _ in results],
-                                                batch_size=config.batch_size))
+                                                batch_size=config.resolved.batch_size))
 
 
 def describe_noise_scale(values: list[float | None], *, batch_size: int) -> str:
@@ -375,7 +376,7 @@ def describe_noise_scale(values: list[float | None], *, batch_size: int) -> str:
 
 def _cv_table(choice: InferenceChoice, results: list[tuple[FoldResult, np.ndarray]]) -> pd.DataFrame:
     by_option = {name: fold_accuracies(frame) for name, frame in choice.frames.items()}
-    rows = [{"fold": r.fold, "validation rows": len(idx), "best epoch": r.best_epoch,
+    rows: list[dict[str, Any]] = [{"fold": r.fold, "validation rows": len(idx), "best epoch": r.best_epoch,
              **{name: acc[r.fold] for name, acc in by_option.items()}} for r, idx in results]
     rows.append({"fold": "all (local CV)", "validation rows": sum(len(idx) for _, idx in results), "best epoch": "",
                  **{name: local_cv(frame) for name, frame in choice.frames.items()}})
@@ -388,7 +389,7 @@ def training_curves(setup: RunSetup, results: list[tuple[FoldResult, np.ndarray]
     """Loss, accuracy and learning rate per epoch of every fold, saved as training_curves.png; returns the figure."""
     return plot_training_curves({r.fold: r.history for r, _ in results}, setup.output_dir / "training_curves.png",
                                 title=f"{setup.config.model}: local CV {scored.local_cv:.5f}",
-                                batch_size=setup.config.batch_size)
+                                batch_size=setup.config.resolved.batch_size)
 
 
 def finish_run(setup: RunSetup, train: TrainData, results: list[tuple[FoldResult, np.ndarray]],
@@ -407,7 +408,7 @@ def run_record(setup: RunSetup) -> dict:
     digitkit commit, the device, where it ran, and the wall time (s) from ``prepare_run`` to now (this session only
     when the run resumed an earlier one's folds)."""
     return {"commit": setup.commit, "device": describe_device(setup.device), "on_kaggle": on_kaggle(),
-            "started": dt.datetime.fromtimestamp(setup.started, dt.timezone.utc).isoformat(timespec="seconds"),
+            "started": dt.datetime.fromtimestamp(setup.started, dt.UTC).isoformat(timespec="seconds"),
             "wall_seconds": round(time.time() - setup.started, 1)}
 
 
@@ -445,16 +446,16 @@ def _manifest(config: Config, train: TrainData, results: list[tuple[FoldResult, 
     """manifest.json's body; ``complete`` is False while folds are still being trained (see core.resume), and the
     local CV and inference choice come with ``choice`` once every fold is scored."""
     manifest = {
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "complete": complete,
         "model": {"name": config.model, "spec": config.model_spec()},
         "n_folds": config.n_folds,
         "folds": [manifest_entry(config.model, r, len(idx)) for r, idx in results],
-        "train_rows": int(len(train.labels)),
+        "train_rows": len(train.labels),
         "train_sha256": train.fingerprint,
         "config": config.to_dict(),
     }
     if choice is not None:
-        manifest.update(local_cv=local_cv(choice.oof), oof_rows=int(len(choice.oof)), inference=choice.manifest_entry())
+        manifest.update(local_cv=local_cv(choice.oof), oof_rows=len(choice.oof), inference=choice.manifest_entry())
     return manifest
 

@@ -6,12 +6,13 @@ drawn twice) and saves it as a PNG when given a ``path``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .data import NUM_CLASSES
 
@@ -43,22 +44,28 @@ def plot_lr_schedule(lrs: Sequence[float], *, steps_per_epoch: int, warmup_steps
 
     Epoch boundaries are marked on a second axis, the warm-up shaded, so warm-up and cosine are both visible.
     """
-    lrs = np.asarray(lrs, dtype=float)
+    rates = np.asarray(lrs, dtype=float)
     fig, ax = plt.subplots(figsize=(7, 2.8))
-    ax.plot(np.arange(len(lrs)), lrs, color="tab:blue", lw=1.5)
+    ax.plot(np.arange(len(rates)), rates, color="tab:blue", lw=1.5)
     if warmup_steps:
         ax.axvspan(0, warmup_steps, color="tab:orange", alpha=0.15, label=f"warm-up: {warmup_steps} steps")
         ax.legend(fontsize=8, loc="upper right")
-    ax.set(xlabel="optimizer step", ylabel="learning rate", xlim=(0, max(1, len(lrs) - 1)))
+    ax.set(xlabel="optimizer step", ylabel="learning rate", xlim=(0, max(1, len(rates) - 1)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))  # 0.002, not an offset "1e-3"
     ax.grid(alpha=0.3)
-    if steps_per_epoch and len(lrs) > steps_per_epoch:
-        epochs = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+    if steps_per_epoch and len(rates) > steps_per_epoch:
+        def to_epochs(steps: ArrayLike) -> np.ndarray:
+            return np.asarray(steps) / steps_per_epoch
+
+        def to_steps(epochs: ArrayLike) -> np.ndarray:
+            return np.asarray(epochs) * steps_per_epoch
+
+        epochs = ax.secondary_xaxis("top", functions=(to_epochs, to_steps))
         epochs.set_xlabel("epoch")
     return _finish(fig, path, title)
 
 
-def plot_training_curves(histories: Mapping[int, Sequence[Mapping[str, float]]], path: str | Path | None = None,
+def plot_training_curves(histories: Mapping[int, Sequence[Mapping[str, float | None]]], path: str | Path | None = None,
                          title: str = "", batch_size: int = 0) -> plt.Figure:
     """Loss, validation accuracy, learning rate and (where measured) the gradient noise scale per epoch, one line per
     fold; ``batch_size`` is drawn beside the noise scale.

@@ -1,8 +1,8 @@
 """Batched prediction on device-resident uint8 images: logits or softmax probabilities, optionally over views."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -62,8 +62,9 @@ def predict_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
 def predict_probs(model: nn.Module, images: torch.Tensor, *, views: Sequence[View | None] = (None,),
                   **kwargs) -> np.ndarray:
     """Softmax probabilities (N, 10) as float64 numpy, averaged over ``views`` (None = the image as it is)."""
-    total = None
+    total: torch.Tensor | None = None
     for view in views:
         probs = torch.softmax(predict_logits(model, images, view=view, **kwargs), dim=1)
         total = probs if total is None else total + probs
+    assert total is not None, "views: at least one (None: the image as it is)"
     return (total / len(views)).double().cpu().numpy()

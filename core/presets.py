@@ -13,8 +13,9 @@ from .config import Config, ConfigError
 PRESETS: dict[str, dict[str, object]] = {
     "kaggle": {},  # the train kernel's defaults: Config as it is, sized for Kaggle's T4×2
     "local": {"epochs": 4},  # Config's model, few epochs, so that a laptop finishes in minutes
-    # The 2-core CPU recipes on the full 42k (docs/speed.md, with the experiments that chose them in docs/experiments/cpu-recipes.md). Both use
-    # Config's batch 128: twice the optimizer steps per epoch of 256, more accuracy per minute on a CPU.
+    # The 2-core CPU recipes on the full 42k (docs/speed.md, with the experiments that chose them in
+    # docs/experiments/cpu-recipes.md). Both use Config's batch 128: twice the optimizer steps per epoch of 256, more
+    # accuracy per minute on a CPU.
     "cpu-recipe": {  # fastcnn at 1.5x width, 25 epochs in bf16 where the CPU has AMX, every TTA view that helps on OOF
         "model": "fastcnn_wide", "epochs": 25, "learning_rate": 3e-3, "cpu_bf16": True, "parallel": "folds",
         "workers": 2,
@@ -25,7 +26,8 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 # `make sweep`'s grid (sweep notebook parameters over its own defaults, core.sweep.SweepGrid): cpu-quick's model,
 # 4 batch sizes × 4 learning rates × 2 seeds × both budgets (equal data, equal steps) on the embedded data, minutes on
-# two CPU cores; the notebook's default grid is sized for a GPU, docs/experiments/lr-batch-sweep.md's study for the full 42k.
+# two CPU cores; the notebook's default grid is sized for a GPU, docs/experiments/lr-batch-sweep.md's study for the
+# full 42k.
 SWEEP_LOCAL: dict[str, object] = {"model": "fastcnn", "batch_sizes": [16, 32, 64, 128],
                                   "learning_rates": [2e-3, 4e-3, 8e-3, 1.6e-2], "seeds": [1, 2],
                                   "budget": "epochs=1,steps=100"}

@@ -67,7 +67,7 @@ def adopt_previous_output(previous: Path | None, output_dir: Path, model: str) -
         return
     stem = model_stem(model)
     copied = []
-    for path in sorted(previous.glob(f"{stem}_fold*_*")) + [previous / MANIFEST_NAME]:
+    for path in [*sorted(previous.glob(f"{stem}_fold*_*")), previous / MANIFEST_NAME]:
         target = output_dir / path.name
         if path.is_file() and not target.exists():
             shutil.copy2(path, target)

@@ -88,6 +88,7 @@ def finished_manifest(run_dir: str | Path) -> dict[str, Any]:
     state, manifest = _assess(Path(run_dir).resolve())
     if state.kind != FINISHED:
         raise RunStateError(state)
+    assert manifest is not None  # a finished run has read its manifest.json
     return manifest
 
 

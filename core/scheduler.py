@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,7 +18,10 @@ from .config import SCHEDULERS
 _logger = logging.getLogger(__name__)
 
 # torch >= 2.0 names the base class LRScheduler; older releases only have _LRScheduler.
-_SchedulerBase = getattr(torch.optim.lr_scheduler, "LRScheduler", None) or torch.optim.lr_scheduler._LRScheduler
+if TYPE_CHECKING or hasattr(torch.optim.lr_scheduler, "LRScheduler"):
+    _SchedulerBase = torch.optim.lr_scheduler.LRScheduler
+else:
+    _SchedulerBase = torch.optim.lr_scheduler._LRScheduler
 
 
 class CosineAnnealingWithWarmupLR(_SchedulerBase):
@@ -64,8 +67,9 @@ class CosineAnnealingWithWarmupLR(_SchedulerBase):
         self.warmup_epochs = warmup_epochs
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, step: int) -> list[float]:
-        """The learning rate of every param group after ``step`` calls of ``step()``; a pure function of ``step``."""
+    def lr_at(self, step: int) -> list[float | torch.Tensor]:
+        """The learning rate of every param group after ``step`` calls of ``step()``; a pure function of ``step``
+        (a float, or a tensor for a group whose ``lr`` is one, as torch allows)."""
         t, w, T = step, self.warmup_epochs, self.T_max
         if t < w:
             return [base_lr * (t + 1) / w for base_lr in self.base_lrs]
@@ -73,10 +77,10 @@ class CosineAnnealingWithWarmupLR(_SchedulerBase):
         return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * progress)) / 2
                 for base_lr in self.base_lrs]
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         return self.lr_at(self.last_epoch)
 
-    def _get_closed_form_lr(self) -> list[float]:
+    def _get_closed_form_lr(self) -> list[float | torch.Tensor]:
         return self.lr_at(self.last_epoch)
 
 
@@ -94,7 +98,7 @@ def fetch_scheduler(
         min_lr: float,
         epochs: int,
         warmup_epochs: float = 1.0,
-) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Build the named per-step scheduler, or None for ``"none"``.
 
     ``"CosineAnnealingWithWarmupLR"`` warms up for ``warmup_epochs`` epochs: ``warmup_epochs * T_max / epochs``
@@ -148,7 +152,8 @@ def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_deca
     for prefix, module in model.named_modules():
         if hasattr(module, "no_weight_decay"):
             skip_patterns |= {f"{prefix}.{name}" if prefix else name for name in module.no_weight_decay()}
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -56,6 +56,7 @@ def read_submission(path: str | Path, n_test: int) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise SubmissionError(f"{path.name}: not a readable CSV ({err}); write it with the inference notebook") from None
+        raise SubmissionError(
+            f"{path.name}: not a readable CSV ({err}); write it with the inference notebook") from None
     validate_submission(frame, n_test, name=path.name)
     return frame

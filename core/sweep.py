@@ -41,8 +41,10 @@ import logging
 import math
 import shutil
 import time
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,7 +82,7 @@ class Budget:
     value: int
 
     @classmethod
-    def parse(cls, text: str) -> "Budget":
+    def parse(cls, text: str) -> Budget:
         """``"epochs=3"`` or ``"steps=500"`` (``:`` works as well as ``=``)."""
         kind, sep, value = str(text).replace(":", "=").partition("=")
         try:
@@ -93,7 +95,7 @@ class Budget:
         return budget
 
     @classmethod
-    def parse_all(cls, text: str) -> list["Budget"]:
+    def parse_all(cls, text: str) -> list[Budget]:
         """One budget or several separated by commas: ``"epochs=1,steps=500"`` (duplicates dropped)."""
         budgets = [cls.parse(part) for part in str(text).replace(";", ",").split(",") if part.strip()]
         if not budgets:
@@ -158,12 +160,13 @@ class SweepGrid:
     curve_rows: int = 2000  # validation rows scored at those points
 
     # notebook parameter name → field (the fold is ``sweep_fold`` there: ``folds_to_run`` belongs to training)
-    PARAMETERS = {"batch_sizes": "batch_sizes", "learning_rates": "learning_rates", "seeds": "seeds",
-                  "min_lr_ratio": "min_lr_ratio", "budget": "budget", "sweep_fold": "fold",
-                  "refine_rounds": "refine_rounds", "curve_points": "curve_points", "curve_rows": "curve_rows"}
+    PARAMETERS = types.MappingProxyType({
+        "batch_sizes": "batch_sizes", "learning_rates": "learning_rates", "seeds": "seeds",
+        "min_lr_ratio": "min_lr_ratio", "budget": "budget", "sweep_fold": "fold",
+        "refine_rounds": "refine_rounds", "curve_points": "curve_points", "curve_rows": "curve_rows"})
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "SweepGrid":
+    def from_mapping(cls, values: Mapping[str, Any]) -> SweepGrid:
         """Build from a notebook's ``globals()``: lists, tuples or comma-separated strings ("8,16,32")."""
         kwargs: dict[str, Any] = {}
         for name, field in cls.PARAMETERS.items():
@@ -343,8 +346,8 @@ def grid_runs(grid: SweepGrid, runs: pd.DataFrame) -> pd.DataFrame:
     if not len(runs):
         return runs
     above, below = grid.edge_rates()
-    cells = {grid.cell(b, lr, s, budget).key() for budget in grid.budgets() for s in grid.seeds for b in grid.batch_sizes
-             for lr in [*grid.learning_rates, *above, *below]}
+    cells = {grid.cell(b, lr, s, budget).key() for budget in grid.budgets() for s in grid.seeds
+             for b in grid.batch_sizes for lr in [*grid.learning_rates, *above, *below]}
     mask = [cell_key(row) in cells for row in runs.to_dict("records")]
     return runs[np.asarray(mask, dtype=bool)].reset_index(drop=True)
 
@@ -354,10 +357,14 @@ def _lr_key(lr: float) -> str:
     return f"{float(lr):.10g}"
 
 
-def is_diverged(history: Sequence[Mapping[str, float]]) -> bool:
+def is_diverged(history: Sequence[Mapping[str, float | None]]) -> bool:
     """Any non-finite training/validation loss, or a final validation accuracy at or below ``CHANCE_ACC``."""
-    finite = all(math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"]) for h in history)
-    return not finite or not history[-1]["val_acc"] > CHANCE_ACC
+    def finite(value: float | None) -> bool:  # the trainer's rows hold None only as an unmeasured noise_scale
+        return value is not None and math.isfinite(value)
+
+    last_acc = history[-1]["val_acc"]
+    return (not all(finite(h["train_loss"]) and finite(h["val_loss"]) for h in history)
+            or not (last_acc is not None and last_acc > CHANCE_ACC))
 
 
 # ---------------------------------------------------------------------------------------------------- running
@@ -378,8 +385,8 @@ def run_cells(config: Config, grid: SweepGrid, *, images: torch.Tensor, labels: 
         images: uint8 (N, 28, 28), every train row.
         labels: int64 (N,).
         folds: int64 (N,) fold index per row; cells train on ``folds != grid.fold`` and score ``folds == grid.fold``.
-        output_dir: Receives ``runs.csv``, ``curves.csv`` and ``cells/<cell>/`` (the trainer's per-epoch log; weights are deleted
-            once the cell is recorded).
+        output_dir: Receives ``runs.csv``, ``curves.csv`` and ``cells/<cell>/`` (the trainer's per-epoch log; weights
+            are deleted once the cell is recorded).
 
     Returns:
         The rows of runs.csv that belong to ``grid``.
@@ -463,9 +470,9 @@ def run_sweep(config: Config, grid: SweepGrid, *, data_dir: str | Path, output_d
     """Read ``data_dir``/train.csv, take the training folds, and train the grid's missing cells into ``output_dir``.
 
     Writes ``folds.csv``, ``sweep.json`` (the resolved config, the grid and the settings runs.csv depends on),
-    ``runs.csv``, ``curves.csv`` and ``cells/``. Refuses to continue a runs.csv made for other data, another fold or other fixed
-    settings (``Config.sweep_settings``: model, weight decay, augmentation, CPU precision, ...): its cells would not
-    be comparable.
+    ``runs.csv``, ``curves.csv`` and ``cells/``. Refuses to continue a runs.csv made for other data, another fold or
+    other fixed settings (``Config.sweep_settings``: model, weight decay, augmentation, CPU precision, ...): its cells
+    would not be comparable.
 
     Args:
         folds_path: The folds.csv of training to reuse. Default: one attached as a Kaggle input, else

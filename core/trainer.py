@@ -13,11 +13,13 @@ on its share of every batch (core.distributed).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,7 +54,7 @@ SYNC_EVERY = 20
 class DivergedError(RuntimeError):
     """A fold's loss stopped being a finite number: the fold is abandoned, none of it becomes inference weights."""
 
-    def __init__(self, message: str, *, fold: int, epoch: int, history: list[dict[str, float]]):
+    def __init__(self, message: str, *, fold: int, epoch: int, history: list[dict[str, float | None]]):
         super().__init__(message)
         self.fold, self.epoch, self.history = fold, epoch, history
 
@@ -60,13 +62,14 @@ class DivergedError(RuntimeError):
 def divergence_message(config: Config, *, fold: int, epoch: int, epochs: int, train_loss: float,
                        val_loss: float, batch_size: int) -> str:
     """One line: which fold and epoch, which loss, the setting that most likely caused it and what to try."""
+    learning_rate = config.resolved.learning_rate
     return (f"fold {fold} diverged in epoch {epoch}/{epochs}: train loss {train_loss:.4g}, validation loss "
-            f"{val_loss:.4g} (not finite). learning_rate = {config.learning_rate:g} is probably too high for "
+            f"{val_loss:.4g} (not finite). learning_rate = {learning_rate:g} is probably too high for "
             f"batch_size = {batch_size} (AdamW on these models: 1e-3..4e-3 at batch 128; the sweep notebook "
-            f"finds the best rate per batch size); lower it, e.g. learning_rate = {config.learning_rate / 10:g}"
-            + (f" with min_lr = {config.learning_rate / 100:g}" if config.min_lr > config.learning_rate / 10 else "")
+            f"finds the best rate per batch size); lower it, e.g. learning_rate = {learning_rate / 10:g}"
+            + (f" with min_lr = {learning_rate / 100:g}" if config.min_lr > learning_rate / 10 else "")
             + ", and rerun. "
-            f"Nothing of this fold is kept as inference weights and no submission is written")
+            "Nothing of this fold is kept as inference weights and no submission is written")
 
 
 def seed_everything(seed: int) -> None:
@@ -92,15 +95,16 @@ def plan_steps(n_train: int, *, batch_size: int, epochs: int, max_steps: int = 0
 def plan_fold(config: Config, n_train: int) -> tuple[int, int, int, int]:
     """``plan_steps`` for ``config`` and the epochs it runs: (batch size, steps per epoch, steps in all, epochs) —
     ``config.epochs``, or fewer when ``max_steps`` stops the run early."""
-    batch_size, steps_per_epoch, total_steps = plan_steps(n_train, batch_size=config.batch_size,
-                                                          epochs=config.epochs, max_steps=config.max_steps)
+    recipe = config.resolved
+    batch_size, steps_per_epoch, total_steps = plan_steps(n_train, batch_size=recipe.batch_size,
+                                                          epochs=recipe.epochs, max_steps=config.max_steps)
     return batch_size, steps_per_epoch, total_steps, -(-total_steps // steps_per_epoch)
 
 
 def for_steps(config: Config, n_train: int, steps: int) -> Config:
     """``config`` set to train exactly ``steps`` optimizer steps on ``n_train`` rows: the epochs that hold them, cut
     at ``max_steps = steps``."""
-    _, steps_per_epoch, _ = plan_steps(n_train, batch_size=config.batch_size, epochs=1)
+    _, steps_per_epoch, _ = plan_steps(n_train, batch_size=config.resolved.batch_size, epochs=1)
     return dataclasses.replace(config, epochs=-(-steps // steps_per_epoch), max_steps=steps)
 
 
@@ -125,7 +129,7 @@ class FoldSetup:
     epochs: int  # config.epochs, or fewer when max_steps stops the run early
     noise: NoiseScale | None = None  # the gradient noise scale's running estimate; None when not measured
 
-    def state(self, settings: dict[str, Any], *, epoch: int, history: list[dict[str, float]], best_acc: float,
+    def state(self, settings: dict[str, Any], *, epoch: int, history: list[dict[str, float | None]], best_acc: float,
               best_epoch: int, swa: SwaAverager | None) -> TrainingState:
         """The resume checkpoint after 0-based ``epoch``."""
         return TrainingState(
@@ -171,18 +175,26 @@ def prepare_fold(config: Config, *, n_train: int, fold: int, device: torch.devic
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     batch_size, steps_per_epoch, total_steps, epochs = plan_fold(config, n_train)
-    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    recipe = config.resolved
+    optimizer = build_optimizer(model, learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay)
     use_amp = training_autocast(config, device, fold=fold)
-    return FoldSetup(model=model, train_model=torch.compile(model) if config.compile else model,
+    return FoldSetup(model=model, train_model=_compiled(model) if config.compile else model,
                      eval_model=unwrap(model) if world > 1 else model, optimizer=optimizer,
                      scheduler=fetch_scheduler(optimizer, scheduler=config.scheduler, T_max=total_steps,
                                                min_lr=config.min_lr, epochs=epochs,
-                                               warmup_epochs=config.warmup_epochs),
+                                               warmup_epochs=recipe.warmup_epochs),
                      scaler=grad_scaler(enabled=use_amp and amp_dtype(device) == torch.float16),
                      generator=torch.Generator().manual_seed(config.seed * 1000 + fold), device=device, amp=use_amp,
                      channels_last=channels_last, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
                      total_steps=total_steps, epochs=epochs,
                      noise=NoiseScale() if config.noise_scale_every else None)
+
+
+def _compiled(model: nn.Module) -> nn.Module:
+    """torch.compile(model): torch types it as any callable; for a module it is a module (an OptimizedModule)."""
+    compiled = torch.compile(model)
+    assert isinstance(compiled, nn.Module), type(compiled)
+    return compiled
 
 
 def training_autocast(config: Config, device: torch.device, *, fold: int = 0) -> bool:
@@ -207,8 +219,9 @@ def fold_batch(config: Config, images: torch.Tensor, labels: torch.Tensor, rows:
     rank draws the same batch and augmentation and keeps its share; DDP averages gradients over ranks, so weighting
     each share's loss by world · n / len(rows) gives the gradient of the batch mean (weight 1.0 in one process).
     """
-    x = make_batch(images[rows], augment=config.augment, rotate_deg=config.rotate_deg, zoom=config.zoom,
-                   shift=config.shift, channels_last=channels_last, generator=generator)
+    recipe = config.resolved
+    x = make_batch(images[rows], augment=config.augment, rotate_deg=recipe.rotate_deg, zoom=recipe.zoom,
+                   shift=recipe.shift, channels_last=channels_last, generator=generator)
     targets = smooth_targets(one_hot(labels[rows]), config.label_smoothing)
     rank, world = rank_and_world()
     if world == 1:
@@ -284,10 +297,11 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
     labels = labels.to(device, non_blocking=True)
     train_rows = torch.as_tensor(train_idx, dtype=torch.long, device=device)
     val_rows = torch.as_tensor(val_idx, dtype=torch.long, device=device)
-    scoring = dict(batch_size=config.eval_batch_size, channels_last=setup.channels_last, amp=setup.amp)
+    score = functools.partial(evaluate, setup.eval_model, batch_size=config.eval_batch_size,
+                              channels_last=setup.channels_last, amp=setup.amp)
     epochs, settings = setup.epochs, config.training_settings()
 
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float | None]] = []
     best_acc, best_epoch, start_epoch = -1.0, -1, 0
     swa = SwaAverager(unwrap(setup.model), epochs=epochs, swa_epochs=config.swa_epochs) if config.swa_epochs else None
     resume = TrainingState.load(last_path, settings)
@@ -304,7 +318,7 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
         train_loss = _train_epoch(setup, config, images, labels, train_rows, fold=fold, epoch=epoch,
                                   after_step=after_step)
         broadcast_buffers(unwrap(setup.model))  # BatchNorm statistics of rank 0 everywhere: all ranks score alike
-        val_loss, val_acc, _ = evaluate(setup.eval_model, images[val_rows], labels[val_rows], **scoring)
+        val_loss, val_acc, _ = score(images[val_rows], labels[val_rows])
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc,
                         "lr": setup.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
                         "noise_scale": noise_scale_now(setup)})
@@ -329,15 +343,15 @@ def train_fold(config: Config, *, images: torch.Tensor, labels: torch.Tensor, tr
                     swa=swa).save(last_path)
 
     unwrap(setup.model).load_state_dict(read_state_dict(best_path, map_location=device))
-    logits = evaluate(setup.eval_model, images[val_rows], labels[val_rows], **scoring)[2]
+    logits = score(images[val_rows], labels[val_rows])[2]
     result = FoldResult(fold=fold, weights_path=best_path, best_epoch=best_epoch, best_val_acc=best_acc,
                         val_probs=torch.softmax(logits, 1).double().cpu().numpy(), history=history)
     if swa is not None:
-        swa_path = output_dir / fold_file(config.model, fold, "swa")
+        swa_path, recipe = output_dir / fold_file(config.model, fold, "swa"), config.resolved
         scored = finish_swa(swa, images=images, labels=labels, train_rows=train_rows, val_rows=val_rows, path=swa_path,
                             batch_size=setup.batch_size, eval_batch_size=config.eval_batch_size,
                             channels_last=setup.channels_last, amp=setup.amp, seed=config.seed * 1000 + fold + 1,
-                            augment=config.augment, rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
+                            augment=config.augment, rotate_deg=recipe.rotate_deg, zoom=recipe.zoom, shift=recipe.shift)
         if scored is not None:
             result.swa_weights_path, (result.swa_val_acc, result.swa_val_probs) = swa_path, scored
     save_fold_result(output_dir, config.model, result, val_idx)  # last: a fold with this file is finished
@@ -353,6 +367,7 @@ def noise_scale_now(setup: FoldSetup) -> float | None:
 def measure_noise(setup: FoldSetup, x: torch.Tensor, targets: torch.Tensor) -> None:
     """One measurement of the gradient noise scale on this batch (core.noise_scale), folded into ``setup.noise``.
     Under ddp every rank measures its own share and the squared norms are averaged over ranks."""
+    assert setup.noise is not None, "measured only when config.noise_scale_every > 0"
     if setup.batch_size // rank_and_world()[1] < 2 * MICRO_BATCHES:  # under 2 rows per micro-batch: nothing to say
         return
     g2_small, g2_big, b_small, b_big = gradient_norms(

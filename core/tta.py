@@ -22,7 +22,7 @@ zoom_out       0°         0.95   0, 0
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

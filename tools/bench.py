@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -88,9 +89,10 @@ def time_seed_style(config: Config, frame: pd.DataFrame, *, steps: int, warmup: 
     """Train ``warmup + steps`` steps the seed's way; images/s over the last ``steps``."""
     seed_everything(config.seed)
     model = nn.DataParallel(create_model_from_spec(config.model_spec()).to(device))
-    optimizer = build_optimizer(model, learning_rate=config.learning_rate, weight_decay=config.weight_decay)
-    dataset = SeedStyleDataset(frame, rotate_deg=config.rotate_deg, zoom=config.zoom, shift=config.shift)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=loader_workers,
+    recipe = config.resolved
+    optimizer = build_optimizer(model, learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    dataset = SeedStyleDataset(frame, rotate_deg=recipe.rotate_deg, zoom=recipe.zoom, shift=recipe.shift)
+    loader = DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, num_workers=loader_workers,
                         drop_last=True, pin_memory=device.type == "cuda")
     model.train()
     stamps: list[float] = []
@@ -105,7 +107,7 @@ def time_seed_style(config: Config, frame: pd.DataFrame, *, steps: int, warmup: 
             stamps.append(time.perf_counter())
             if len(stamps) == warmup + steps:
                 break
-    return _timing(stamps, warmup=warmup, batch_size=config.batch_size, precision="fp32")
+    return _timing(stamps, warmup=warmup, batch_size=recipe.batch_size, precision="fp32")
 
 
 # ------------------------------------------------------------------------------------------------ (b) digitkit
@@ -170,13 +172,14 @@ def time_digitkit(config: Config, images: np.ndarray, labels: np.ndarray, *, ste
 # ------------------------------------------------------------------------------------------------ (c) ceiling
 def time_ceiling(config: Config, *, steps: int, warmup: int, device: torch.device) -> Timing:
     """Images/s of the model's own training work: the trainer's setup and step on one resident batch."""
-    setup = _setup(config, n_train=config.batch_size, steps=warmup + steps, device=device)
-    x = torch.randn(config.batch_size, 1, IMAGE_SIDE, IMAGE_SIDE, device=device)
+    batch_size = config.resolved.batch_size
+    setup = _setup(config, n_train=batch_size, steps=warmup + steps, device=device)
+    x = torch.randn(batch_size, 1, IMAGE_SIDE, IMAGE_SIDE, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if setup.channels_last else x
-    targets = smooth_targets(one_hot(torch.arange(config.batch_size, device=device) % NUM_CLASSES),
+    targets = smooth_targets(one_hot(torch.arange(batch_size, device=device) % NUM_CLASSES),
                               config.label_smoothing)
     stamps = _time_steps(setup, lambda step: (x, targets, 1.0), steps=steps, warmup=warmup)
-    return _timing(stamps, warmup=warmup, batch_size=config.batch_size, precision=_precision(setup))
+    return _timing(stamps, warmup=warmup, batch_size=batch_size, precision=_precision(setup))
 
 
 def _timing(stamps: list[float], *, warmup: int, batch_size: int, precision: str) -> Timing:
@@ -223,12 +226,12 @@ def time_inference(config: Config, images: np.ndarray, *, folds: int, device: to
     for _ in range(folds):
         model = create_model_from_spec(config.model_spec()).to(device).eval()
         models.append(model.to(memory_format=torch.channels_last) if channels_last else model)
-    kwargs = dict(views=views, batch_size=config.eval_batch_size, channels_last=channels_last,
-                  amp=config.amp and device.type == "cuda")
-    predict_probs(models[0], x[:config.eval_batch_size], **kwargs)  # warm-up
+    predict = functools.partial(predict_probs, views=views, batch_size=config.eval_batch_size,
+                                channels_last=channels_last, amp=config.amp and device.type == "cuda")
+    predict(models[0], x[:config.eval_batch_size])  # warm-up
     started = time.perf_counter()
     for model in models:
-        predict_probs(model, x, **kwargs)  # returns numpy: waits for the device
+        predict(model, x)  # returns numpy: waits for the device
     return len(x) / (time.perf_counter() - started), len(views), source
 
 
@@ -335,20 +338,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{fasts[-1].images_per_s:,.0f} img/s ({fasts[-1].images_per_s / seeds[-1].images_per_s:.2f}x), "
               f"compute ceiling {ceilings[-1].images_per_s:,.0f} img/s")
     seed, fast, ceiling = _median(seeds), _median(fasts), _median(ceilings)
-    speed_up = float(np.median([f.images_per_s / s.images_per_s for s, f in zip(seeds, fasts)]))
+    speed_up = float(np.median([f.images_per_s / s.images_per_s for s, f in zip(seeds, fasts, strict=True)]))
     print(f"seed-style loop (Dataset row per item, DataLoader num_workers={args.loader_workers}, fp32, NCHW, "
           f"DataParallel): {seed.images_per_s:,.0f} img/s (median of {args.rounds})")
     layout = "channels_last" if config.channels_last and is_convolutional(config.model) else "NCHW"
     print(f"digitkit trainer (device-resident uint8, in-batch augmentation, {layout}, {fast.precision}"
           f"{', compiled' if config.compile else ''}): {fast.images_per_s:,.0f} img/s (median of {args.rounds})")
-    ceiling_ratio = float(np.median([c.images_per_s / s.images_per_s for s, c in zip(seeds, ceilings)]))
-    share = float(np.median([f.images_per_s / c.images_per_s for f, c in zip(fasts, ceilings)]))
+    ceiling_ratio = float(np.median([c.images_per_s / s.images_per_s for s, c in zip(seeds, ceilings, strict=True)]))
+    share = float(np.median([f.images_per_s / c.images_per_s for f, c in zip(fasts, ceilings, strict=True)]))
     print(f"compute ceiling (the model's forward + backward + AdamW step on one batch kept on the device, no data "
           f"path): {ceiling.images_per_s:,.0f} img/s (median of {args.rounds}); digitkit reaches {100 * share:.0f} % "
           f"of it; the ceiling is {ceiling_ratio:.2f}x the seed-style loop, the most any data path can gain "
           f"with this model on this machine")
 
-    cost = float(np.median([f.images_per_s / n.images_per_s - 1 for f, n in zip(fasts, noisy)]))
+    cost = float(np.median([f.images_per_s / n.images_per_s - 1 for f, n in zip(fasts, noisy, strict=True)]))
     print(f"digitkit + the gradient noise scale measured every {config.noise_scale_every} "
           "steps (as training does): "
           f"{_median(noisy).images_per_s:,.0f} img/s (median of {args.rounds}); the measurement costs "

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 # distribution name -> module name, where they differ
-MODULES = {"scikit-learn": "sklearn", "pillow": "PIL", "pyyaml": "yaml", "python-dateutil": "dateutil", "ipython": "IPython"}
+MODULES = {"scikit-learn": "sklearn", "pillow": "PIL", "pyyaml": "yaml", "python-dateutil": "dateutil",
+           "ipython": "IPython"}
 # always checked, with requirements.txt's pins: the packages these environments borrow from the main .venv
 BORROWED = ("torch", "torchvision")
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)")
@@ -58,6 +59,7 @@ def main(argv: list[str]) -> int:
             problems.append(f"{name}: import {module_name} failed: {type(exc).__name__}: {exc}")
             continue
         got = _public(getattr(module, "__version__", "?"))
+        assert module.__file__ is not None  # a package installed from a wheel, not a namespace package
         where = Path(module.__file__).resolve()
         inside = prefix in where.parents
         if got != version:

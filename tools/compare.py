@@ -21,16 +21,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from core.atomic import write_text_atomic  # noqa: E402
-from core.data import NUM_CLASSES, DataError, find_competition_file, read_train  # noqa: E402
-from core.groups import EnsembleError, Group, load_group  # noqa: E402
-from core.manifest import ManifestError  # noqa: E402
-from core.plots import plot_digits  # noqa: E402
-from core.stats import PairedTest, mcnemar_exact  # noqa: E402
-from tools.journal import RunNotFound, run_folder  # noqa: E402
+from core.atomic import write_text_atomic
+from core.data import NUM_CLASSES, DataError, find_competition_file, read_train
+from core.groups import EnsembleError, Group, load_group
+from core.manifest import ManifestError
+from core.plots import plot_digits
+from core.stats import PairedTest, mcnemar_exact
+from tools.journal import RunNotFound, run_folder
 
 SIGNIFICANCE = 0.05
 
@@ -115,7 +115,8 @@ def compare_runs(a: Group, b: Group) -> RunComparison:
            f"folds_path to {a.path / 'folds.csv'} otherwise")
     if a.manifest.get("train_sha256") != b.manifest.get("train_sha256"):
         raise CompareError(f"{pair} were trained on different train.csv files (train_sha256 "
-                           f"{str(a.manifest.get('train_sha256'))[:12]} vs {str(b.manifest.get('train_sha256'))[:12]}): "
+                           f"{str(a.manifest.get('train_sha256'))[:12]} vs "
+                           f"{str(b.manifest.get('train_sha256'))[:12]}): "
                            "their OOF rows are different digits; compare runs of the same data")
     if a.folds_sha256 is None or a.folds_sha256 != b.folds_sha256:
         raise CompareError(f"{pair} used different folds files (folds.csv sha256 {str(a.folds_sha256)[:12]} vs "
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     test = comparison.test
     per_class = comparison.per_class()
+    assert a.folds_sha256 is not None  # compare_runs refuses runs without one
     print(f"A = {a.name} ({a.model}), B = {b.name} ({b.model}); same folds file {a.folds_sha256[:12]}")
     print(test.describe(a.name, b.name))
     with pd.option_context("display.width", 200):

@@ -26,18 +26,18 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+import pandas as pd
 
-from core.atomic import write_text_atomic  # noqa: E402
-from core.config import Config, with_legacy_values  # noqa: E402
-from core.groups import folds_sha256  # noqa: E402
-from core.manifest import MANIFEST_NAME, ManifestError, inference_choice, read_manifest, sha256_file  # noqa: E402
-from core.run_state import BROKEN, FINISHED, run_state  # noqa: E402
-from core.stats import wilson_interval  # noqa: E402
-from tools import submissions  # noqa: E402
-from tools.run_folder import live_holder  # noqa: E402
+from core.atomic import write_text_atomic
+from core.config import Config, with_legacy_values
+from core.groups import folds_sha256
+from core.manifest import MANIFEST_NAME, ManifestError, inference_choice, read_manifest, sha256_file
+from core.run_state import BROKEN, FINISHED, run_state
+from core.stats import wilson_interval
+from tools import submissions
+from tools.run_folder import live_holder
 
 JOURNAL_CSV = "journal.csv"
 JOURNAL_PNG = "journal.png"
@@ -248,7 +248,7 @@ def read_ensemble_run(folder: Path, name: str) -> Entry:
     entry.oof_rows = int(report.get("oof_rows") or 0)
     notebook = notebook_info(folder / "ensemble.ipynb")
     entry.commit = notebook.get("commit", "")
-    entry.date = dt.datetime.fromtimestamp((folder / "ensemble.json").stat().st_mtime, dt.timezone.utc) \
+    entry.date = dt.datetime.fromtimestamp((folder / "ensemble.json").stat().st_mtime, dt.UTC) \
         .strftime("%Y-%m-%d %H:%M")
     first = Path(report["groups"][0].get("path", "")) if report["groups"] else None
     if first is not None and (first / MANIFEST_NAME).is_file():
@@ -311,8 +311,8 @@ class Journal:
         rows = [dict(dataclasses.asdict(e), cv_low=e.interval[0], cv_high=e.interval[1], gap=e.gap)
                 for e in self.entries]
         columns = [f.name for f in dataclasses.fields(Entry)]
-        columns = columns[:columns.index("local_cv") + 1] + ["cv_low", "cv_high"] + columns[columns.index(
-            "local_cv") + 1:] + ["gap"]  # the interval beside the CV, as before
+        after_cv = columns.index("local_cv") + 1
+        columns = [*columns[:after_cv], "cv_low", "cv_high", *columns[after_cv:], "gap"]  # the interval beside the CV
         frame = pd.DataFrame(rows, columns=columns)
         frame["_done"] = frame["local_cv"].notna()
         frame = frame.sort_values(["_done", "local_cv", "run"], ascending=[False, False, True], kind="stable")
@@ -348,7 +348,8 @@ def _ensemble_walls(entries: list[Entry]) -> None:
     by_name = {Path(e.path).name: e.wall_min for e in entries if e.kind == "train"}
     for entry in (e for e in entries if e.kind == "ensemble" and e.members):
         members = [walls.get(str(Path(p).resolve()), by_name.get(Path(p).name)) for p in json.loads(entry.members)]
-        entry.wall_min = sum(members) if members and None not in members else None
+        known = [m for m in members if m is not None]
+        entry.wall_min = sum(known) if members and len(known) == len(members) else None
 
 
 def _public_scores(entries: list[Entry], folders: list[Path]) -> None:
@@ -421,14 +422,15 @@ def not_finished(frame: pd.DataFrame) -> str:
 
 def plot_journal(frame: pd.DataFrame, path: Path | None = None, max_panels: int = 3) -> plt.Figure:
     """Local CV against wall time, one panel per folds file and OOF row count (only runs in one panel were scored on
-    the same rows), one point per finished run with its 95 % interval, labelled in a column beside the panel in table order.
-    The y axis is local CV on the log scale of its error rate 1 − CV, better upwards: 0.9963 and 0.9957 stay apart and a
-    run that did not learn still fits. The public score, where recorded, is a cross at the same wall time."""
+    the same rows), one point per finished run with its 95 % interval, labelled in a column beside the panel in table
+    order. The y axis is local CV on the log scale of its error rate 1 − CV, better upwards: 0.9963 and 0.9957 stay
+    apart and a run that did not learn still fits. The public score, where recorded, is a cross at the same wall
+    time."""
     done = frame[frame["local_cv"].notna() & frame["wall_min"].notna()].copy()
     done["panel"] = done["folds"] + " · " + done["oof_rows"].map(lambda n: f"{int(n):,}") + " OOF rows"
     panels = list(done["panel"].value_counts().index[:max_panels])
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), 5.5), squeeze=False)
-    for ax, folds in zip(axes.flat, panels or [None]):
+    for ax, folds in zip(axes.flat, panels or [None], strict=True):
         rows = done[done["panel"] == folds].sort_values("local_cv", ascending=False)
         step = min(0.07, 0.9 / max(1, len(rows)))
         for i, row in enumerate(rows.itertuples()):

@@ -90,7 +90,8 @@ def kaggle_json() -> dict[str, Any]:
 
 def kaggle_json_paths() -> list[Path]:
     """Every kaggle.json on this machine, the CLI's own first: the credential scan looks in all of them."""
-    folders = [kaggle_config_dir(), Path.home() / ".kaggle", _xdg_kaggle_dir()]  # the first is $KAGGLE_CONFIG_DIR if set
+    # the first is $KAGGLE_CONFIG_DIR if set
+    folders = [kaggle_config_dir(), Path.home() / ".kaggle", _xdg_kaggle_dir()]
     paths = dict.fromkeys(folder / "kaggle.json" for folder in folders)
     return [path for path in paths if path.is_file()]
 

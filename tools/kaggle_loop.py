@@ -62,7 +62,7 @@ class LoopError(Exception):
 class KaggleService(Protocol):
     """What the loop asks of Kaggle (tools.shipping's client: the real Kaggle, or the twin through the same API)."""
 
-    def quota(self) -> str: ...
+    def quota(self) -> Any: ...  # str() says it; .gpu_left_s when known
     def push_kernel(self, folder: Path) -> Any: ...  # → .version (int)
     def kernel_status(self, ref: str) -> Any: ...  # ref "owner/slug/N" → .state, .failure, .finished
     def kernel_version(self, ref: str) -> int | None: ...
@@ -329,17 +329,17 @@ class Loop:
         from core.submission import SubmissionError, read_submission
 
         ref = f"{self.kernel(kind)}/{self.step(f'push-{kind}')['version']}"
-        rows: list[int] = []
+        counted: list[int] = []
 
         def valid(scratch: Path) -> None:
             try:
-                rows.append(len(read_submission(scratch / "submission.csv", n_test=self.test_rows)))
+                counted.append(len(read_submission(scratch / "submission.csv", n_test=self.test_rows)))
             except SubmissionError as err:
                 self._forget(f"build-{kind}", f"push-{kind}", f"wait-{kind}")
                 raise LoopError(f"get-{kind}: {ref}'s {err}; the rerun pushes the {kind} kernel again") from None
 
         self._download(ref, check=valid)
-        rows = rows[0]
+        rows = counted[0]
         self.record(f"get-{kind}", done=True, rows=rows)
         self.say(f"{ref}: submission.csv, {rows} rows, valid")
 

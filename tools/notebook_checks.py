@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+from typing import TypeGuard
 
 import nbformat
 
@@ -51,7 +52,11 @@ def imported(tree: ast.AST, pkg_name: str, where: str) -> list[tuple[str, int, b
         elif isinstance(node, ast.ImportFrom):
             if node.level > 1:
                 raise BuildError(f"{where} line {node.lineno}: '{'.' * node.level}' import; the package is flat")
-            base = node.module if node.level == 0 else ".".join(filter(None, [pkg_name, node.module]))
+            if node.level == 0:
+                assert node.module is not None  # only a relative import may name no module
+                base = node.module
+            else:
+                base = ".".join(filter(None, [pkg_name, node.module]))
             found.append((base, node.lineno, False))
             if base == pkg_name:
                 found += [(f"{pkg_name}.{alias.name}", node.lineno, True) for alias in node.names]
@@ -91,7 +96,7 @@ def check_cell(cell: Cell, *, kernel: str, package_name: str, secrets: Secrets) 
                              "runs without internet: build the model with pretrained=False and load_state_dict")
 
 
-def is_pretrained_true(node: ast.AST) -> bool:
+def is_pretrained_true(node: ast.AST) -> TypeGuard[ast.Call | ast.Assign | ast.AnnAssign]:
     """``f(..., pretrained=True)``, ``pretrained = True``, ``cfg.pretrained = True`` or ``pretrained: bool = True``."""
     def true(value: ast.AST | None) -> bool:
         return isinstance(value, ast.Constant) and value.value is True

@@ -8,6 +8,7 @@ when a notebook's cell fails with such an error inside the kernel. Local-only co
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -86,10 +87,8 @@ def _bytes_under(folder: Path | None, limit: int = 10_000) -> int:
     total, seen = 0, 0
     for root, _, files in os.walk(folder):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
             seen += 1
             if seen >= limit:
                 return total

@@ -45,15 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     except RunNotFound as err:
         print(f"make ensemble: {err}; check the name, or leave it out of RUNS", file=sys.stderr)
         return 1
-    refused = [f"make ensemble: {run}: {state.describe()}" for run, state in zip(args.runs, map(run_state, groups))
+    refused = [f"make ensemble: {run}: {state.describe()}"
+               for run, state in zip(args.runs, map(run_state, groups), strict=True)
                if state.kind != FINISHED]  # before the notebook starts; its load_group would say the same
     if refused:
         print("\n".join(refused), file=sys.stderr)
         return 1
     name = args.name or "ensemble-" + "-".join(args.runs)
     try:  # the output folder is this ensemble's alone: locked, and refused when it fused other runs
-        with claim_run(runs_dir, name, request={"kind": "make ensemble", "settings": {"runs": " ".join(args.runs)}}, restart=args.restart,
-                       command="make ensemble") as out_dir:
+        request = {"kind": "make ensemble", "settings": {"runs": " ".join(args.runs)}}
+        with claim_run(runs_dir, name, request=request, restart=args.restart, command="make ensemble") as out_dir:
             return _fuse(args, groups, out_dir)
     except RunFolderError as err:
         print(f"make ensemble failed: {err}", file=sys.stderr)

@@ -5,8 +5,8 @@ was asked to do, so that it is never replaced or mixed silently.
   digit — never a path (``RUN=../x`` and ``RUN=/abs`` would write outside ``runs/``).
 - :func:`claim_run`: before the first write, take ``runs/.locks/<name>.lock`` (pid, host, process start, command);
   a second process on the same run is refused at once, naming the holder; the lock ends with its process (flock),
-  so a killed run never blocks the next. Then compare what this run is asked to do (``request``: the training settings and the
-  data fingerprint) with what the folder recorded (``request.json``; for runs saved before it, manifest.json or
+  so a killed run never blocks the next. Then compare what this run is asked to do (``request``: the training settings
+  and the data fingerprint) with what the folder recorded (``request.json``; for runs saved before it, manifest.json or
   config.json): a difference is refused, listing each ``name: old → new``, unless ``restart`` moves the old run
   aside to ``runs/<name>.replaced-<UTC time>/`` (never deleted). The same request resumes, as before.
 
@@ -65,7 +65,7 @@ def check_run_name(name: str, *, variable: str = "RUN") -> str:
 def replaced_name(name: str, when: dt.datetime | None = None) -> str:
     """Where ``restart`` moves an old run: ``<name>.replaced-<UTC time>`` (itself a valid run name, so `make runs`,
     `make compare` and `make ensemble` still read it)."""
-    when = when or dt.datetime.now(dt.timezone.utc)
+    when = when or dt.datetime.now(dt.UTC)
     return f"{name}.replaced-{when:%Y%m%dT%H%M%SZ}"
 
 
@@ -117,7 +117,8 @@ def run_lock(runs_dir: Path, name: str, *, command: str) -> Iterator[Path]:
             written (read-only folder, full disk: one line naming the folder).
     """
     path = runs_dir / LOCKS_DIR / f"{name}.lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command}
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:

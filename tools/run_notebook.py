@@ -24,8 +24,9 @@ import re
 import signal
 import sys
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nbformat
 import papermill
@@ -99,12 +100,13 @@ class _KernelManager(AsyncKernelManager):
     stderr_path: Path | None = None
     exit_status: int | None = None
 
-    async def start_kernel(self, **kw: Any) -> None:
+    # jupyter_client types the async manager's methods as its sync base's (and ignores that itself)
+    async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
         if self.stderr_path is not None:
             kw["stderr"] = open(self.stderr_path, "ab")  # noqa: SIM115 - owned by the kernel process until it exits
         return await super().start_kernel(**kw)
 
-    async def cleanup_resources(self, restart: bool = False) -> None:
+    async def cleanup_resources(self, restart: bool = False) -> None:  # type: ignore[override]
         # nbclient calls this last; after a shutdown the provisioner has already reaped (and forgotten) the process
         process = getattr(self.provisioner, "process", None)
         if process is not None and process.poll() is not None:
@@ -131,7 +133,7 @@ class _Client(PapermillNotebookClient):
         else:  # inside a running loop (a notebook), nbclient runs the cell on a thread of its own: leave it so
             return super().execute_cell(cell, cell_index, execution_count, store_history)
         loop = ensure_event_loop()  # the loop nbclient's run_sync uses, so the cleanup after us runs on it too
-        created: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()  # a finished task nobody holds may go
+        created: weakref.WeakSet[asyncio.Future] = weakref.WeakSet()  # a finished task nobody holds may go
         previous = loop.get_task_factory()
 
         def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Future:
@@ -341,7 +343,10 @@ def run_notebook(notebook: Path, out: Path, *, cwd: Path, parameters: dict, time
     out.parent.mkdir(parents=True, exist_ok=True)
     stdout, stderr = _Echo(sys.stdout, stream), _Echo(sys.stderr, stream)
     kernel_log = out.with_name(f".{out.name}.kernel.log")
-    manager = type("KernelManager", (_KernelManager,), {"stderr_path": kernel_log})
+    class KernelManager(_KernelManager):  # a class of its own: its exit_status is this run's
+        stderr_path = kernel_log
+
+    manager = KernelManager
     restated = _Restated()
     papermill_logger.addFilter(restated)
     try:

@@ -12,9 +12,9 @@ probabilities.
 
 Selection adds, one at a time, the run whose addition gives the plain mean of the chosen runs the best OOF accuracy
 (log-loss breaks ties between candidates), and stops when no run raises the accuracy: a run that only sharpens the
-probabilities makes the ensemble bigger without a row more right. Caruana's paper adds with replacement (weights = counts);
-here every run is added at most once, so the chosen set's plain mean is exactly what ``make ensemble RUNS="…"``
-computes as its "plain mean" row.
+probabilities makes the ensemble bigger without a row more right. Caruana's paper adds with replacement (weights =
+counts); here every run is added at most once, so the chosen set's plain mean is exactly what
+``make ensemble RUNS="…"`` computes as its "plain mean" row.
 
 Choosing runs on the same rows that score the choice flatters it. The honest figure is nested: for every fold,
 select on the OOF rows of the other folds and score the held-out fold with that choice; the concatenated held-out
@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -135,7 +135,8 @@ def select_runs(names: Sequence[str], probs: np.ndarray, labels: np.ndarray, fol
         return weights
 
     nested = nested_cv(probs, labels, folds, fit=equal_weights_of_the_chosen)  # the ensemble notebook's nesting
-    fold_choices = {fold: [names[m] for m in picked] for fold, picked in zip(nested.fold_weights, picked_per_fit)}
+    fold_choices = {fold: [names[m] for m in picked]
+                    for fold, picked in zip(nested.fold_weights, picked_per_fit, strict=True)}
     final = forward_selection(probs, labels, max_size=max_size)
     single = [float((probs[:, m].argmax(1) == labels).mean()) for m in range(len(names))]
     best = int(np.argmax(single))
@@ -164,7 +165,7 @@ def fusable(groups: list[Group]) -> tuple[list[Group], list[str]]:
     """The groups that can be fused with the best one — the most OOF rows (a folds_to_run run covers fewer), then
     the best local CV — and a line per reason the others were left out."""
     ranked = sorted(groups, key=lambda g: (-len(g.oof), -local_cv(g.oof)))
-    kept, reasons = [ranked[0]], {}
+    kept, reasons = [ranked[0]], dict[str, list[str]]()
     for group in ranked[1:]:
         try:
             check_compatible([ranked[0], group])
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems + left_out:
         print(f"left out {line}")
     if left_out:
-        print(f"  (a run is fused only with runs of the same train.csv, folds file and OOF rows; make ensemble "
+        print("  (a run is fused only with runs of the same train.csv, folds file and OOF rows; make ensemble "
               "refuses the others too)")
     if len(kept) < 2:
         print(f"make select: only {kept[0].name} can be fused with itself: train another run on its folds "

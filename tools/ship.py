@@ -4,7 +4,8 @@
     python -m tools.ship status  --kernel train [--id OWNER/SLUG]
     python -m tools.ship output  --kernel train [--dest weights]
     python -m tools.ship weights [--dir weights] [--message M] [--polls 30] [--poll-delay 10]
-    python -m tools.ship submit  [--file submission.csv] [--message M] [--test-file data/digit-recognizer/test.csv]  # default: 28,000 rows
+    python -m tools.ship submit  [--file submission.csv] [--message M]
+                                 [--test-file data/digit-recognizer/test.csv]  # default: 28,000 rows
     python -m tools.ship scores  [--page-size 100]  # public scores → the submissions.json they came from
     python -m tools.ship data    [--source kaggle] [--dest data/digit-recognizer]
 

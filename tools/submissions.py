@@ -13,14 +13,16 @@ runs/ensemble-…/)::
 writes each one's status and scores into the record it came from: matched by Kaggle's submission id (which a submit
 returns), else by the exact message sent, the nearest in time when one message was sent twice. ``manifest_sha256``
 links a submission made from an inference output (runs/kaggle-infer/, whose test_probs.json names the training
-manifest it used) to the training run, so the journal shows the public score beside that run's local CV. Local-only code: never inlined into a notebook.
+manifest it used) to the training run, so the journal shows the public score beside that run's local CV. Local-only
+code: never inlined into a notebook.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from core.atomic import write_text_atomic
 from core.manifest import MANIFEST_NAME, sha256_file
@@ -29,7 +31,7 @@ RECORDS_NAME = "submissions.json"
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def parse_time(text: str | None) -> dt.datetime | None:
@@ -40,7 +42,7 @@ def parse_time(text: str | None) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)  # Kaggle's times are UTC
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # Kaggle's times are UTC
 
 
 def read_records(folder: str | Path) -> list[dict[str, Any]]:
@@ -89,7 +91,7 @@ def record_submission(file: Path, message: str, competition: str, ref: int | Non
     record = {"time": now(), "file": file.name, "sha256": sha256_file(file), "message": message,
               "competition": competition, "run": folder.name, "manifest_sha256": training_manifest_sha256(folder),
               "ref": ref}
-    write_records(folder, read_records(folder) + [record])
+    write_records(folder, [*read_records(folder), record])
     return record
 
 
@@ -114,7 +116,7 @@ def match_scores(records: list[tuple[Path, dict[str, Any]]], kaggle: list[dict[s
             i for i, (_, record) in enumerate(records) if i not in taken and record.get("ref") is None
             and record.get("message") == submission.get("description")]
 
-        def distance(i: int) -> float:
+        def distance(i: int, sent: dt.datetime | None = sent) -> float:
             mine = parse_time(records[i][1].get("time"))
             return abs((mine - sent).total_seconds()) if mine and sent else float("inf")
 

@@ -284,7 +284,7 @@ def scores(*, runs_dir: Path = Path("runs"), weights_dir: Path = Path("weights")
     kaggle = [dataclasses.asdict(found) for found in kaggle_client.submissions(page_size, timeout=timeout)]
     pairs, unmatched = submissions.match_scores(records, kaggle)
     checked = submissions.now()
-    for folder, record, found in pairs:
+    for _, record, found in pairs:
         record["kaggle"] = {"ref": found["ref"], "status": found["status"], "public_score": found["public_score"],
                             "private_score": found["private_score"], "date": found["date"], "checked": checked}
     for folder in sorted({folder for folder, _, _ in pairs}):

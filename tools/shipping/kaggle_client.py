@@ -45,15 +45,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import io
 import os
 import re
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from tools.cli import DRY_RUN_ENV
 from tools.shipping import ShipError
@@ -171,14 +173,14 @@ def _default_timeout(seconds: float):
 
     original = HTTPAdapter.send
 
-    def send(self, request, stream=False, timeout=None, **kwargs):  # noqa: ANN001 — requests' signature
+    def send(self, request, stream=False, timeout=None, **kwargs):  # requests' signature
         return original(self, request, stream=stream, timeout=timeout or seconds, **kwargs)
 
-    HTTPAdapter.send = send
+    HTTPAdapter.send = send  # type: ignore[method-assign, assignment]  # process-wide while it lasts, undone below
     try:
         yield
     finally:
-        HTTPAdapter.send = original
+        HTTPAdapter.send = original  # type: ignore[method-assign]  # the patch undone
 
 
 _cache: dict[tuple, Any] = {}
@@ -201,7 +203,7 @@ def _api() -> Any:
         os.environ.update(saved)
 
     class Api(KaggleApi):
-        def build_kaggle_client(self):  # noqa: ANN202
+        def build_kaggle_client(self):
             client = super().build_kaggle_client()
             client._http_client._verbose = False  # verbose prints the Authorization header
             return client
@@ -236,12 +238,17 @@ def _caught_prints():
             print("\n".join(f"kaggle: {line}" for line in lines), file=sys.stderr, flush=True)
 
 
+def _response(err: BaseException) -> Any:
+    """The HTTP answer a failed call carries (requests' HTTPError and the package's errors keep one), or None."""
+    return getattr(err, "response", None)
+
+
 def _http_status(err: BaseException) -> int:
     """The HTTP status of a failed call: the answer's own ``code`` when it has one (Kaggle's API may answer an error
     with HTTP 200 and ``{"code": 429, "message": …}``), else the HTTP status; 0 when nothing answered."""
-    response = getattr(err, "response", None)
+    response = _response(err)
     try:
-        code = response.json().get("code") if response is not None else None  # type: ignore[union-attr]
+        code = response.json().get("code") if response is not None else None
     except (ValueError, AttributeError):
         code = None
     if isinstance(code, int) and code >= 400:
@@ -257,7 +264,7 @@ def _problem(err: BaseException) -> str:
     if status:
         message = str(err)
         try:
-            body = err.response.json()  # type: ignore[union-attr]
+            body = _response(err).json()  # a status came from it
             message = str(body.get("message") or body.get("error") or message) if isinstance(body, dict) else message
         except ValueError:
             pass
@@ -284,7 +291,7 @@ def _retry_delay(err: BaseException, attempt: int, *, idempotent: bool) -> float
         return None
     status = _http_status(err)
     if status == 429:
-        after = getattr(err, "response").headers.get("Retry-After", "")
+        after = _response(err).headers.get("Retry-After", "")
         wait = float(after) if after.strip().isdigit() else RETRY_DELAYS[attempt]
         return wait if wait <= MAX_RETRY_AFTER else None
     broken = isinstance(err, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
@@ -333,7 +340,7 @@ def _owner_slug(ref: str) -> tuple[str, str]:
 
 def _iso(value: Any) -> str | None:
     if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
     return str(value) if value else None
 
 
@@ -430,6 +437,11 @@ def _output_page(api: Any, ref: str, version: int | None, token: str, page_size:
         return kaggle.kernels.kernels_api_client.list_kernel_session_output(request)
 
 
+def _download_with(api: Any, *, url: str, target: Path, timeout: float) -> None:
+    """``_download`` as the operation ``_call`` runs (it needs no ``api``: a GET of the file's own URL)."""
+    _download(url, target, timeout)
+
+
 def _download(url: str, target: Path, timeout: float) -> None:
     """Stream ``url`` into ``target`` through a partial file (an interrupted download leaves no file)."""
     import requests
@@ -459,16 +471,16 @@ def kernel_output(ref: str, dest: Path, *, version: int | None = None, page_size
     written: list[Path] = []
     token, log = "", None
     while True:
-        page = _call(line, lambda api: _output_page(api, ref, version, token, page_size), idempotent=True,
-                     timeout=timeout)
+        page = _call(line, functools.partial(_output_page, ref=ref, version=version, token=token, page_size=page_size),
+                     idempotent=True, timeout=timeout)
         log = page.log if log is None else log
         for item in page.files or []:
             target = dest / item.file_name
             if not target.resolve().is_relative_to(root):
                 raise failure(command_line(line), f"the output names {item.file_name!r}, which lies outside {dest}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            _call(line, lambda api, url=item.url, target=target: _download(url, target, timeout), idempotent=True,
-                  timeout=timeout)
+            _call(line, functools.partial(_download_with, url=item.url, target=target, timeout=timeout),
+                  idempotent=True, timeout=timeout)
             written.append(target)
         token = page.next_page_token or ""
         if not token:

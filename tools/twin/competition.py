@@ -19,8 +19,9 @@ import shutil
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tools.twin.datasets import Blobs
 from tools.twin.protocol import BASE_URL, Answer, Recorded, error
@@ -56,6 +57,7 @@ def prepare(folder: Path, data: Path | None = None, labels: Path | None = None) 
         shutil.move(solution, staging / "solution.csv")
         solution.parent.rmdir()
     else:
+        assert labels is not None  # given together with data (checked above)
         for name in FILES:
             shutil.copy2(Path(data) / name, staging / COMPETITION / name)
         shutil.copy2(labels, staging / "solution.csv")
@@ -204,7 +206,9 @@ class Competition:
                                   f"({self.daily_limit}) today, please try again tomorrow UTC")
             ref = max([r["ref"] for r in records], default=50_000_000) + 1
             data = path.read_bytes()
-            name = self.blobs.info(token)["name"]
+            info = self.blobs.info(token)
+            assert info is not None  # a complete upload (it has a path) has its info
+            name = info["name"]
             record = {"ref": ref, "totalBytes": len(data), "date": iso(), "description":
                       body.get("submissionDescription") or "", "errorDescription": "", "fileName": name,
                       "publicScore": "", "privateScore": "", "status": "COMPLETE", "submittedBy": request.user or "",

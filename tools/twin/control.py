@@ -211,8 +211,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: cannot start the Kaggle twin: {problem}", file=sys.stderr)
         return 1
     state = Path(args.state).resolve()
-    if running(state) and running(state)["pid"] != os.getpid():
-        print(f"error: a Kaggle twin already serves {state}: " + describe(running(state)), file=sys.stderr)
+    serving = running(state)
+    if serving and serving["pid"] != os.getpid():
+        print(f"error: a Kaggle twin already serves {state}: " + describe(serving), file=sys.stderr)
         return 1
     twin = Twin(TwinConfig(state=state, papermill=Path(args.papermill), data=args.data and Path(args.data),
                            labels=args.labels and Path(args.labels), ready_delay=args.ready_delay,

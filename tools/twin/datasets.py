@@ -18,8 +18,9 @@ import time
 import uuid
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tools.twin.faults import Faults
 from tools.twin.protocol import BASE_URL, Answer, Recorded, error
@@ -148,7 +149,9 @@ class Datasets:
             path = self.blobs.path(item.get("token", ""))
             if path is None:
                 return None, f"file upload {item.get('token')!r} was not found or is incomplete"
-            paths.append((self.blobs.info(item["token"])["name"], path))
+            info = self.blobs.info(item["token"])
+            assert info is not None  # a complete upload (it has a path) has its info
+            paths.append((info["name"], path))
         if not paths:
             return None, "a dataset version needs at least one file"
         with self._lock:
@@ -205,11 +208,11 @@ class Datasets:
     def create(self, request: Recorded) -> Answer:
         body = request.body
         ref = self._ref(body)
-        problem = _check_new(body, ref)
-        if not problem and self.exists(ref):
+        problem = _check_new(body, ref)  # refuses a missing ref
+        if not problem and ref is not None and self.exists(ref):
             problem = f'The requested slug "{ref.split("/")[1]}" is already in use by a dataset. Please choose ' \
                       "another slug."
-        if problem:
+        if problem or ref is None:
             return Answer(body={"ref": "", "url": "", "status": "error", "error": problem, "invalidTags": []})
         number, problem = self._new_version(ref, body.get("files") or [], "Initial release")
         if number is None:

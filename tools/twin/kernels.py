@@ -17,6 +17,7 @@ kernel's ``currentVersionNumber``; ``SaveKernel`` answers the new ``versionNumbe
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,10 +27,11 @@ import signal
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote, unquote
 
 from tools.twin.competition import COMPETITION, Competition
@@ -227,7 +229,7 @@ class Kernels:
             attached = self._attach(meta, kaggle_dir / "input")
             events: list[dict[str, Any]] = []
             self._events[(ref, number)] = events
-            log = open(vdir / "log.jsonl", "a", encoding="utf-8")
+            log = open(vdir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - the session's thread writes it; closed below
             log_lock = threading.Lock()
 
             def on_output(stream: str, seconds: float, line: str) -> None:
@@ -243,6 +245,7 @@ class Kernels:
                                      pid_namespace=True, on_output=on_output)
             try:
                 process.start()
+                assert process.process is not None  # start() made it
                 self._running[(ref, number)] = process
                 self._set_status(ref, number, status="RUNNING", started=iso(), inputs=attached, internet=internet,
                                  pid=process.process.pid, timeLimitSeconds=limit)
@@ -443,7 +446,7 @@ class Kernels:
         return Answer(body={"kernels": chosen, "nextPageToken": next_token})
 
     def quota(self, request: Recorded) -> Answer:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         refresh = (now + timedelta(days=(5 - now.weekday()) % 7 or 7)).replace(hour=0, minute=0, second=0,
                                                                                microsecond=0)
         week_start = (refresh - timedelta(days=7)).timestamp()
@@ -478,7 +481,7 @@ class Kernels:
         if isinstance(found, Answer):
             return found
         ref, number = found
-        if self.read_status(ref, number).get("status") in FINISHED + ("NEW_SCRIPT",):
+        if self.read_status(ref, number).get("status") in (*FINISHED, "NEW_SCRIPT"):
             return Answer(200, json.dumps(self.events(ref, number)).encode(), {"Content-Type": "application/json"})
         return Answer(200, b"", {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
                       stream=self._sse(ref, number))
@@ -499,7 +502,7 @@ class Kernels:
 
 
 def _parse_iso(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def _kill_orphan(pid: int | None) -> None:
@@ -511,7 +514,5 @@ def _kill_orphan(pid: int | None) -> None:
     except OSError:
         return
     if command.endswith(b"unshare"):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

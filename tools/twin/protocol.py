@@ -17,9 +17,10 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 API_PREFIX = "/api/v1/"
@@ -122,7 +123,7 @@ class ProxyServer:
                                    basic_user(self.headers.get("Authorization")))
                 try:
                     answer = outer.handler(request)
-                except Exception as exc:  # a bug in a handler is a 500 for the client, not a dead thread
+                except Exception as exc:  # noqa: BLE001 - a bug in a handler is a 500 for the client, not a dead thread
                     answer = error(500, f"{type(exc).__name__}: {exc}")
                 self._write(answer)
 
@@ -162,6 +163,7 @@ class ProxyServer:
         """Bind (if not yet) and serve in a background thread; returns the port."""
         if self._server is None:
             self.bind()
+        assert self._server is not None  # bind made it
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=self.name, daemon=True)
         self._thread.start()
@@ -171,6 +173,7 @@ class ProxyServer:
         """Serve in this thread until :meth:`shutdown` is called from another."""
         if self._server is None:
             self.bind()
+        assert self._server is not None  # bind made it
         self._server.serve_forever(poll_interval=0.1)
 
     @property

@@ -18,6 +18,7 @@ Used by the Kaggle twin (tools/twin/kernels.py) and by the tests (tests/kaggle_s
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -27,8 +28,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 REPO = Path(__file__).resolve().parents[2]
 KAGGLE_ROOT = Path("/kaggle")
@@ -157,7 +158,7 @@ class SandboxProcess:
             env["SANDBOX_IP"] = ip_command() or "ip"
         return env
 
-    def start(self) -> "SandboxProcess":
+    def start(self) -> SandboxProcess:
         if os.geteuid() == 0:
             KAGGLE_ROOT.mkdir(exist_ok=True)  # the mount point: an empty folder (a user namespace cannot make it)
         command = [*unshare_command(internet=self.internet, pid_namespace=self.pid_namespace), "/bin/sh", "-c",
@@ -191,10 +192,8 @@ class SandboxProcess:
         """End the session: SIGKILL to its process group (with a PID namespace, that ends every process in it)."""
         if self.process is None or self.process.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.wait(timeout=30)
 
 
@@ -223,7 +222,7 @@ class SandboxRun:
                     parts.append(f"{output['ename']}: {output['evalue']}")
         return "\n".join(parts)
 
-    def check(self) -> "SandboxRun":
+    def check(self) -> SandboxRun:
         assert self.returncode == 0, f"papermill exited {self.returncode}:\n{self.log[-4000:]}"
         return self
 

@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def iso(seconds: float | None = None) -> str:
     """A time the way Kaggle's API writes one: ``2026-12-01T13:00:09.123Z`` (UTC)."""
-    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
