@@ -171,6 +171,23 @@ def test_a_dataset_that_stays_pending_stops_at_the_wait_limit_in_one_line(world,
         "rerun the same command later (it is not sent again)" in err[0]
 
 
+def test_a_train_kernel_past_its_time_limit_is_one_line_and_the_rerun_completes(world, demo):
+    """Kaggle stops a session at its time limit: the loop says so in one line; the rerun builds and pushes a new
+    version and completes, sending everything after the train kernel once."""
+    world.arm({"kind": "time_limit", "kernel": "twinuser/digitkit-train-slow", "seconds": 3})
+    stopped = world.loop("--run", "slow", *TINY)
+    err = [line for line in stopped.stderr.splitlines() if line.strip()]
+    assert stopped.returncode == 1 and len(err) == 1, stopped.stderr
+    assert err[0].startswith("make kaggle failed: wait-train: twinuser/digitkit-train-slow/1 ended ERROR: ") and \
+        "time limit" in err[0]
+    done = world.loop("--run", "slow", *TINY)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    sends = world.sends()
+    assert sends.count("SaveKernel twinuser/digitkit-train-slow") == 2  # the stopped version and the new one
+    assert sends.count("CreateDataset digitkit-weights-slow") == 1
+    assert sends.count("SaveKernel twinuser/digitkit-infer-slow") == 1
+
+
 def test_a_used_up_quota_refuses_before_pushing_and_no_real_token_reaches_the_twin(world, demo):
     """A user with a real token in the environment and in ~/.kaggle: the loop on the twin sends neither."""
     world.arm({"kind": "quota_exceeded", "times": None})
