@@ -104,10 +104,6 @@ class KaggleCallError(ShipError):
 
 
 # ------------------------------------------------------------------------------------------------------ answers
-class IncompleteDownload(OSError):
-    """A download ended before its Content-Length: retried like a broken connection."""
-
-
 @dataclass(frozen=True)
 class Pushed:
     ref: str  # "owner/slug"
@@ -294,8 +290,9 @@ def _retry_delay(err: BaseException, attempt: int, *, idempotent: bool) -> float
         after = _response(err).headers.get("Retry-After", "")
         wait = float(after) if after.strip().isdigit() else RETRY_DELAYS[attempt]
         return wait if wait <= MAX_RETRY_AFTER else None
-    broken = isinstance(err, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                              IncompleteDownload)) and not status  # a connection cut mid-answer too
+    # a connection cut mid-answer too: urllib3 enforces Content-Length and requests raises ChunkedEncodingError
+    broken = isinstance(err, (requests.ConnectionError, requests.Timeout,
+                              requests.exceptions.ChunkedEncodingError)) and not status
     if idempotent and (status >= 500 or broken):
         return RETRY_DELAYS[attempt]
     return None
@@ -449,13 +446,9 @@ def _download(url: str, target: Path, timeout: float) -> None:
     partial = target.with_name(target.name + ".kaggle-partial")
     with requests.get(url, stream=True, timeout=timeout) as response:
         response.raise_for_status()
-        written = 0
-        with open(partial, "wb") as handle:
+        with open(partial, "wb") as handle:  # a body cut short of its Content-Length raises (urllib3)
             for chunk in response.iter_content(chunk_size=1 << 20):
-                written += handle.write(chunk)
-        expected = response.headers.get("Content-Length", "")
-        if expected.isdigit() and written != int(expected) and "Content-Encoding" not in response.headers:
-            raise IncompleteDownload(f"{target.name}: {written:,} of {int(expected):,} bytes arrived")
+                handle.write(chunk)
     os.replace(partial, target)
 
 
