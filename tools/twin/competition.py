@@ -25,7 +25,7 @@ from typing import Any
 
 from tools.twin.datasets import Blobs
 from tools.twin.protocol import BASE_URL, Answer, Recorded, error
-from tools.twin.store import iso, page, read_json, write_json
+from tools.twin.store import iso, page, page_of, read_json, write_json
 
 COMPETITION = "digit-recognizer"
 TITLE = "Digit Recognizer"
@@ -230,10 +230,7 @@ class Competition:
             return unknown
         newest_first = sorted(self.records(), key=lambda r: r["ref"], reverse=True)
         body = request.body
-        token = body.get("pageToken")
-        if not token and (body.get("page") or 0) > 1:
-            token = str((body["page"] - 1) * int(body.get("pageSize") or 20))
-        chosen, next_token = page(newest_first, body.get("pageSize"), token, maximum=1000)
+        chosen, next_token = page_of(newest_first, body, maximum=1000)
         return Answer(body={"submissions": chosen, "nextPageToken": next_token})
 
     def get_submission(self, request: Recorded) -> Answer:

@@ -39,7 +39,7 @@ from tools.twin.datasets import Datasets
 from tools.twin.faults import Faults
 from tools.twin.protocol import BASE_URL, Answer, Recorded, error
 from tools.twin.sandbox import SandboxProcess
-from tools.twin.store import files_under, inside, iso, link_tree, page, read_json, write_json
+from tools.twin.store import files_under, inside, iso, link_tree, page, page_of, read_json, write_json
 
 _logger = logging.getLogger("tools.twin")
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -439,10 +439,7 @@ class Kernels:
             if body.get(key):
                 kernels = [k for k in kernels if body[key] in k[field]]
         kernels.sort(key=lambda k: k["lastRunTime"] or "", reverse=True)
-        token = body.get("pageToken")
-        if not token and (body.get("page") or 0) > 1:
-            token = str((body["page"] - 1) * int(body.get("pageSize") or 20))
-        chosen, next_token = page(kernels, body.get("pageSize"), token, maximum=100)
+        chosen, next_token = page_of(kernels, body, maximum=100)
         return Answer(body={"kernels": chosen, "nextPageToken": next_token})
 
     def quota(self, request: Recorded) -> Answer:

@@ -66,3 +66,12 @@ def page(items: list, page_size: int | None, page_token: str | None, *, default:
         start = 0
     chunk = items[start:start + size]
     return chunk, (str(start + size) if start + size < len(items) else "")
+
+
+def page_of(items: list, body: dict, *, maximum: int) -> tuple[list, str]:
+    """:func:`page` for a list request that names its page by ``pageToken`` or, as older clients do, by ``page``
+    (1-based) and ``pageSize``."""
+    token = body.get("pageToken")
+    if not token and (body.get("page") or 0) > 1:
+        token = str((body["page"] - 1) * int(body.get("pageSize") or 20))
+    return page(items, body.get("pageSize"), token, maximum=maximum)
