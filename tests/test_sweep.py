@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -248,10 +249,16 @@ def test_a_best_rate_on_the_grid_edge_gets_rates_beyond_it(tmp_path):
                                                                                                  (32, 1e-5)]
 
 
-def test_a_sweep_of_other_settings_is_refused(tmp_path, config):
+def started_sweep(folder: Path, config: Config) -> SweepGrid:
+    """A sweep folder as its first cell leaves it: sweep.json recording ``config``'s setup, runs.csv begun."""
     grid = SweepGrid(budget="steps=2")
-    sweep._check_same_setup(tmp_path / "sweep.json", config, grid, fingerprint="abc")
-    (tmp_path / "runs.csv").write_text(",".join(RUNS_COLUMNS) + "\n")
+    sweep._check_same_setup(folder / "sweep.json", config, grid, fingerprint="abc")
+    (folder / "runs.csv").write_text(",".join(RUNS_COLUMNS) + "\n")
+    return grid
+
+
+def test_a_sweep_of_other_settings_is_refused(tmp_path, config):
+    grid = started_sweep(tmp_path, config)
     sweep._check_same_setup(tmp_path / "sweep.json", config, SweepGrid(budget="epochs=1", seeds=(1, 2)), "abc")
     other = Config(**{**config.to_dict(), "weight_decay": 0.5})
     with pytest.raises(SweepError, match="weight_decay: 0.01 → 0.5"):
@@ -262,18 +269,14 @@ def test_a_sweep_of_other_settings_is_refused(tmp_path, config):
 
 def test_a_sweep_folder_is_not_continued_in_another_cpu_precision(tmp_path, config):
     """cpu_bf16 changes what every cell computes: a folder made in fp32 is refused in bf16 (issue 29: it was not)."""
-    grid = SweepGrid(budget="steps=2")
-    sweep._check_same_setup(tmp_path / "sweep.json", config, grid, fingerprint="abc")
-    (tmp_path / "runs.csv").write_text(",".join(RUNS_COLUMNS) + "\n")
+    grid = started_sweep(tmp_path, config)
     bf16 = Config(**{**config.to_dict(), "cpu_bf16": True})
     with pytest.raises(SweepError, match="cpu_bf16: False → True"):
         sweep._check_same_setup(tmp_path / "sweep.json", bf16, grid, fingerprint="abc")
 
 
 def test_a_sweep_setup_saved_before_cpu_bf16_existed_ran_in_fp32(tmp_path, config):
-    grid = SweepGrid(budget="steps=2")
-    sweep._check_same_setup(tmp_path / "sweep.json", config, grid, fingerprint="abc")
-    (tmp_path / "runs.csv").write_text(",".join(RUNS_COLUMNS) + "\n")
+    grid = started_sweep(tmp_path, config)
     saved = json.loads((tmp_path / "sweep.json").read_text())
     del saved["setup"]["cpu_bf16"]  # as written before the setting existed
     (tmp_path / "sweep.json").write_text(json.dumps(saved))
