@@ -36,7 +36,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -144,10 +144,13 @@ class Loop:
 
     def summary(self) -> str:
         score, local = self.step("score"), self.step("get-train").get("local_cv")
-        versions = ", ".join(f"{step.removeprefix('push-')} v{self.step(step)['version']}" for step in self.steps
-                             if step.startswith("push-") and "version" in self.step(step))
         return (f"public score {score.get('public_score')}" + (f", local CV {local:.5f}" if local is not None else "")
-                + f" ({versions})")
+                + f" ({self._versions()})")
+
+    def _versions(self) -> str:
+        """"train v3, infer v1": each kernel this loop pushed and the version it follows."""
+        return ", ".join(f"{step.removeprefix('push-')} v{self.step(step)['version']}" for step in self.steps
+                         if step.startswith("push-") and "version" in self.state["steps"].get(step, {}))
 
     def _build_train(self) -> None:
         folder = self.build("train", self.run_dir / ".kaggle-build", self.parameters, {})
@@ -192,22 +195,20 @@ class Loop:
     def _wait(self, kind: str) -> None:
         version = self.step(f"push-{kind}")["version"]
         ref = f"{self.kernel(kind)}/{version}"
-        last, began, delay = None, time.monotonic(), self.waits.first
-        while True:
+        state, elapsed = "", 0.0
+
+        def past_limit(seconds: float) -> str:
+            self.record(f"wait-{kind}", done=False, error="time limit")
+            return (f"wait-{kind}: {ref} is still {state} after {seconds:.0f} s (the loop's limit): rerun the same "
+                    "command later to wait again (nothing is pushed twice)")
+
+        for elapsed in self._polls(past_limit):
             status = self.client.kernel_status(ref)
-            state = str(status.state).rsplit(".", 1)[-1]  # QUEUED, RUNNING, COMPLETE, ERROR, CANCEL_…
-            elapsed = time.monotonic() - began
-            if state != last:
+            seen, state = state, str(status.state).rsplit(".", 1)[-1]  # QUEUED, RUNNING, COMPLETE, ERROR, CANCEL_…
+            if state != seen:
                 self.say(f"{ref}: {state} after {elapsed:.0f} s")
-                last = state
             if getattr(status, "finished", state in TERMINAL):
                 break
-            if elapsed > self.waits.limit:
-                self.record(f"wait-{kind}", done=False, error="time limit")
-                raise LoopError(f"wait-{kind}: {ref} is still {state} after {elapsed:.0f} s (the loop's limit): "
-                                "rerun the same command later to wait again (nothing is pushed twice)")
-            self.sleep(delay)
-            delay = min(delay * self.waits.factor, self.waits.most)
         if state != "COMPLETE":
             self._forget(f"build-{kind}", f"push-{kind}", f"wait-{kind}")  # the rerun builds and pushes anew
             try:
@@ -218,7 +219,18 @@ class Loop:
             failure = " ".join(scrub(getattr(status, "failure", "") or "no message").split())
             raise LoopError(f"wait-{kind}: {ref} ended {state}: {failure} — fix it, then rerun the same command "
                             f"(it builds and pushes a new version)")
-        self.record(f"wait-{kind}", done=True, status=state, seconds=round(time.monotonic() - began))
+        self.record(f"wait-{kind}", done=True, status=state, seconds=round(elapsed))
+
+    def _polls(self, past_limit: Callable[[float], str]) -> Iterator[float]:
+        """The seconds elapsed before each poll, sleeping between polls with back-off (``Waits``); past the limit,
+        LoopError(``past_limit(elapsed)``). The caller breaks out when what it waits for has happened."""
+        began, delay = time.monotonic(), self.waits.first
+        while True:
+            yield time.monotonic() - began
+            if time.monotonic() - began > self.waits.limit:
+                raise LoopError(past_limit(time.monotonic() - began))
+            self.sleep(delay)
+            delay = min(delay * self.waits.factor, self.waits.most)
 
     def _forget(self, *steps: str) -> None:
         for name in steps:
@@ -294,18 +306,21 @@ class Loop:
             else:
                 self.client.version_dataset(folder, message, dir_mode=dir_mode)
             self.record("weights", sent=True, sending=False)
-        began, delay = time.monotonic(), self.waits.first
-        while (state := self.client.dataset_status(self.weights)) != "ready":
+        state: str | None = None
+
+        def past_limit(seconds: float) -> str:
+            return (f"weights: {self.weights} is still {state} after {seconds:.0f} s: rerun the same command later "
+                    "(it is not sent again)")
+
+        for _ in self._polls(past_limit):
+            state = self.client.dataset_status(self.weights)
+            if state == "ready":
+                break
             if state in ("failed", "deleted", "error"):
                 self._forget("weights")
                 raise LoopError(f"weights: {self.weights} is {state} on Kaggle: open "
                                 f"https://www.kaggle.com/datasets/{self.weights}, then rerun the same command (it "
                                 "versions the dataset again)")
-            if time.monotonic() - began > self.waits.limit:
-                raise LoopError(f"weights: {self.weights} is still {state} after {time.monotonic() - began:.0f} s: "
-                                "rerun the same command later (it is not sent again)")
-            self.sleep(delay)
-            delay = min(delay * self.waits.factor, self.waits.most)
         shutil.rmtree(folder, ignore_errors=True)
         self.record("weights", done=True, dataset=self.weights)
         self.say(f"weights dataset {self.weights}: ready")
@@ -351,11 +366,10 @@ class Loop:
 
     def message(self) -> str:
         """The submission's description: the loop and every kernel version it sent (unique per loop and attempt)."""
-        versions = ", ".join(f"{step.removeprefix('push-')} v{self.step(step)['version']}" for step in self.steps
-                             if step.startswith("push-"))
         local = self.step("get-train").get("local_cv")
         fused = f" fusing {' '.join(self.fuse)}" if self.fuse else ""
-        return f"digitkit make kaggle RUN={self.name}{fused}: {versions}" + (f", local CV {local}" if local else "")
+        return f"digitkit make kaggle RUN={self.name}{fused}: {self._versions()}" + (
+            f", local CV {local}" if local else "")
 
     def _submit(self) -> None:
         from tools import submissions
@@ -381,18 +395,14 @@ class Loop:
     def _score(self) -> None:
         from tools import submissions
 
-        ref, began, delay = self.step("submit")["ref"], time.monotonic(), self.waits.first
-        while True:
+        ref = self.step("submit")["ref"]
+        for _ in self._polls(lambda seconds: f"score: submission {ref} has no public score after {seconds:.0f} s: "
+                                             "rerun the same command later (it is not submitted again)"):
             found = next((s for s in self.client.submissions() if int(getattr(s, "ref", -1)) == ref), None)
             score = submissions.score_of(getattr(found, "public_score", None)) if found is not None else None
             status = str(getattr(found, "status", "")).rsplit(".", 1)[-1] if found is not None else ""
             if score is not None or status == "ERROR":
                 break
-            if time.monotonic() - began > self.waits.limit:
-                raise LoopError(f"score: submission {ref} has no public score after {time.monotonic() - began:.0f} s:"
-                                " rerun the same command later (it is not submitted again)")
-            self.sleep(delay)
-            delay = min(delay * self.waits.factor, self.waits.most)
         if status == "ERROR":
             raise LoopError(f"score: Kaggle could not score submission {ref}: "
                             f"{getattr(found, 'error_description', '') or 'no message'}")
